@@ -1,0 +1,49 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SEEDS ?= seeds
+SEARCH_INDEX_DIR ?= data/index
+export SEARCH_INDEX_DIR
+# CPU-only torch. Pip finds the wheel through its find-links here; elsewhere set
+# TORCH_INDEX_URL to PyTorch's CPU wheel index so a multi-GB CUDA build is never pulled.
+TORCH_VERSION := 2.13.0
+TORCH_INDEX_URL ?=
+PIP_TORCH_ARGS := $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL),)
+
+.PHONY: run test install install-test index lint typecheck clean
+
+run: install index
+	$(BIN)/python -m app
+
+test: install-test
+	$(BIN)/python -m pytest
+
+index: install
+	$(BIN)/python -m indexer build --source $(SEEDS) --out $(SEARCH_INDEX_DIR) --if-stale
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet $(PIP_TORCH_ARGS) torch==$(TORCH_VERSION)
+
+$(VENV)/.installed: $(VENV)/bin/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+lint:
+	$(BIN)/ruff check app indexer tests
+	$(BIN)/ruff format --check app indexer tests
+
+typecheck:
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) data build *.egg-info

@@ -1,0 +1,74 @@
+"""``create_app()``: the FastAPI application, assembled from settings and routers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
+from prometheus_fastapi_instrumentator import Instrumentator
+
+from app.errors import install_error_handlers
+from app.limits import BodySizeLimitMiddleware
+from app.routes import documents, health, search
+from app.routes.health import service_version
+from app.service import EmbedderFactory, SearchService, StartupError
+from app.settings import Settings
+
+logger = logging.getLogger("app")
+
+DESCRIPTION = """
+Ask a question in natural language; get back the passages of the indexed articles that
+answer it best, each with its source document, title and exact character offsets
+(`document.text[start:end] == passage`). `GET /documents/{doc_id}` returns the full text
+to show a passage in context.
+"""
+
+
+def create_app(settings: Settings | None = None, embedder_factory: EmbedderFactory | None = None) -> FastAPI:
+    settings = settings or Settings()
+    service = SearchService(settings, embedder_factory)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            service.open_index()
+        except StartupError as error:
+            logger.error("%s", error)
+            raise
+        # The model takes seconds to load: /health answers meanwhile, /ready says 503.
+        loading = asyncio.create_task(asyncio.to_thread(service.load_model))
+        loading.add_done_callback(_log_failure)
+        try:
+            yield
+        finally:
+            service.draining = True
+            with contextlib.suppress(Exception):
+                await loading
+
+    # Docs assets are served from the installed package, so /docs works with no internet.
+    app = FastAPIOffline(
+        title="Semantic Search",
+        version=service_version(),
+        description=DESCRIPTION,
+        root_path=settings.root_path,
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    app.include_router(search.router)
+    app.include_router(documents.router)
+    app.include_router(health.router)
+    Instrumentator(excluded_handlers=["/metrics", "/health", "/ready"]).instrument(app).expose(
+        app, include_in_schema=False
+    )
+    return app
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("the service will not become ready: %s", task.exception())

@@ -1,0 +1,60 @@
+"""Probes and facts: ``/health`` (alive), ``/ready`` (can answer searches), ``/info``."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import APIRouter, status
+from fastapi.responses import JSONResponse
+
+from app.deps import IndexDep, ServiceDep
+from app.schemas import Health, Info, Readiness
+
+router = APIRouter(tags=["service"])
+
+
+def service_version() -> str:
+    try:
+        return version("semantic-search")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@router.get("/health", response_model=Health)
+def health() -> Health:
+    """200 while the process is up, whether or not the model has loaded."""
+    return Health(status="ok")
+
+
+@router.get(
+    "/ready",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Still loading, failed, or shutting down."}},
+)
+def ready(service: ServiceDep) -> Readiness | JSONResponse:
+    """200 once the model and index are loaded; 503 before that and while shutting down."""
+    if service.ready:
+        return Readiness(status="ready")
+    if service.draining:
+        detail = "shutting down"
+    else:
+        detail = service.load_error or "loading the model"
+    body = Readiness(status="unavailable", detail=detail)
+    return JSONResponse(body.model_dump(), status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+@router.get("/info", response_model=Info)
+def info(index: IndexDep) -> Info:
+    """What is being served: model, index size, when it was built and how."""
+    manifest = index.manifest
+    return Info(
+        version=service_version(),
+        model=manifest.model.name,
+        dimension=manifest.model.dimension,
+        documents=manifest.counts.documents,
+        passages=manifest.counts.passages,
+        built_at=manifest.built_at,
+        index_format_version=manifest.format_version,
+        chunking=manifest.chunking.model_dump(),
+        store=manifest.store.kind,
+    )

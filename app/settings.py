@@ -1,0 +1,24 @@
+"""Service configuration, read from ``SEARCH_*`` environment variables (and a ``.env`` file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from indexer.embedding import DEFAULT_MODEL
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SEARCH_", env_file=".env", extra="ignore")
+
+    index_dir: Path = Field(Path("data/index"), description="Index directory to serve.")
+    model: str = Field(DEFAULT_MODEL, description="Embedding model: a name or a local directory.")
+    root_path: str = Field("", description="Path prefix the service is mounted under by a proxy.")
+    host: str = Field(
+        "127.0.0.1", validation_alias=AliasChoices("SEARCH_HOST", "HOST"), description="Bind address."
+    )
+    port: int = Field(8000, validation_alias=AliasChoices("SEARCH_PORT", "PORT"), description="Bind port.")
+    max_body_bytes: int = Field(65_536, description="Larger request bodies get 413.")
+    log_level: str = Field("info", description="Uvicorn and application log level.")

@@ -1,0 +1,65 @@
+"""The FAISS implementation of the vector store: exact inner-product search by default."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from pathlib import Path
+from typing import ClassVar, Self
+
+import faiss
+import numpy as np
+
+from indexer.store import Ids, Matrix, Scores
+
+VECTORS_FILE = "vectors.faiss"
+
+
+class FaissStore:
+    kind: ClassVar[str] = "faiss"
+
+    def __init__(self, index: faiss.Index) -> None:
+        self._index = index
+        self.dimension = int(index.d)
+
+    @classmethod
+    def create(cls, dimension: int, factory: str = "Flat") -> Self:
+        # IDMap2 keeps our own ids (passage rows) and supports removal and reconstruction.
+        return cls(faiss.index_factory(dimension, f"IDMap2,{factory}", faiss.METRIC_INNER_PRODUCT))
+
+    def add(self, ids: Ids, vectors: Matrix) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
+            raise ValueError(f"expected vectors of shape (n, {self.dimension}), got {vectors.shape}")
+        if len(ids) != len(vectors):
+            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+        self._index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+
+    def search(
+        self, queries: Matrix, k: int, *, allowed: Collection[int] | None = None
+    ) -> tuple[Scores, Ids]:
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dimension)
+        if k <= 0 or len(self) == 0 or (allowed is not None and len(allowed) == 0):
+            return (
+                np.full((len(queries), max(k, 0)), -np.inf, dtype=np.float32),
+                np.full((len(queries), max(k, 0)), -1, dtype=np.int64),
+            )
+        params = None
+        if allowed is not None:
+            selector = faiss.IDSelectorBatch(np.fromiter(allowed, dtype=np.int64))
+            params = faiss.SearchParameters(sel=selector)
+        scores, ids = self._index.search(queries, k, params=params)
+        return scores.astype(np.float32, copy=False), ids.astype(np.int64, copy=False)
+
+    def remove(self, ids: Ids) -> int:
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))
+        return int(self._index.remove_ids(selector))
+
+    def save(self, directory: Path) -> None:
+        faiss.write_index(self._index, str(directory / VECTORS_FILE))
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        return cls(faiss.read_index(str(directory / VECTORS_FILE)))
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)

@@ -1,0 +1,60 @@
+"""The vector store protocol, and the factory that picks an implementation by name.
+
+The service and the index builder talk only to this protocol, so another engine can be
+added without touching either. Every store must pass ``tests/contract/test_store_contract.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from pathlib import Path
+from typing import Protocol, Self
+
+import numpy as np
+import numpy.typing as npt
+
+Ids = npt.NDArray[np.int64]
+Scores = npt.NDArray[np.float32]
+Matrix = npt.NDArray[np.float32]
+
+
+class VectorStore(Protocol):
+    """Vectors keyed by int64 ids, searched by inner product (cosine on unit vectors)."""
+
+    kind: str
+    dimension: int
+
+    @classmethod
+    def create(cls, dimension: int) -> Self: ...
+
+    def add(self, ids: Ids, vectors: Matrix) -> None: ...
+
+    def search(
+        self, queries: Matrix, k: int, *, allowed: Collection[int] | None = None
+    ) -> tuple[Scores, Ids]:
+        """Best ``k`` per query row, best first; missing slots have id -1.
+
+        ``allowed`` restricts the search to those ids.
+        """
+        ...
+
+    def remove(self, ids: Ids) -> int:
+        """Remove these ids; returns how many were present."""
+        ...
+
+    def save(self, directory: Path) -> None: ...
+
+    @classmethod
+    def load(cls, directory: Path) -> Self: ...
+
+    def __len__(self) -> int: ...
+
+
+def store_class(kind: str) -> type[VectorStore]:
+    """The store implementation registered under ``kind`` (as recorded in a manifest)."""
+    from indexer.faiss_store import FaissStore
+
+    classes: dict[str, type[VectorStore]] = {FaissStore.kind: FaissStore}
+    if kind not in classes:
+        raise ValueError(f"unknown vector store {kind!r}; known: {', '.join(sorted(classes))}")
+    return classes[kind]

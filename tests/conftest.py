@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from indexer.chunking import ChunkingParams
+from indexer.index import SearchIndex, build_index
+from indexer.loading import load_corpus
+from tests.fakes import HashingEmbedder
+
+REPO = Path(__file__).resolve().parent.parent
+SEEDS = REPO / "seeds"
+RUSSIA_DOC = "004_6fdace10fca785c4.txt"
+OPPOSITION_DOC = "000_0909487afc4c8a60.txt"
+
+
+def write_articles(directory: Path, articles: dict[str, str]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in articles.items():
+        (directory / name).write_text(text, encoding="utf-8")
+    return directory
+
+
+@pytest.fixture
+def fake_embedder() -> HashingEmbedder:
+    return HashingEmbedder()
+
+
+@pytest.fixture
+def seed_index_dir(tmp_path: Path, fake_embedder: HashingEmbedder) -> Path:
+    """The seed articles indexed with the fake embedder (small windows, so several passages)."""
+    out = tmp_path / "index"
+    build_index(load_corpus(SEEDS), out, fake_embedder, ChunkingParams(max_tokens=64), source_label="seeds")
+    return out
+
+
+@pytest.fixture
+def seed_index(seed_index_dir: Path) -> SearchIndex:
+    return SearchIndex.open(seed_index_dir)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tier of a test is the folder it lives in: unit, contract, api or e2e."""
+    tiers = {"unit", "contract", "api", "e2e"}
+    for item in items:
+        folder = Path(str(item.fspath)).parent.name
+        if folder in tiers:
+            item.add_marker(getattr(pytest.mark, folder))
