@@ -17,7 +17,8 @@ PIP_TORCH_ARGS := $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL),)
 run: install index
 	$(BIN)/python -m app
 
-test: install-test
+# Static checks first (seconds), then every test tier: unit, contract, api, e2e.
+test: install-test lint typecheck
 	$(BIN)/python -m pytest
 
 index: install
@@ -38,11 +39,11 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-lint:
+lint: install-test
 	$(BIN)/ruff check app indexer tests
 	$(BIN)/ruff format --check app indexer tests
 
-typecheck:
+typecheck: install-test
 	$(BIN)/mypy
 
 clean:

@@ -23,6 +23,7 @@ def main() -> None:
         factory=True,
         host=settings.host,
         port=settings.port,
+        root_path=settings.root_path,
         log_level=settings.log_level,
         proxy_headers=True,
         timeout_graceful_shutdown=10,

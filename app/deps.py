@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
-from indexer.index import SearchIndex
-from indexer.search import Searcher
 
 from app.service import SearchService
+from indexer.index import SearchIndex
+from indexer.search import Searcher
 
 
 def get_service(request: Request) -> SearchService:
@@ -28,7 +28,9 @@ def get_index(service: ServiceDep) -> SearchIndex:
 def get_searcher(service: ServiceDep) -> Searcher:
     if service.searcher is None:
         detail = service.load_error or "the model is still loading; retry in a few seconds"
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail, headers={"Retry-After": "2"})
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail, headers={"Retry-After": "2"}
+        )
     return service.searcher
 
 
@@ -38,7 +40,8 @@ def require_json(request: Request) -> None:
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise HTTPException(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-            f"send the request body as JSON (Content-Type: application/json), not {media_type or 'nothing'}",
+            "send the request body as JSON (Content-Type: application/json), "
+            f"not {media_type or 'nothing'}",
         )
 
 

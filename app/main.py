@@ -28,7 +28,9 @@ to show a passage in context.
 """
 
 
-def create_app(settings: Settings | None = None, embedder_factory: EmbedderFactory | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, embedder_factory: EmbedderFactory | None = None
+) -> FastAPI:
     settings = settings or Settings()
     service = SearchService(settings, embedder_factory)
 
@@ -54,7 +56,6 @@ def create_app(settings: Settings | None = None, embedder_factory: EmbedderFacto
         title="Semantic Search",
         version=service_version(),
         description=DESCRIPTION,
-        root_path=settings.root_path,
         lifespan=lifespan,
     )
     app.state.service = service

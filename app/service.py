@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from app.settings import Settings
 from indexer.embedding import Embedder, SentenceTransformerEmbedder
 from indexer.index import IndexLoadError, SearchIndex
 from indexer.search import Searcher
-
-from app.settings import Settings
 
 logger = logging.getLogger("app")
 
@@ -38,11 +37,14 @@ class SearchService:
 
     def open_index(self) -> SearchIndex:
         directory = self.settings.index_dir
-        rebuild = f"python -m indexer build --source seeds --out {directory} --model {self.settings.model}"
+        model = self.settings.model
+        rebuild = f"python -m indexer build --source seeds --out {directory} --model {model}"
         try:
             index = SearchIndex.open(directory)
         except IndexLoadError as error:
-            raise StartupError(f"Cannot serve the index at {directory}: {error}. Build it with: {rebuild}") from error
+            raise StartupError(
+                f"Cannot serve the index at {directory}: {error}. Build it with: {rebuild}"
+            ) from error
         if index.manifest.model.name != self.settings.model:
             raise StartupError(
                 f"The index at {directory} was built with model {index.manifest.model.name!r}, "
@@ -69,4 +71,3 @@ class SearchService:
             len(self.index.passages),
             self.settings.model,
         )
-

@@ -15,10 +15,16 @@ class Settings(BaseSettings):
 
     index_dir: Path = Field(Path("data/index"), description="Index directory to serve.")
     model: str = Field(DEFAULT_MODEL, description="Embedding model: a name or a local directory.")
-    root_path: str = Field("", description="Path prefix the service is mounted under by a proxy.")
-    host: str = Field(
-        "127.0.0.1", validation_alias=AliasChoices("SEARCH_HOST", "HOST"), description="Bind address."
+    root_path: str = Field(
+        "", description="Path prefix a proxy serves the service under (e.g. /search-api)."
     )
-    port: int = Field(8000, validation_alias=AliasChoices("SEARCH_PORT", "PORT"), description="Bind port.")
+    host: str = Field(
+        "127.0.0.1",
+        validation_alias=AliasChoices("SEARCH_HOST", "HOST"),
+        description="Bind address.",
+    )
+    port: int = Field(
+        8000, validation_alias=AliasChoices("SEARCH_PORT", "PORT"), description="Bind port."
+    )
     max_body_bytes: int = Field(65_536, description="Larger request bodies get 413.")
     log_level: str = Field("info", description="Uvicorn and application log level.")

@@ -8,6 +8,7 @@ window has to cut through running text (so no sentence loses its neighbour's con
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -84,9 +85,11 @@ class Chunker:
         for paragraph, (p_start, p_end) in enumerate(_paragraph_spans(text)):
             # Only the sentence starts are taken from the segmenter; the units are rebuilt
             # from them so they always partition the paragraph, whatever it returns.
-            starts = sorted({p_start} | {p_start + s for s, _ in nupunkt.sent_spans(text[p_start:p_end])})
+            starts = sorted(
+                {p_start} | {p_start + s for s, _ in nupunkt.sent_spans(text[p_start:p_end])}
+            )
             bounds = [s for s in starts if p_start <= s < p_end] + [p_end]
-            for s, e in zip(bounds, bounds[1:], strict=False):
+            for s, e in itertools.pairwise(bounds):
                 s, e = _trim(text, s, e)
                 if s < e:
                     yield from self._fit(text, s, e, paragraph)
@@ -116,7 +119,9 @@ class Chunker:
         # Token counts of neighbouring sentences almost always add up; verify the window anyway.
         while last > first and self.count(text[units[first].start : units[last].end]) > limit:
             last -= 1
-        cut_mid_paragraph = last + 1 < len(units) and units[last + 1].paragraph == units[last].paragraph
+        cut_mid_paragraph = (
+            last + 1 < len(units) and units[last + 1].paragraph == units[last].paragraph
+        )
         if cut_mid_paragraph and units[last].paragraph != units[first].paragraph:
             # Keep the unfinished paragraph together in the next window instead.
             while units[last].paragraph == units[last + 1].paragraph:
@@ -141,7 +146,7 @@ class Chunker:
 
 def _paragraph_spans(text: str) -> list[tuple[int, int]]:
     bounds = [0, *(m.end() for m in _PARAGRAPH_BREAK.finditer(text)), len(text)]
-    return [(s, e) for s, e in zip(bounds, bounds[1:], strict=False) if s < e]
+    return [(s, e) for s, e in itertools.pairwise(bounds) if s < e]
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:

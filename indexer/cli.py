@@ -37,10 +37,12 @@ def build(
     out: IndexDirOption = Path("data/index"),
     model: ModelOption = DEFAULT_MODEL,
     max_tokens: Annotated[
-        int, typer.Option(envvar="SEARCH_CHUNK_MAX_TOKENS", help="Passage size limit in model tokens.")
+        int,
+        typer.Option(envvar="SEARCH_CHUNK_MAX_TOKENS", help="Passage size limit in model tokens."),
     ] = DEFAULT_MAX_TOKENS,
     overlap: Annotated[
-        float, typer.Option(envvar="SEARCH_CHUNK_OVERLAP", help="Share of a window repeated in the next.")
+        float,
+        typer.Option(envvar="SEARCH_CHUNK_OVERLAP", help="Share of a window repeated in the next."),
     ] = DEFAULT_OVERLAP,
     batch_size: Annotated[int, typer.Option(help="Passages per embedding batch.")] = 64,
     if_stale: Annotated[
@@ -65,7 +67,13 @@ def build(
     try:
         embedder = SentenceTransformerEmbedder(model)
         report = build_index(
-            corpus, out, embedder, params, source_label=str(source), progress=progress, batch_size=batch_size
+            corpus,
+            out,
+            embedder,
+            params,
+            source_label=str(source),
+            progress=progress,
+            batch_size=batch_size,
         )
     except (BuildError, ModelLoadError) as error:
         raise _fail(str(error)) from None
@@ -85,7 +93,9 @@ def search(
     source: Annotated[
         list[str] | None, typer.Option(help="Only search this document (repeatable).")
     ] = None,
-    min_score: Annotated[float | None, typer.Option(help="Drop passages scoring below this.")] = None,
+    min_score: Annotated[
+        float | None, typer.Option(help="Drop passages scoring below this.")
+    ] = None,
 ) -> None:
     """Print the passages that best answer QUERY, with their source and character offsets."""
     if not query.strip():
@@ -94,7 +104,9 @@ def search(
         searcher = Searcher(SearchIndex.open(index), SentenceTransformerEmbedder(model))
         hits = searcher.search(query.strip(), k=k, sources=source, min_score=min_score)
     except IndexLoadError as error:
-        raise _fail(f"{error}; build it with: python -m indexer build --out {index} --model {model}") from None
+        raise _fail(
+            f"{error}; build it with: python -m indexer build --out {index} --model {model}"
+        ) from None
     except ModelLoadError as error:
         raise _fail(str(error)) from None
     except UnknownDocumentError as error:

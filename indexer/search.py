@@ -61,4 +61,9 @@ class Searcher:
 
     def _hit(self, rank: int, score: float, row: int) -> Hit:
         passage = self.index.passages[row]
-        return Hit(rank=rank, score=score, passage=passage, title=self.index.documents[passage.doc_id].title)
+        return Hit(
+            rank=rank,
+            score=score,
+            passage=passage,
+            title=self.index.documents[passage.doc_id].title,
+        )

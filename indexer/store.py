@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from pathlib import Path
-from typing import Protocol, Self
+from typing import ClassVar, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +21,7 @@ Matrix = npt.NDArray[np.float32]
 class VectorStore(Protocol):
     """Vectors keyed by int64 ids, searched by inner product (cosine on unit vectors)."""
 
-    kind: str
+    kind: ClassVar[str]
     dimension: int
 
     @classmethod

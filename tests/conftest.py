@@ -31,7 +31,9 @@ def fake_embedder() -> HashingEmbedder:
 def seed_index_dir(tmp_path: Path, fake_embedder: HashingEmbedder) -> Path:
     """The seed articles indexed with the fake embedder (small windows, so several passages)."""
     out = tmp_path / "index"
-    build_index(load_corpus(SEEDS), out, fake_embedder, ChunkingParams(max_tokens=64), source_label="seeds")
+    build_index(
+        load_corpus(SEEDS), out, fake_embedder, ChunkingParams(max_tokens=64), source_label="seeds"
+    )
     return out
 
 

@@ -25,7 +25,10 @@ def list_documents(
         total=len(index.documents),
         documents=[
             DocumentSummary(
-                doc_id=d.doc_id, title=d.title, chars=len(d.text), passages=index.passage_count(d.doc_id)
+                doc_id=d.doc_id,
+                title=d.title,
+                chars=len(d.text),
+                passages=index.passage_count(d.doc_id),
             )
             for d in page
         ],

@@ -29,16 +29,15 @@ def health() -> Health:
 @router.get(
     "/ready",
     response_model=Readiness,
-    responses={503: {"model": Readiness, "description": "Still loading, failed, or shutting down."}},
+    responses={
+        503: {"model": Readiness, "description": "Still loading, failed, or shutting down."}
+    },
 )
 def ready(service: ServiceDep) -> Readiness | JSONResponse:
     """200 once the model and index are loaded; 503 before that and while shutting down."""
     if service.ready:
         return Readiness(status="ready")
-    if service.draining:
-        detail = "shutting down"
-    else:
-        detail = service.load_error or "loading the model"
+    detail = "shutting down" if service.draining else service.load_error or "loading the model"
     body = Readiness(status="unavailable", detail=detail)
     return JSONResponse(body.model_dump(), status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
 

@@ -6,7 +6,6 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, status
-from indexer.search import Searcher, UnknownDocumentError
 
 from app.deps import SearcherDep, require_json
 from app.schemas import (
@@ -20,6 +19,7 @@ from app.schemas import (
     Sources,
     TopK,
 )
+from indexer.search import Searcher, UnknownDocumentError
 
 router = APIRouter(tags=["search"])
 
@@ -103,4 +103,6 @@ def _search(searcher: Searcher, request: SearchRequest) -> SearchResponse:
         )
         for hit in hits
     ]
-    return SearchResponse(query=request.query, took_ms=round(took_ms, 3), total=len(results), results=results)
+    return SearchResponse(
+        query=request.query, took_ms=round(took_ms, 3), total=len(results), results=results
+    )

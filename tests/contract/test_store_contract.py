@@ -93,7 +93,8 @@ def test_save_and_load_round_trip(store: VectorStore, tmp_path: Path) -> None:
     vectors = filled(store)
     store.save(tmp_path)
     loaded = type(store).load(tmp_path)
-    assert len(loaded) == len(store) and loaded.dimension == DIM
+    assert len(loaded) == len(store)
+    assert loaded.dimension == DIM
     query = unit_vectors(1, seed=3)
     assert loaded.search(query, 10)[1].tolist() == store.search(query, 10)[1].tolist()
     assert store_class(store.kind) is type(store)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,13 +17,22 @@ REAL_TOKENIZER = HuggingFaceTokenizer.from_model()
 
 # Prose-like text with the characters that break naive offset arithmetic.
 _ALPHABET = st.sampled_from(
-    list("abcdefghij ABC.?!,;:\"'“”‘’—–-()[]\n\n\t 0123456789éßü中文") + ["\r\n", "...", "U.S. ", "Mr. ", "😀"]
+    [
+        *"abcdefghij ABC.?!,;:\"'“”‘’—–-()[]\n\n\t 0123456789éßü中文",
+        "\r\n",
+        "...",
+        "U.S. ",
+        "Mr. ",
+        "😀",
+    ]
 )
 prose = st.lists(_ALPHABET, max_size=600).map("".join)
 any_text = st.text(max_size=400)
 
 
-def assert_well_formed(document: Document, passages: list[Passage], tokenizer: Tokenizer, limit: int) -> None:
+def assert_well_formed(
+    document: Document, passages: list[Passage], tokenizer: Tokenizer, limit: int
+) -> None:
     text = document.text
     covered = [False] * len(text)
     for index, passage in enumerate(passages):
@@ -38,7 +49,11 @@ def assert_well_formed(document: Document, passages: list[Passage], tokenizer: T
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(text=st.one_of(prose, any_text), limit=st.integers(8, 40), overlap=st.sampled_from([0.0, 0.2, 0.4]))
+@given(
+    text=st.one_of(prose, any_text),
+    limit=st.integers(8, 40),
+    overlap=st.sampled_from([0.0, 0.2, 0.4]),
+)
 def test_passages_are_exact_slices_covering_the_text_within_the_limit(
     text: str, limit: int, overlap: float
 ) -> None:
@@ -82,7 +97,8 @@ def test_windows_end_at_whole_sentences() -> None:
     text = " ".join(sentences)
     passages = Chunker(WordTokenizer(), ChunkingParams(20, 0.0)).chunk(Document("d", "t", text))
     for passage in passages:
-        assert passage.text.startswith("Sentence number") and passage.text.endswith("is here.")
+        assert passage.text.startswith("Sentence number")
+        assert passage.text.endswith("is here.")
     assert [len(WordTokenizer().token_spans(p.text)) for p in passages] == [18] * 10
 
 
@@ -91,10 +107,11 @@ def test_overlap_repeats_whole_trailing_sentences_within_a_paragraph() -> None:
     text = " ".join(sentences)
     passages = Chunker(WordTokenizer(), ChunkingParams(20, 0.4)).chunk(Document("d", "t", text))
     assert len(passages) > 2
-    for previous, current in zip(passages, passages[1:], strict=False):
+    for previous, current in itertools.pairwise(passages):
         assert current.start < previous.end, "consecutive windows should share sentences"
         shared = text[current.start : previous.end]
-        assert shared.startswith("Fact") and shared.endswith("holds.")
+        assert shared.startswith("Fact")
+        assert shared.endswith("holds.")
         assert len(WordTokenizer().token_spans(shared)) <= 8
 
 
@@ -103,7 +120,8 @@ def test_paragraphs_are_not_split_when_they_fit_a_window() -> None:
     text = "\n\n".join(paragraphs)
     passages = Chunker(WordTokenizer(), ChunkingParams(30, 0.2)).chunk(Document("d", "t", text))
     for passage in passages:
-        assert passage.text.startswith("P") and passage.text.endswith("line 2.")
+        assert passage.text.startswith("P")
+        assert passage.text.endswith("line 2.")
     assert [p.text.count("\n\n") for p in passages] == [1, 1, 1]
 
 

@@ -27,7 +27,9 @@ def test_index_directory_has_manifest_vectors_passages_and_documents(seed_index_
     assert manifest["chunking"] == {"max_tokens": 64, "overlap": 0.2, "segmenter": "nupunkt"}
     assert manifest["counts"]["documents"] == 2
     assert set(manifest["corpus"]["checksums"]) == {p.name for p in SEEDS.iterdir()}
-    passages = [json.loads(line) for line in (seed_index_dir / "passages.jsonl").read_text().splitlines()]
+    passages = [
+        json.loads(line) for line in (seed_index_dir / "passages.jsonl").read_text().splitlines()
+    ]
     assert manifest["counts"]["passages"] == len(passages) > 2
     assert manifest["built_at"].endswith("Z")
 
@@ -54,7 +56,13 @@ def test_a_crash_mid_build_keeps_the_previous_index(seed_index_dir: Path) -> Non
         mock.patch("indexer.index.write_manifest", side_effect=OSError("disk full")),
         pytest.raises(OSError, match="disk full"),
     ):
-        build_index(load_corpus(SEEDS), seed_index_dir, HashingEmbedder(), ChunkingParams(), source_label="s")
+        build_index(
+            load_corpus(SEEDS),
+            seed_index_dir,
+            HashingEmbedder(),
+            ChunkingParams(),
+            source_label="s",
+        )
     assert (seed_index_dir / "manifest.json").read_bytes() == before
     assert [p.name for p in seed_index_dir.parent.iterdir()] == ["index"]
 
@@ -62,14 +70,18 @@ def test_a_crash_mid_build_keeps_the_previous_index(seed_index_dir: Path) -> Non
 def test_build_refuses_to_overwrite_a_directory_that_is_not_an_index(tmp_path: Path) -> None:
     precious = write_articles(tmp_path / "notes", {"keep.txt": "Do not delete me."})
     with pytest.raises(BuildError, match="not an index directory"):
-        build_index(load_corpus(SEEDS), precious, HashingEmbedder(), ChunkingParams(), source_label="s")
+        build_index(
+            load_corpus(SEEDS), precious, HashingEmbedder(), ChunkingParams(), source_label="s"
+        )
     assert (precious / "keep.txt").read_text() == "Do not delete me."
 
 
 def test_build_with_no_documents_fails_clearly(tmp_path: Path) -> None:
     corpus = load_corpus(write_articles(tmp_path / "src", {"empty.txt": ""}))
     with pytest.raises(BuildError, match="no documents to index"):
-        build_index(corpus, tmp_path / "out", HashingEmbedder(), ChunkingParams(), source_label="src")
+        build_index(
+            corpus, tmp_path / "out", HashingEmbedder(), ChunkingParams(), source_label="src"
+        )
 
 
 def test_stale_reason_detects_every_kind_of_change(seed_index_dir: Path, tmp_path: Path) -> None:
@@ -77,17 +89,25 @@ def test_stale_reason_detects_every_kind_of_change(seed_index_dir: Path, tmp_pat
     params = ChunkingParams(max_tokens=64)
     assert stale_reason(seed_index_dir, corpus, "test/hashing-64", params) is None
     assert "model" in (stale_reason(seed_index_dir, corpus, "other-model", params) or "")
-    assert "ChunkingParams" in (stale_reason(seed_index_dir, corpus, "test/hashing-64", ChunkingParams()) or "")
-    edited = write_articles(tmp_path / "edited", {p.name: p.read_text(encoding="utf-8") for p in SEEDS.iterdir()})
+    assert "ChunkingParams" in (
+        stale_reason(seed_index_dir, corpus, "test/hashing-64", ChunkingParams()) or ""
+    )
+    edited = write_articles(
+        tmp_path / "edited", {p.name: p.read_text(encoding="utf-8") for p in SEEDS.iterdir()}
+    )
     (edited / "000_0909487afc4c8a60.txt").write_text("Changed\n\ntext", encoding="utf-8")
     (edited / "new.txt").write_text("New\n\narticle", encoding="utf-8")
     reason = stale_reason(seed_index_dir, load_corpus(edited), "test/hashing-64", params)
     assert reason == "the corpus changed (1 added, 1 changed, 0 removed)"
-    assert "does not exist" in (stale_reason(tmp_path / "none", corpus, "test/hashing-64", params) or "")
+    assert "does not exist" in (
+        stale_reason(tmp_path / "none", corpus, "test/hashing-64", params) or ""
+    )
 
 
-def test_opening_a_missing_or_damaged_index_says_what_is_wrong(seed_index_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(IndexLoadError, match="manifest.json does not exist"):
+def test_opening_a_missing_or_damaged_index_says_what_is_wrong(
+    seed_index_dir: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(IndexLoadError, match=r"manifest\.json does not exist"):
         SearchIndex.open(tmp_path / "missing")
     (seed_index_dir / "vectors.faiss").write_bytes(b"garbage")
     with pytest.raises(IndexLoadError, match="is damaged"):

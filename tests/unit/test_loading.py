@@ -27,7 +27,9 @@ def test_text_is_kept_byte_exact_including_crlf(tmp_path: Path) -> None:
 
 
 def test_bad_files_are_reported_by_name_and_skipped(tmp_path: Path) -> None:
-    write_articles(tmp_path, {"good.txt": "Good\n\nText.", "blank.txt": " \n\n ", "notes.md": "# x"})
+    write_articles(
+        tmp_path, {"good.txt": "Good\n\nText.", "blank.txt": " \n\n ", "notes.md": "# x"}
+    )
     (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     (tmp_path / ".hidden.txt").write_text("ignored")
     corpus = load_corpus(tmp_path)
@@ -87,3 +89,12 @@ def test_checksum_changes_with_title_or_text() -> None:
     assert base == document_checksum(Document("other-id", "T", "x"))
     assert base != document_checksum(Document("a", "T2", "x"))
     assert base != document_checksum(Document("a", "T", "x "))
+
+
+def test_seeds_are_the_shared_articles_byte_for_byte() -> None:
+    shared = SEEDS.parent.parent / "shared" / "seeds"
+    if not shared.is_dir():
+        pytest.skip("../shared/seeds is not beside this checkout")
+    assert sorted(p.name for p in SEEDS.iterdir()) == sorted(p.name for p in shared.iterdir())
+    for path in shared.iterdir():
+        assert (SEEDS / path.name).read_bytes() == path.read_bytes()

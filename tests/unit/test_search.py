@@ -39,7 +39,8 @@ def test_paging_past_the_end_returns_nothing(searcher: Searcher) -> None:
 
 def test_sources_restrict_results_to_those_documents(searcher: Searcher) -> None:
     hits = searcher.search("Russian troops in Caracas", k=100, sources=[OPPOSITION_DOC])
-    assert hits and {h.passage.doc_id for h in hits} == {OPPOSITION_DOC}
+    assert hits
+    assert {h.passage.doc_id for h in hits} == {OPPOSITION_DOC}
     assert len(hits) == searcher.index.passage_count(OPPOSITION_DOC)
     both = searcher.search("Russian troops in Caracas", k=100, sources=[OPPOSITION_DOC, RUSSIA_DOC])
     assert len(both) == len(searcher.index.passages)
@@ -55,7 +56,8 @@ def test_min_score_drops_weaker_passages(searcher: Searcher) -> None:
     hits = searcher.search("Russian troops in Caracas", k=100)
     threshold = hits[2].score
     kept = searcher.search("Russian troops in Caracas", k=100, min_score=threshold)
-    assert kept and all(h.score >= threshold for h in kept)
+    assert kept
+    assert all(h.score >= threshold for h in kept)
     assert len(kept) < len(hits)
     assert searcher.search("Russian troops in Caracas", min_score=1.0) == []
 

@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC
+
+QUERY = "Russian troops in Caracas"
+RESULT_FIELDS = {"rank", "score", "text", "source", "title", "doc_id", "chunk_id", "start", "end"}
+
+
+def test_get_search_returns_ranked_traceable_passages(client: TestClient) -> None:
+    response = client.get("/search", params={"q": QUERY, "k": 3})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["query"] == QUERY
+    assert body["total"] == len(body["results"]) == 3
+    assert body["took_ms"] >= 0
+    assert [r["rank"] for r in body["results"]] == [1, 2, 3]
+    for result in body["results"]:
+        assert set(result) == RESULT_FIELDS
+        assert result["source"] == result["doc_id"]
+        document = client.get(f"/documents/{result['doc_id']}").json()
+        assert document["text"][result["start"] : result["end"]] == result["text"]
+        assert document["title"] == result["title"]
+
+
+def test_post_search_answers_exactly_like_get(client: TestClient) -> None:
+    got = client.get("/search", params={"q": f"  {QUERY} ", "k": 4, "offset": 1}).json()
+    posted = client.post("/search", json={"query": QUERY, "k": 4, "offset": 1}).json()
+    for body in (got, posted):
+        body.pop("took_ms")
+    assert got == posted
+    assert got["query"] == QUERY
+    assert got["results"][0]["rank"] == 2
+
+
+def test_source_filter_is_repeatable_in_get_and_a_list_in_post(client: TestClient) -> None:
+    got = client.get("/search", params=[("q", QUERY), ("k", 50), ("source", OPPOSITION_DOC)]).json()
+    assert got["results"]
+    assert {r["doc_id"] for r in got["results"]} == {OPPOSITION_DOC}
+    params = [("q", QUERY), ("k", 50), ("source", OPPOSITION_DOC), ("source", RUSSIA_DOC)]
+    assert {r["doc_id"] for r in client.get("/search", params=params).json()["results"]} == {
+        OPPOSITION_DOC,
+        RUSSIA_DOC,
+    }
+    posted = client.post("/search", json={"query": QUERY, "k": 50, "source": [RUSSIA_DOC]}).json()
+    assert {r["doc_id"] for r in posted["results"]} == {RUSSIA_DOC}
+
+
+def test_min_score_filters(client: TestClient) -> None:
+    everything = client.get("/search", params={"q": QUERY, "k": 100}).json()["results"]
+    floor = everything[1]["score"]
+    kept = client.get("/search", params={"q": QUERY, "k": 100, "min_score": floor}).json()[
+        "results"
+    ]
+    assert 2 <= len(kept) < len(everything)
+    assert all(r["score"] >= floor for r in kept)
+
+
+def test_unknown_source_is_a_422_naming_it(client: TestClient) -> None:
+    response = client.get("/search", params={"q": QUERY, "source": "nope.txt"})
+    assert response.status_code == 422
+    assert "nope.txt" in response.json()["detail"]
+
+
+def _error_locations(body: dict[str, Any]) -> list[str]:
+    return [str(error["loc"][-1]) for error in body["detail"]]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({}, "q"),
+        ({"q": ""}, "q"),
+        ({"q": "   \n "}, "q"),
+        ({"q": "x" * 1001}, "q"),
+        ({"q": "ok", "k": 0}, "k"),
+        ({"q": "ok", "k": 101}, "k"),
+        ({"q": "ok", "k": "five"}, "k"),
+        ({"q": "ok", "k": "2.5"}, "k"),
+        ({"q": "ok", "offset": -1}, "offset"),
+        ({"q": "ok", "min_score": "high"}, "min_score"),
+        ({"q": "ok", "min_score": 2}, "min_score"),
+    ],
+)
+def test_bad_get_parameters_are_422_naming_the_field(
+    client: TestClient, params: dict[str, Any], field: str
+) -> None:
+    response = client.get("/search", params=params)
+    assert response.status_code == 422
+    assert _error_locations(response.json()) == [field]
+
+
+def test_a_query_of_exactly_1000_characters_after_trimming_is_accepted(client: TestClient) -> None:
+    assert client.get("/search", params={"q": "  " + "x" * 1000 + "  "}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "query"),
+        ({"query": " "}, "query"),
+        ({"query": "ok", "k": 1000}, "k"),
+        ({"query": "ok", "k": "many"}, "k"),
+        ({"query": "ok", "source": "not-a-list"}, "source"),
+        ({"query": "ok", "colour": "blue"}, "colour"),
+        ({"query": 42}, "query"),
+    ],
+)
+def test_bad_post_bodies_are_422_naming_the_field(
+    client: TestClient, body: dict[str, Any], field: str
+) -> None:
+    response = client.post("/search", json=body)
+    assert response.status_code == 422
+    assert field in _error_locations(response.json())
+
+
+def test_malformed_json_is_422_saying_so(client: TestClient) -> None:
+    response = client.post(
+        "/search", content=b'{"query": ', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["msg"] == "JSON decode error"
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_body_that_is_not_json_is_415(client: TestClient, content_type: str | None) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    response = client.post("/search", content=b"query=hello", headers=headers)
+    assert response.status_code == 415
+    assert "application/json" in response.json()["detail"]
+
+
+def test_an_oversized_body_is_413(client: TestClient) -> None:
+    response = client.post("/search", json={"query": "x" * 5000})
+    assert response.status_code == 413
+    assert "larger than 4096 bytes" in response.json()["detail"]
+
+
+def test_an_oversized_chunked_body_is_413(client: TestClient) -> None:
+    def chunks() -> Any:
+        yield b'{"query": "'
+        for _ in range(10):
+            yield b"x" * 1000
+        yield b'"}'
+
+    response = client.post(
+        "/search", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+
+
+def test_unknown_routes_and_methods_are_json(client: TestClient) -> None:
+    missing = client.get("/nope")
+    assert missing.status_code == 404
+    assert missing.json() == {"detail": "Not Found"}
+    wrong_method = client.delete("/search")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json() == {"detail": "Method Not Allowed"}
+
+
+def test_an_unexpected_failure_is_a_json_500_without_internals(client: TestClient) -> None:
+    searcher = client.app.state.service.searcher  # type: ignore[attr-defined]
+    searcher.embedder.encode = lambda *a, **k: (_ for _ in ()).throw(
+        RuntimeError("secret internals")
+    )
+    response = client.get("/search", params={"q": QUERY})
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal error; the server log has the details"}
+    assert "secret" not in response.text
+    assert "Traceback" not in response.text

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.service import StartupError
+from app.settings import Settings
+from tests.api.conftest import wait_until_ready
+from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC
+from tests.fakes import HashingEmbedder
+
+
+def test_health_ready_and_info(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/ready").json() == {"status": "ready", "detail": None}
+    info = client.get("/info").json()
+    assert info["model"] == "test/hashing-64"
+    assert info["dimension"] == 64
+    assert info["documents"] == 2
+    assert info["passages"] > 2
+    assert info["index_format_version"] == 1
+    assert info["chunking"] == {"max_tokens": 64, "overlap": 0.2, "segmenter": "nupunkt"}
+    assert info["version"] == "0.1.0"
+
+
+def test_ready_is_503_until_the_model_has_loaded(settings: Settings) -> None:
+    release = threading.Event()
+
+    def slow_model(name: str) -> HashingEmbedder:
+        release.wait(10)
+        return HashingEmbedder(name)
+
+    with TestClient(create_app(settings, slow_model)) as client:
+        assert client.get("/health").status_code == 200
+        waiting = client.get("/ready")
+        assert waiting.status_code == 503
+        assert waiting.json() == {"status": "unavailable", "detail": "loading the model"}
+        loading = client.get("/search", params={"q": "x"})
+        assert loading.status_code == 503
+        assert loading.headers["retry-after"] == "2"
+        assert client.get("/documents").status_code == 200  # the index itself is already open
+        release.set()
+        wait_until_ready(client)
+        assert client.get("/search", params={"q": "x"}).status_code == 200
+
+
+def test_a_model_that_fails_to_load_keeps_the_service_unready_with_the_reason(
+    settings: Settings,
+) -> None:
+    def broken_model(name: str) -> HashingEmbedder:
+        raise OSError("weights missing")
+
+    with TestClient(create_app(settings, broken_model)) as client:
+        for _ in range(100):
+            body = client.get("/ready").json()
+            if body["detail"] != "loading the model":
+                break
+            threading.Event().wait(0.02)
+        assert body == {
+            "status": "unavailable",
+            "detail": "loading model 'test/hashing-64' failed: weights missing",
+        }
+        assert client.get("/search", params={"q": "x"}).status_code == 503
+
+
+def test_documents_list_titles_sizes_and_passage_counts(client: TestClient) -> None:
+    body = client.get("/documents").json()
+    assert body["total"] == 2
+    assert [d["doc_id"] for d in body["documents"]] == [OPPOSITION_DOC, RUSSIA_DOC]
+    russia = body["documents"][1]
+    assert russia["title"].startswith("Mike Pompeo Calls Russia")
+    assert russia["chars"] == len((Path("seeds") / RUSSIA_DOC).read_bytes().decode("utf-8"))
+    assert russia["passages"] > 1
+    page = client.get("/documents", params={"limit": 1, "offset": 1}).json()
+    assert page["total"] == 2
+    assert [d["doc_id"] for d in page["documents"]] == [RUSSIA_DOC]
+
+
+def test_a_document_has_its_full_text_and_passage_spans(client: TestClient) -> None:
+    body = client.get(f"/documents/{RUSSIA_DOC}").json()
+    assert body["text"] == (Path("seeds") / RUSSIA_DOC).read_bytes().decode("utf-8")
+    assert body["chars"] == len(body["text"])
+    assert [p["chunk_id"] for p in body["passages"]] == list(range(len(body["passages"])))
+    assert body["passages"][0]["start"] == 0
+
+
+def test_an_unknown_document_is_404_json(client: TestClient) -> None:
+    response = client.get("/documents/nope.txt")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "no document with id 'nope.txt'"}
+
+
+def test_docs_and_openapi_are_served_without_a_cdn(client: TestClient) -> None:
+    docs = client.get("/docs").text
+    assert "/static-offline-docs/swagger-ui-bundle.js" in docs
+    assert "cdn" not in docs.lower()
+    assert client.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
+    assert "/static-offline-docs/redoc.standalone.js" in client.get("/redoc").text
+    spec = client.get("/openapi.json").json()
+    examples = spec["paths"]["/search"]["post"]["requestBody"]["content"]["application/json"][
+        "examples"
+    ]
+    assert examples["simple"]["value"]["query"] == "Russian military presence"
+    assert {"/search", "/documents", "/documents/{doc_id}", "/health", "/ready", "/info"} <= set(
+        spec["paths"]
+    )
+
+
+def test_a_root_path_prefixes_docs_assets_and_openapi(settings: Settings) -> None:
+    # The server sets the root path (uvicorn --root-path, or SEARCH_ROOT_PATH via python -m app).
+    with TestClient(create_app(settings, HashingEmbedder), root_path="/search-api") as client:
+        docs = client.get("/docs").text
+        assert "/search-api/openapi.json" in docs
+        assert "/search-api/static-offline-docs/swagger-ui-bundle.js" in docs
+        assert client.get("/openapi.json").json()["servers"] == [{"url": "/search-api"}]
+
+
+def test_metrics_are_exposed_for_prometheus(client: TestClient) -> None:
+    client.get("/search", params={"q": "x"})
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    assert 'handler="/search"' in metrics.text
+
+
+@pytest.mark.parametrize("damage", ["missing", "other-model"])
+def test_startup_refuses_a_missing_or_mismatched_index_in_one_sentence(
+    settings: Settings, tmp_path: Path, damage: str
+) -> None:
+    if damage == "missing":
+        settings = settings.model_copy(update={"index_dir": tmp_path / "nothing-here"})
+        expected = "manifest.json does not exist. Build it with: python -m indexer build"
+    else:
+        settings = settings.model_copy(update={"model": "sentence-transformers/all-MiniLM-L6-v2"})
+        expected = "was built with model 'test/hashing-64', but SEARCH_MODEL is"
+    with (
+        pytest.raises(StartupError, match=expected),
+        TestClient(create_app(settings, HashingEmbedder)),
+    ):
+        pass

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from indexer.embedding import HuggingFaceTokenizer
+from indexer.index import SearchIndex
+from tests.conftest import OPPOSITION_DOC, REPO, RUSSIA_DOC
+
+
+def top(client: TestClient, query: str, k: int = 3) -> list[dict[str, object]]:
+    response = client.get("/search", params={"q": query, "k": k})
+    assert response.status_code == 200, response.text
+    results: list[dict[str, object]] = response.json()["results"]
+    return results
+
+
+def test_russian_military_presence_finds_the_troops_passage_in_the_top_3(
+    real_client: TestClient,
+) -> None:
+    results = top(real_client, "Russian military presence")
+    about_troops = [
+        r
+        for r in results
+        if r["doc_id"] == RUSSIA_DOC
+        and re.search(r"Russian (troops|military|specialists)", str(r["text"]))
+    ]
+    assert about_troops, [r["text"] for r in results]
+    assert 0 < float(results[0]["score"]) <= 1  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("question", "doc_id", "evidence"),
+    [
+        (
+            "What did Pompeo say about keeping Venezuela's opposition unified?",
+            OPPOSITION_DOC,
+            "devilishly",
+        ),
+        ("medicine shortages caused by sanctions", OPPOSITION_DOC, "health sector"),
+        (
+            "What did Beijing and Moscow say about outside meddling?",
+            OPPOSITION_DOC,
+            "non-interference",
+        ),
+        ("Who is backing the self-declared interim president?", RUSSIA_DOC, "backing Guaido"),
+    ],
+)
+def test_paraphrased_questions_find_their_answer_in_the_top_3(
+    real_client: TestClient, question: str, doc_id: str, evidence: str
+) -> None:
+    results = top(real_client, question)
+    assert any(r["doc_id"] == doc_id and evidence in str(r["text"]) for r in results), [
+        (r["doc_id"], str(r["text"])[:80]) for r in results
+    ]
+
+
+def test_every_result_round_trips_against_the_document_endpoint(real_client: TestClient) -> None:
+    for query in ["Russian military presence", "health sector sanctions", "Lima Group statement"]:
+        for result in top(real_client, query, k=10):
+            document = real_client.get(f"/documents/{result['doc_id']}").json()
+            assert document["text"][result["start"] : result["end"]] == result["text"]  # type: ignore[index]
+
+
+def test_passages_respect_the_model_token_limit(real_index_dir: Path) -> None:
+    index = SearchIndex.open(real_index_dir)
+    tokenizer = HuggingFaceTokenizer.from_model(index.manifest.model.name)
+    limit = index.manifest.chunking.max_tokens
+    assert max(len(tokenizer.token_spans(p.text)) for p in index.passages) <= limit
+    assert index.manifest.model.dimension == 384
+
+
+def test_swagger_and_redoc_reference_no_external_host(real_client: TestClient) -> None:
+    for page in ["/docs", "/redoc"]:
+        html = real_client.get(page).text
+        assert re.findall(r"(?:https?:)?//[\w.-]+\.\w+", html) == [], page
+
+
+# --- the real entry point, as `make run` starts it --------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def served(real_index_dir: Path, tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    env = {**os.environ, "SEARCH_INDEX_DIR": str(real_index_dir), "PORT": str(port)}
+    log = tmp_path / "server.log"
+    with log.open("w") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "app"], cwd=REPO, env=env, stdout=sink, stderr=sink
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, "the server exited during startup"
+            assert time.monotonic() < deadline, "the server did not become ready in 60 s"
+            try:
+                if httpx.get(f"{base}/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        yield base
+    finally:
+        server.terminate()
+        # uvicorn shuts down gracefully, then re-raises SIGTERM so supervisors see the signal.
+        assert server.wait(30) in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in log.read_text(), log.read_text()
+
+
+def test_python_m_app_serves_search_over_http(served: str) -> None:
+    response = httpx.get(f"{served}/search", params={"q": "Russian military presence", "k": 3})
+    assert response.status_code == 200
+    assert any(r["doc_id"] == RUSSIA_DOC for r in response.json()["results"])
+    assert httpx.get(f"{served}/docs").status_code == 200
+
+
+def test_python_m_app_refuses_a_missing_index_in_one_sentence(tmp_path: Path) -> None:
+    env = {**os.environ, "SEARCH_INDEX_DIR": str(tmp_path / "none"), "PORT": str(_free_port())}
+    result = subprocess.run(
+        [sys.executable, "-m", "app"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "does not exist. Build it with: python -m indexer build" in lines[0]
