@@ -1,4 +1,4 @@
-"""Service configuration, read from ``SEARCH_*`` environment variables (and a ``.env`` file)."""
+"""Service configuration, read from ``SEARCH_*`` environment variables."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from indexer.embedding import DEFAULT_MODEL
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SEARCH_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SEARCH_", extra="ignore")
 
     index_dir: Path = Field(Path("data/index"), description="Index directory to serve.")
     model: str = Field(DEFAULT_MODEL, description="Embedding model: a name or a local directory.")
