@@ -58,7 +58,8 @@ class SentenceTransformerEmbedder:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
 
-        transformers_logging.disable_progress_bar()  # a per-weight bar on every start is noise
+        # A per-weight progress bar on every start is noise.
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
         path = resolve_model_path(model_name)
         try:
