@@ -58,6 +58,8 @@ def build(
         raise _fail(str(error)) from None
     for skipped in corpus.skipped:
         typer.secho(f"skipped {skipped.where}: {skipped.reason}", err=True, fg=typer.colors.YELLOW)
+    if not corpus.documents:  # say so before spending seconds loading the model
+        raise _fail(f"no documents to index in {source}")
     if if_stale:
         reason = stale_reason(out, corpus, model, params)
         if reason is None:

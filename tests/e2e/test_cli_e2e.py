@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from indexer.cli import app
+from tests.conftest import RUSSIA_DOC, SEEDS
+
+runner = CliRunner()
+
+
+def test_build_then_search_from_the_command_line(tmp_path: Path) -> None:
+    out = tmp_path / "index"
+    built = runner.invoke(
+        app, ["build", "--source", str(SEEDS), "--out", str(out), "--no-progress"]
+    )
+    assert built.exit_code == 0, built.output
+    assert built.output.startswith("indexed 2 documents into ")
+    assert "passages/s" in built.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"] == {"name": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384}
+
+    again = runner.invoke(app, ["build", "--source", str(SEEDS), "--out", str(out), "--if-stale"])
+    assert again.output == f"index at {out} is up to date (2 documents)\n"
+
+    found = runner.invoke(
+        app, ["search", "--index", str(out), "-k", "2", "Russian military presence"]
+    )
+    assert found.exit_code == 0, found.output
+    first = found.output.splitlines()[0]
+    assert first.startswith("1. score 0.") and RUSSIA_DOC in first
+    start, end = map(int, first.split("[")[1].split("]")[0].split(":"))
+    text = (SEEDS / RUSSIA_DOC).read_bytes().decode("utf-8")[start:end]
+    assert " ".join(text.split())[:60] in " ".join(found.output.split())

@@ -1,0 +1,61 @@
+"""The indexer CLI's paths that need no model: staleness checks and error reporting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from indexer.cli import app
+from tests.conftest import SEEDS, write_articles
+
+runner = CliRunner()
+
+
+def test_build_if_stale_skips_an_up_to_date_index_without_loading_the_model(
+    seed_index_dir: Path,
+) -> None:
+    args = ["build", "--source", str(SEEDS), "--out", str(seed_index_dir), "--if-stale"]
+    result = runner.invoke(app, [*args, "--model", "test/hashing-64", "--max-tokens", "64"])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"index at {seed_index_dir} is up to date (2 documents)\n"
+
+
+def test_build_reports_a_missing_source(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["build", "--source", str(tmp_path / "nope"), "--out", str(tmp_path / "i")]
+    )
+    assert result.exit_code == 1
+    assert "error: corpus source" in result.output and "does not exist" in result.output
+
+
+def test_build_reports_bad_chunking_settings(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["build", "--source", str(SEEDS), "--max-tokens", "2"])
+    assert result.exit_code == 1
+    assert "max_tokens must be at least 8" in result.output
+
+
+def test_build_names_skipped_files_and_refuses_an_empty_corpus(tmp_path: Path) -> None:
+    source = write_articles(tmp_path / "src", {"empty.txt": "   "})
+    (source / "binary.txt").write_bytes(b"\xff\xfe\x00bad")
+    result = runner.invoke(
+        app,
+        ["build", "--source", str(source), "--out", str(tmp_path / "index"), "--model", "test/x"],
+    )
+    assert result.exit_code == 1
+    assert "empty.txt: empty file" in result.output
+    assert "binary.txt: not UTF-8" in result.output
+    assert "no documents to index" in result.output
+    assert not (tmp_path / "index").exists()
+
+
+def test_search_on_a_missing_index_says_how_to_build_it(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["search", "anything", "--index", str(tmp_path / "none")])
+    assert result.exit_code == 1
+    assert "does not exist; build it with: python -m indexer build" in result.output
+
+
+def test_search_rejects_an_empty_query(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["search", "   ", "--index", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "the query is empty" in result.output
