@@ -30,7 +30,8 @@ def test_build_then_search_from_the_command_line(tmp_path: Path) -> None:
     )
     assert found.exit_code == 0, found.output
     first = found.output.splitlines()[0]
-    assert first.startswith("1. score 0.") and RUSSIA_DOC in first
+    assert first.startswith("1. score 0.")
+    assert RUSSIA_DOC in first
     start, end = map(int, first.split("[")[1].split("]")[0].split(":"))
     text = (SEEDS / RUSSIA_DOC).read_bytes().decode("utf-8")[start:end]
     assert " ".join(text.split())[:60] in " ".join(found.output.split())

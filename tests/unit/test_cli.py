@@ -26,7 +26,8 @@ def test_build_reports_a_missing_source(tmp_path: Path) -> None:
         app, ["build", "--source", str(tmp_path / "nope"), "--out", str(tmp_path / "i")]
     )
     assert result.exit_code == 1
-    assert "error: corpus source" in result.output and "does not exist" in result.output
+    assert "error: corpus source" in result.output
+    assert "does not exist" in result.output
 
 
 def test_build_reports_bad_chunking_settings(tmp_path: Path) -> None:
