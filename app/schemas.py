@@ -52,6 +52,31 @@ class SearchResult(BaseModel):
 
 
 class SearchResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "query": EXAMPLE_QUERY,
+                    "took_ms": 12.3,
+                    "total": 1,
+                    "results": [
+                        {
+                            "rank": 1,
+                            "score": 0.5526,
+                            "text": "He acknowledged previous reports of Russian troop …",
+                            "source": "004_6fdace10fca785c4.txt",
+                            "title": "Mike Pompeo Calls Russia an 'Undesired Foreign Presence' …",
+                            "doc_id": "004_6fdace10fca785c4.txt",
+                            "chunk_id": 6,
+                            "start": 2866,
+                            "end": 3306,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     query: str
     took_ms: float = Field(description="Time spent searching, in milliseconds.")
     total: int = Field(description="Number of results in this response.")

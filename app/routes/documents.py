@@ -13,7 +13,7 @@ from app.schemas import DocumentDetail, DocumentList, DocumentSummary, PassageSp
 router = APIRouter(tags=["documents"])
 
 
-@router.get("/documents", response_model=DocumentList)
+@router.get("/documents", response_model=DocumentList, summary="List documents")
 def list_documents(
     index: IndexDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="Documents per page.")] = 100,
@@ -38,6 +38,7 @@ def list_documents(
 @router.get(
     "/documents/{doc_id:path}",
     response_model=DocumentDetail,
+    summary="Get one document",
     responses={404: {"description": "No document with this id."}},
 )
 def get_document(doc_id: str, index: IndexDep) -> DocumentDetail:

@@ -29,7 +29,9 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-@router.get("/search", response_model=SearchResponse, responses=_ERRORS)
+@router.get(
+    "/search", response_model=SearchResponse, responses=_ERRORS, summary="Search (query string)"
+)
 def search_get(
     searcher: SearcherDep,
     q: Annotated[QueryText, Query(openapi_examples={"example": {"value": EXAMPLE_QUERY}})],
@@ -45,6 +47,7 @@ def search_get(
 
 @router.post(
     "/search",
+    summary="Search (JSON body)",
     response_model=SearchResponse,
     responses={**_ERRORS, 415: {"description": "The body is not JSON."}},
     dependencies=[Depends(require_json)],
