@@ -14,7 +14,7 @@ def main() -> None:
     settings = Settings()
     try:
         # Fail before binding the port, with one sentence instead of a traceback.
-        SearchService(settings).open_index()
+        SearchService(settings).preflight()
     except StartupError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -43,13 +43,8 @@ def create_app(
             raise
         # The model takes seconds to load: /health answers meanwhile, /ready says 503.
         loading = asyncio.create_task(asyncio.to_thread(service.load_model))
-        loading.add_done_callback(_log_failure)
-        try:
-            yield
-        finally:
-            service.draining = True
-            with contextlib.suppress(Exception):
-                await loading
+        yield
+        await loading  # a thread cannot be cancelled; let it finish before exiting
 
     # Docs assets are served from the installed package, so /docs works with no internet.
     app = FastAPIOffline(
@@ -68,8 +63,3 @@ def create_app(
         app, include_in_schema=False
     )
     return app
-
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("the service will not become ready: %s", task.exception())

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from app.settings import Settings
 from indexer.embedding import Embedder, SentenceTransformerEmbedder
 from indexer.index import IndexLoadError, SearchIndex
+from indexer.manifest import Manifest, ManifestError, read_manifest
 from indexer.search import Searcher
 
 logger = logging.getLogger("app")
@@ -29,32 +30,45 @@ class SearchService:
         self.index: SearchIndex | None = None
         self.searcher: Searcher | None = None
         self.load_error: str | None = None
-        self.draining = False
 
     @property
     def ready(self) -> bool:
-        return self.searcher is not None and not self.draining
+        return self.searcher is not None
+
+    def preflight(self) -> Manifest:
+        """Check the manifest only: cheap, so a bad setup is reported before anything loads."""
+        try:
+            manifest = read_manifest(self.settings.index_dir)
+        except ManifestError as error:
+            raise self._startup_error(str(error)) from error
+        if manifest.model.name != self.settings.model:
+            raise self._startup_error(
+                f"it was built with model {manifest.model.name!r}, "
+                f"but SEARCH_MODEL is {self.settings.model!r}"
+            )
+        return manifest
 
     def open_index(self) -> SearchIndex:
-        directory = self.settings.index_dir
-        model = self.settings.model
-        rebuild = f"python -m indexer build --source seeds --out {directory} --model {model}"
+        self.preflight()
         try:
-            index = SearchIndex.open(directory)
+            self.index = SearchIndex.open(self.settings.index_dir)
         except IndexLoadError as error:
-            raise StartupError(
-                f"Cannot serve the index at {directory}: {error}. Build it with: {rebuild}"
-            ) from error
-        if index.manifest.model.name != self.settings.model:
-            raise StartupError(
-                f"The index at {directory} was built with model {index.manifest.model.name!r}, "
-                f"but SEARCH_MODEL is {self.settings.model!r}; rebuild it with: {rebuild}"
-            )
-        self.index = index
-        return index
+            raise self._startup_error(str(error)) from error
+        return self.index
+
+    def _startup_error(self, problem: str) -> StartupError:
+        directory, model = self.settings.index_dir, self.settings.model
+        rebuild = f"python -m indexer build --source seeds --out {directory} --model {model}"
+        return StartupError(
+            f"Cannot serve the index at {directory}: {problem}. Build it with: {rebuild}"
+        )
 
     def load_model(self) -> None:
-        """Load the embedding model and warm it up; runs in a worker thread."""
+        """Load the embedding model and warm it up; runs in a worker thread.
+
+        A failure is kept in ``load_error`` (shown by /ready and /search) rather than raised:
+        the process stays up so that its probes can say what went wrong.
+        """
         if self.index is None:
             raise RuntimeError("open_index() must run first")
         try:
@@ -62,8 +76,8 @@ class SearchService:
             searcher.embedder.encode([_WARMUP_QUERY])  # the first encode pays one-off setup costs
         except Exception as error:
             self.load_error = f"loading model {self.settings.model!r} failed: {error}"
-            logger.error("%s", self.load_error)
-            raise
+            logger.error("the service will not become ready: %s", self.load_error)
+            return
         self.searcher = searcher
         logger.info(
             "ready: %d documents, %d passages, model %s",

@@ -104,8 +104,8 @@ class Chunker:
                 return
             cut = _piece_end(text, start, spans, limit)
             # Re-tokenising a slice can differ at its edge; shrink until it really fits.
-            while (n := self.count(text[start:cut])) > limit:
-                cut = _trim(text, start, _previous_token_end(spans, start, cut))[1]
+            while (n := self.count(text[start:cut])) > limit and cut > start + 1:
+                cut = max(start + 1, _trim(text, start, _previous_token_end(spans, start, cut))[1])
             piece_end = _trim(text, start, cut)[1]
             yield _Unit(start, piece_end, n, paragraph)
             start = _trim(text, piece_end, end)[0]
@@ -161,9 +161,10 @@ def _piece_end(text: str, start: int, spans: list[tuple[int, int]], limit: int) 
     """End of the longest run of at most ``limit`` tokens, cut between words if possible."""
     for index in range(limit, 0, -1):
         token_start = start + spans[index][0]
-        if text[token_start - 1].isspace():
+        if token_start > start and text[token_start - 1].isspace():
             return token_start
-    return start + spans[limit][0]
+    # No word boundary in reach: cut between tokens, but always make progress.
+    return max(start + spans[limit][0], start + spans[0][1], start + 1)
 
 
 def _previous_token_end(spans: list[tuple[int, int]], start: int, cut: int) -> int:

@@ -105,14 +105,10 @@ def build_index(
             counts=Counts(documents=len(corpus.documents), passages=len(passages)),
             built_at=datetime.now(UTC),
             build_seconds=round(seconds, 3),
-            files={
-                "vectors": "vectors.faiss",
-                "passages": PASSAGES_FILE,
-                "documents": DOCUMENTS_FILE,
-            },
         )
         # The manifest goes last: a directory without one was never a finished index.
         write_manifest(staging, manifest)
+        staging.chmod(0o755)  # mkdtemp makes it private; the server may run as another user
         _swap_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -189,6 +185,8 @@ class SearchIndex:
 
 
 def _refuse_to_replace_foreign_directory(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise BuildError(f"{out} exists and is not a directory; refusing to replace it")
     if out.exists() and not (out / MANIFEST_FILE).exists() and any(out.iterdir()):
         raise BuildError(f"{out} exists and is not an index directory; refusing to replace it")
 

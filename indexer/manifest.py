@@ -53,7 +53,6 @@ class Manifest(BaseModel):
     counts: Counts
     built_at: datetime
     build_seconds: float
-    files: dict[str, str]
 
 
 class ManifestError(ValueError):

@@ -29,16 +29,13 @@ def health() -> Health:
 @router.get(
     "/ready",
     response_model=Readiness,
-    responses={
-        503: {"model": Readiness, "description": "Still loading, failed, or shutting down."}
-    },
+    responses={503: {"model": Readiness, "description": "Still loading, or loading failed."}},
 )
 def ready(service: ServiceDep) -> Readiness | JSONResponse:
-    """200 once the model and index are loaded; 503 before that and while shutting down."""
+    """200 once the model and index are loaded; 503 before that, or if loading failed."""
     if service.ready:
         return Readiness(status="ready")
-    detail = "shutting down" if service.draining else service.load_error or "loading the model"
-    body = Readiness(status="unavailable", detail=detail)
+    body = Readiness(status="unavailable", detail=service.load_error or "loading the model")
     return JSONResponse(body.model_dump(), status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
 
 

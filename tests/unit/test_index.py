@@ -124,3 +124,18 @@ def test_manifest_of_a_future_format_is_refused(seed_index_dir: Path) -> None:
     path.write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="format version"):
         read_manifest(seed_index_dir)
+
+
+def test_the_index_directory_is_readable_by_other_users(seed_index_dir: Path) -> None:
+    # The service often runs as another user than the one who built the index.
+    assert seed_index_dir.stat().st_mode & 0o777 == 0o755
+
+
+def test_build_refuses_to_replace_a_file(tmp_path: Path) -> None:
+    target = tmp_path / "index"
+    target.write_text("precious")
+    with pytest.raises(BuildError, match="not a directory"):
+        build_index(
+            load_corpus(SEEDS), target, HashingEmbedder(), ChunkingParams(), source_label="s"
+        )
+    assert target.read_text() == "precious"
