@@ -1,0 +1,76 @@
+# Semantic search service: a venv built in one stage, copied with the seed index into a slim
+# runtime stage that runs as a non-root user and needs no network at run time.
+#
+# Elsewhere:
+#   docker build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu -t semantic-search .
+# On a machine without a Docker engine, run scripts/podman-setup.sh once (local base image), then
+#   podman --runtime runc build --format docker --network host \
+#     -v /etc/ssl/certs:/host-certs:ro -v "$(pip config get global.find-links)":/wheels:ro \
+#     --build-arg BASE_IMAGE=localhost/debian-base:bookworm \
+#     --build-arg PIP_CERT=/host-certs/ca-certificates.crt --build-arg PIP_FIND_LINKS=/wheels \
+#     -t localhost/semantic-search:dev .
+# (--format docker keeps the HEALTHCHECK, which podman's default OCI format drops.)
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+FROM ${BASE_IMAGE} AS build
+# Unset unless passed: a CA bundle for a TLS proxy, and a folder holding the torch CPU wheel.
+ARG PIP_CERT
+ARG PIP_FIND_LINKS
+# PyTorch's CPU wheel index, so torch comes without CUDA (empty: plain index / find-links).
+ARG TORCH_INDEX_URL=
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HF_HUB_OFFLINE=1
+# Official Python images have python3; a bare Debian base gets Debian's (3.11 on bookworm).
+RUN command -v python3 >/dev/null || { \
+        apt-get update -qq \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            python3 python3-venv \
+        && rm -rf /var/lib/apt/lists/*; }
+RUN python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
+# torch first, CPU only; its own layer since it is most of the image and changes least.
+# Its C++ headers and C++ test binaries (~150 MB) are only for building extensions.
+RUN pip install ${TORCH_INDEX_URL:+--index-url=$TORCH_INDEX_URL} torch==2.13.0 \
+    && rm -rf /opt/venv/lib/python3*/site-packages/torch/include \
+        /opt/venv/lib/python3*/site-packages/torch/test
+
+# The other dependencies, read from pyproject.toml, so code edits do not reinstall them.
+WORKDIR /src
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+        > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+
+COPY . .
+RUN pip install --no-deps . \
+    && python -m indexer build --source seeds --out /srv/index --no-progress \
+    && chmod -R a+rX /srv/index
+
+FROM ${BASE_IMAGE} AS runtime
+RUN command -v python3 >/dev/null || { \
+        apt-get update -qq \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 \
+        && rm -rf /var/lib/apt/lists/*; }
+RUN groupadd --gid 10001 app \
+    && useradd --uid 10001 --gid app --create-home --home-dir /home/app --shell /usr/sbin/nologin app
+# The venv holds the dependencies and the installed app/ and indexer/ packages.
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /srv/index /srv/index
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    SEARCH_INDEX_DIR=/srv/index \
+    HOST=0.0.0.0 \
+    PORT=8000 \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1
+WORKDIR /home/app
+USER 10001:10001
+EXPOSE 8000
+# /ready answers 200 once the model and index are loaded (503 before); urlopen raises on 503.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '8000') + '/ready', timeout=4)"
+CMD ["python", "-m", "app"]
