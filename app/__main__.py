@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import sys
+from typing import Any
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from app.service import SearchService, StartupError
 from app.settings import Settings
@@ -27,7 +30,15 @@ def main() -> None:
         log_level=settings.log_level,
         proxy_headers=True,
         timeout_graceful_shutdown=10,
+        log_config=_log_config(settings.log_level),
     )
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """Uvicorn's logging, plus the application's own logger on the same console handler."""
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["app"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
 
 
 if __name__ == "__main__":
