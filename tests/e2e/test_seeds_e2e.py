@@ -134,7 +134,9 @@ def test_python_m_app_serves_search_over_http(served: str) -> None:
 
 def test_python_m_app_logs_when_it_is_ready(served: str, tmp_path: Path) -> None:
     log = (tmp_path / "server.log").read_text()
-    assert re.search(r"INFO: +ready: 2 documents, \d+ passages, model sentence-transformers/", log), log
+    assert re.search(
+        r"INFO: +ready: 2 documents, \d+ passages, model sentence-transformers/", log
+    ), log
 
 
 def test_python_m_app_refuses_a_missing_index_in_one_sentence(tmp_path: Path) -> None:
