@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from indexer.search import CANDIDATE_POOL, DEFAULT_MODE, Mode
 
 EXAMPLE_QUERY = "Russian military presence"
 
@@ -18,7 +20,22 @@ TopK = Annotated[int, Field(ge=1, le=100, description="How many passages to retu
 Offset = Annotated[int, Field(ge=0, le=1000, description="Skip this many results (for paging).")]
 MinScore = Annotated[
     float | None,
-    Field(ge=-1.0, le=1.0, description="Drop passages whose cosine similarity is below this."),
+    Field(
+        description="Drop results scoring below this. The score is the mode's own: cosine "
+        "similarity (-1..1) in semantic mode, BM25 (0 and up) in keyword mode, the fused score "
+        "in hybrid mode (RRF: at most 2/(rrf_k+1), about 0.033)."
+    ),
+]
+SearchMode = Annotated[
+    Mode,
+    Field(
+        description="semantic: embedding similarity; keyword: BM25 over stemmed words; "
+        "hybrid: both rankings fused."
+    ),
+]
+GroupBy = Annotated[
+    Literal["document"] | None,
+    Field(description="`document`: at most one passage per document, its best."),
 ]
 Sources = Annotated[
     list[str] | None,
@@ -35,13 +52,40 @@ class SearchRequest(BaseModel):
     query: QueryText
     k: TopK = 5
     offset: Offset = 0
+    mode: SearchMode = DEFAULT_MODE
     source: Sources = None
     min_score: MinScore = None
+    group_by: GroupBy = None
+
+    @model_validator(mode="after")
+    def _within_the_candidate_pool(self) -> Self:
+        if self.offset + self.k > CANDIDATE_POOL:
+            raise ValueError(f"offset + k must be at most {CANDIDATE_POOL}")
+        return self
+
+
+class BatchSearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    searches: list[SearchRequest] = Field(
+        min_length=1, max_length=32, description="1 to 32 searches, answered together."
+    )
+
+
+class Scores(BaseModel):
+    semantic: float | None = Field(description="Cosine similarity; null if not retrieved.")
+    keyword: float | None = Field(description="BM25 score; null if no query word matched.")
+    fused: float | None = Field(description="Hybrid mode's fused score; null in other modes.")
+
+
+class Ranks(BaseModel):
+    semantic: int | None = Field(description="Rank in the semantic list; null if not in it.")
+    keyword: int | None = Field(description="Rank in the keyword list; null if not in it.")
 
 
 class SearchResult(BaseModel):
     rank: int = Field(description="1-based position in the whole ranking (paging included).")
-    score: float = Field(description="Cosine similarity of query and passage, -1 to 1.")
+    score: float = Field(description="The score this mode ranks by (see `scores`).")
     text: str = Field(description="The passage: exactly document.text[start:end].")
     source: str = Field(description="The document the passage comes from (its id).")
     title: str
@@ -49,6 +93,15 @@ class SearchResult(BaseModel):
     chunk_id: int = Field(description="Position of the passage within its document, from 0.")
     start: int = Field(description="Character offset of the passage in the document text.")
     end: int = Field(description="Character offset one past the passage's last character.")
+    scores: Scores
+    ranks: Ranks
+    highlights: list[tuple[int, int]] = Field(
+        description="[start, end) character spans inside `text` of words matching query terms."
+    )
+    other_matches: int | None = Field(
+        None,
+        description="With group_by=document: how many more passages of this document matched.",
+    )
 
 
 class SearchResponse(BaseModel):
@@ -57,12 +110,13 @@ class SearchResponse(BaseModel):
             "examples": [
                 {
                     "query": EXAMPLE_QUERY,
+                    "mode": "hybrid",
                     "took_ms": 12.3,
                     "total": 1,
                     "results": [
                         {
                             "rank": 1,
-                            "score": 0.5526,
+                            "score": 0.0325,
                             "text": "He acknowledged previous reports of Russian troop …",
                             "source": "004_6fdace10fca785c4.txt",
                             "title": "Mike Pompeo Calls Russia an 'Undesired Foreign Presence' …",
@@ -70,6 +124,10 @@ class SearchResponse(BaseModel):
                             "chunk_id": 6,
                             "start": 2866,
                             "end": 3306,
+                            "scores": {"semantic": 0.5433, "keyword": 3.61, "fused": 0.0325},
+                            "ranks": {"semantic": 2, "keyword": 1},
+                            "highlights": [[35, 42], [225, 233]],
+                            "other_matches": None,
                         }
                     ],
                 }
@@ -78,9 +136,15 @@ class SearchResponse(BaseModel):
     )
 
     query: str
+    mode: Mode
     took_ms: float = Field(description="Time spent searching, in milliseconds.")
     total: int = Field(description="Number of results in this response.")
     results: list[SearchResult]
+
+
+class BatchSearchResponse(BaseModel):
+    took_ms: float = Field(description="Time spent on the whole batch, in milliseconds.")
+    responses: list[SearchResponse]
 
 
 class DocumentSummary(BaseModel):
@@ -129,7 +193,11 @@ class Info(BaseModel):
     built_at: datetime
     index_format_version: int
     chunking: dict[str, float | int | str]
+    keyword: dict[str, float | int | str]
+    title_prefix: bool
     store: str
+    default_mode: Mode
+    fusion: dict[str, float | int | str]
 
 
 class ErrorBody(BaseModel):

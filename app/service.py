@@ -72,7 +72,8 @@ class SearchService:
         if self.index is None:
             raise RuntimeError("open_index() must run first")
         try:
-            searcher = Searcher(self.index, self._embedder_factory(self.settings.model))
+            embedder = self._embedder_factory(self.settings.model)
+            searcher = Searcher(self.index, embedder, self.settings.fusion_params)
             searcher.embedder.encode([_WARMUP_QUERY])  # the first encode pays one-off setup costs
         except Exception as error:
             self.load_error = f"loading model {self.settings.model!r} failed: {error}"

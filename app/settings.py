@@ -8,6 +8,9 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from indexer.embedding import DEFAULT_MODEL
+from indexer.fusion import FusionMethod, FusionParams
+
+DEFAULT_FUSION = FusionParams()
 
 
 class Settings(BaseSettings):
@@ -26,5 +29,16 @@ class Settings(BaseSettings):
     port: int = Field(
         8000, validation_alias=AliasChoices("SEARCH_PORT", "PORT"), description="Bind port."
     )
+    fusion: FusionMethod = Field(
+        DEFAULT_FUSION.method, description="How hybrid mode fuses rankings: rrf or convex."
+    )
+    rrf_k: int = Field(DEFAULT_FUSION.rrf_k, ge=1, description="RRF damping constant.")
+    semantic_weight: float = Field(
+        DEFAULT_FUSION.semantic_weight, ge=0, le=1, description="Convex fusion: semantic weight."
+    )
     max_body_bytes: int = Field(65_536, description="Larger request bodies get 413.")
     log_level: str = Field("info", description="Uvicorn and application log level.")
+
+    @property
+    def fusion_params(self) -> FusionParams:
+        return FusionParams(self.fusion, self.rrf_k, self.semantic_weight)

@@ -36,6 +36,8 @@ class ChunkingParams:
     max_tokens: int = DEFAULT_MAX_TOKENS
     overlap: float = DEFAULT_OVERLAP
     """Fraction of ``max_tokens`` that consecutive windows inside one paragraph may share."""
+    segmenter: str = "nupunkt"
+    """The sentence segmenter, recorded so that changing it makes an index stale."""
 
     def __post_init__(self) -> None:
         if self.max_tokens < 8:

@@ -6,6 +6,7 @@ Layout of an index directory::
     vectors.faiss     the vector store (row i is passage i)
     passages.jsonl    one passage per line: doc_id, chunk_id, start, end, text
     documents.jsonl   one document per line: doc_id, title, text
+    bm25/             the keyword index (bm25s' own files)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Collection, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,10 @@ from tqdm import tqdm
 
 from indexer.chunking import Chunker, ChunkingParams
 from indexer.embedding import Embedder
+from indexer.keyword import KeywordIndex, KeywordParams
 from indexer.loading import Corpus, document_checksum
 from indexer.manifest import (
     MANIFEST_FILE,
-    ChunkingInfo,
     CorpusInfo,
     Counts,
     Manifest,
@@ -55,6 +56,24 @@ class IndexLoadError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class BuildParams:
+    """Everything that shapes an index besides the corpus and the model."""
+
+    chunking: ChunkingParams = field(default_factory=ChunkingParams)
+    keyword: KeywordParams = field(default_factory=KeywordParams)
+    title_prefix: bool = True
+    """Embed and keyword-index each passage with its document title first, so a passage
+    that never names its subject still carries it."""
+
+
+def passage_representation(passage: Passage, title: str, title_prefix: bool) -> str:
+    """The text that is embedded and keyword-indexed for a passage."""
+    if title_prefix and title and not passage.text.startswith(title):
+        return f"{title}\n\n{passage.text}"
+    return passage.text
+
+
+@dataclass(frozen=True, slots=True)
 class BuildReport:
     manifest: Manifest
     seconds: float
@@ -68,7 +87,7 @@ def build_index(
     corpus: Corpus,
     out: Path,
     embedder: Embedder,
-    params: ChunkingParams,
+    params: BuildParams,
     *,
     source_label: str,
     progress: bool = False,
@@ -79,23 +98,29 @@ def build_index(
         raise BuildError(f"no documents to index in {source_label}")
     _refuse_to_replace_foreign_directory(out)
     started = time.perf_counter()
-    chunker = Chunker(embedder.tokenizer(), params)
+    chunker = Chunker(embedder.tokenizer(), params.chunking)
     documents = tqdm(corpus.documents, desc="chunking", unit="doc", disable=not progress)
     passages = chunker.chunk_all(documents)
-    vectors = embedder.encode([p.text for p in passages], batch_size=batch_size, progress=progress)
+    titles = {d.doc_id: d.title for d in corpus.documents}
+    texts = [passage_representation(p, titles[p.doc_id], params.title_prefix) for p in passages]
+    vectors = embedder.encode(texts, batch_size=batch_size, progress=progress)
     store = store_class(DEFAULT_STORE).create(embedder.dimension)
     store.add(np.arange(len(passages), dtype=np.int64), vectors)
+    keyword = KeywordIndex.build(texts, params.keyword)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
         store.save(staging)
+        keyword.save(staging)
         _write_jsonl(staging / PASSAGES_FILE, (_passage_record(p) for p in passages))
         _write_jsonl(staging / DOCUMENTS_FILE, (_document_record(d) for d in corpus.documents))
         seconds = time.perf_counter() - started
         manifest = Manifest(
             model=ModelInfo(name=embedder.model_name, dimension=embedder.dimension),
-            chunking=ChunkingInfo(max_tokens=params.max_tokens, overlap=params.overlap),
+            chunking=params.chunking,
+            keyword=params.keyword,
+            title_prefix=params.title_prefix,
             store=StoreInfo(kind=store.kind),
             corpus=CorpusInfo(
                 source=source_label,
@@ -116,7 +141,7 @@ def build_index(
     return BuildReport(manifest=manifest, seconds=seconds)
 
 
-def stale_reason(out: Path, corpus: Corpus, model_name: str, params: ChunkingParams) -> str | None:
+def stale_reason(out: Path, corpus: Corpus, model_name: str, params: BuildParams) -> str | None:
     """Why the index at ``out`` does not match this corpus and these settings, or None."""
     try:
         manifest = read_manifest(out)
@@ -124,7 +149,7 @@ def stale_reason(out: Path, corpus: Corpus, model_name: str, params: ChunkingPar
         return str(error)
     if manifest.model.name != model_name:
         return f"it was built with model {manifest.model.name!r}, not {model_name!r}"
-    built_params = ChunkingParams(manifest.chunking.max_tokens, manifest.chunking.overlap)
+    built_params = BuildParams(manifest.chunking, manifest.keyword, manifest.title_prefix)
     if built_params != params:
         return f"it was built with {built_params}, not {params}"
     current = {d.doc_id: document_checksum(d) for d in corpus.documents}
@@ -142,7 +167,7 @@ def stale_reason(out: Path, corpus: Corpus, model_name: str, params: ChunkingPar
 
 
 class SearchIndex:
-    """A loaded index directory: manifest, documents, passages and vectors."""
+    """A loaded index directory: manifest, documents, passages, vectors and keyword index."""
 
     def __init__(
         self,
@@ -150,15 +175,18 @@ class SearchIndex:
         documents: list[Document],
         passages: list[Passage],
         store: VectorStore,
+        keyword: KeywordIndex,
     ) -> None:
-        if len(store) != len(passages):
-            raise IndexLoadError(
-                f"the vector store holds {len(store)} vectors for {len(passages)} passages"
-            )
+        for part, size in (("vector store", len(store)), ("keyword index", len(keyword))):
+            if size != len(passages):
+                raise IndexLoadError(
+                    f"the {part} holds {size} entries for {len(passages)} passages"
+                )
         self.manifest = manifest
         self.documents = {d.doc_id: d for d in documents}
         self.passages = passages
         self.store = store
+        self.keyword = keyword
         self._rows_by_document: dict[str, list[int]] = {}
         for row, passage in enumerate(passages):
             self._rows_by_document.setdefault(passage.doc_id, []).append(row)
@@ -173,9 +201,10 @@ class SearchIndex:
             documents = [_document_from(r) for r in _read_jsonl(directory / DOCUMENTS_FILE)]
             passages = [_passage_from(r) for r in _read_jsonl(directory / PASSAGES_FILE)]
             store = store_class(manifest.store.kind).load(directory)
+            keyword = KeywordIndex.load(directory, manifest.keyword)
         except (OSError, KeyError, RuntimeError, TypeError, ValueError) as error:
             raise IndexLoadError(f"the index at {directory} is damaged: {error}") from error
-        return cls(manifest, documents, passages, store)
+        return cls(manifest, documents, passages, store, keyword)
 
     def passage_count(self, doc_id: str) -> int:
         return len(self._rows_by_document.get(doc_id, ()))

@@ -6,24 +6,23 @@ model), and ``build --if-stale`` compares it with the corpus and settings to ski
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from indexer.chunking import ChunkingParams
+from indexer.keyword import KeywordParams
+
 MANIFEST_FILE = "manifest.json"
-FORMAT_VERSION = 1
+# 2: a BM25 keyword index (bm25/) and title-prefixed passage representations.
+FORMAT_VERSION = 2
 
 
 class ModelInfo(BaseModel):
     name: str
     dimension: int
-
-
-class ChunkingInfo(BaseModel):
-    max_tokens: int
-    overlap: float
-    segmenter: str = "nupunkt"
 
 
 class StoreInfo(BaseModel):
@@ -47,7 +46,11 @@ class Manifest(BaseModel):
 
     format_version: int = FORMAT_VERSION
     model: ModelInfo
-    chunking: ChunkingInfo
+    chunking: ChunkingParams
+    keyword: KeywordParams
+    title_prefix: bool = Field(
+        description="Passages were embedded and keyword-indexed with their document title first."
+    )
     store: StoreInfo
     corpus: CorpusInfo
     counts: Counts
@@ -62,21 +65,29 @@ class ManifestError(ValueError):
 def read_manifest(directory: Path) -> Manifest:
     path = directory / MANIFEST_FILE
     try:
-        manifest = Manifest.model_validate_json(path.read_bytes())
+        raw = path.read_bytes()
     except FileNotFoundError as error:
         raise ManifestError(f"{path} does not exist") from error
     except OSError as error:
         raise ManifestError(f"{path} is unreadable: {error.strerror or error}") from error
-    except ValidationError as error:
+    # Check the version first: an older format fails validation, and "rebuild" is the news.
+    version = _declared_version(raw)
+    if version is not None and version != FORMAT_VERSION:
         raise ManifestError(
-            f"{path} is not a valid manifest ({error.error_count()} errors)"
-        ) from error
-    if manifest.format_version != FORMAT_VERSION:
-        raise ManifestError(
-            f"{path} has format version {manifest.format_version}, "
-            f"this version reads {FORMAT_VERSION}"
+            f"{path} has format version {version}, this version reads {FORMAT_VERSION}"
         )
-    return manifest
+    try:
+        return Manifest.model_validate_json(raw)
+    except ValidationError as error:
+        count = error.error_count()
+        raise ManifestError(f"{path} is not a valid manifest ({count} errors)") from error
+
+
+def _declared_version(raw: bytes) -> object:
+    try:
+        return json.loads(raw).get("format_version")
+    except (ValueError, AttributeError):
+        return None
 
 
 def write_manifest(directory: Path, manifest: Manifest) -> None:

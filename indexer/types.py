@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +26,26 @@ class Passage:
 
 
 @dataclass(frozen=True, slots=True)
+class Evidence:
+    """Why a passage ranked where it did: its score and rank in each ranking (None: absent)."""
+
+    semantic_score: float | None = None
+    semantic_rank: int | None = None
+    keyword_score: float | None = None
+    keyword_rank: int | None = None
+    fused_score: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Hit:
-    """A passage retrieved for a query, with its similarity and 1-based rank."""
+    """A passage retrieved for a query, with its 1-based rank in the whole result list."""
 
     rank: int
     score: float
     passage: Passage
     title: str
+    evidence: Evidence = field(default_factory=Evidence)
+    highlights: tuple[tuple[int, int], ...] = ()
+    """Character spans inside ``passage.text`` of words matching the query's (stemmed) terms."""
+    other_matches: int | None = None
+    """With grouping by document: how many more of this document's passages matched."""

@@ -5,13 +5,15 @@ from pathlib import Path
 import pytest
 
 from indexer.chunking import ChunkingParams
-from indexer.index import SearchIndex, build_index
+from indexer.index import BuildParams, SearchIndex, build_index
 from indexer.loading import load_corpus
 from tests.fakes import HashingEmbedder
 
 REPO = Path(__file__).resolve().parent.parent
 SEEDS = REPO / "seeds"
 RUSSIA_DOC = "004_6fdace10fca785c4.txt"
+# Small windows, so the two seed articles make enough passages to page and group.
+SEED_PARAMS = BuildParams(chunking=ChunkingParams(max_tokens=64))
 OPPOSITION_DOC = "000_0909487afc4c8a60.txt"
 
 
@@ -31,9 +33,7 @@ def fake_embedder() -> HashingEmbedder:
 def seed_index_dir(tmp_path: Path, fake_embedder: HashingEmbedder) -> Path:
     """The seed articles indexed with the fake embedder (small windows, so several passages)."""
     out = tmp_path / "index"
-    build_index(
-        load_corpus(SEEDS), out, fake_embedder, ChunkingParams(max_tokens=64), source_label="seeds"
-    )
+    build_index(load_corpus(SEEDS), out, fake_embedder, SEED_PARAMS, source_label="seeds")
     return out
 
 

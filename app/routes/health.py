@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import APIRouter, status
@@ -9,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from app.deps import IndexDep, ServiceDep
 from app.schemas import Health, Info, Readiness
+from indexer.search import DEFAULT_MODE
 
 router = APIRouter(tags=["service"])
 
@@ -40,7 +42,7 @@ def ready(service: ServiceDep) -> Readiness | JSONResponse:
 
 
 @router.get("/info", response_model=Info)
-def info(index: IndexDep) -> Info:
+def info(index: IndexDep, service: ServiceDep) -> Info:
     """What is being served: model, index size, when it was built and how."""
     manifest = index.manifest
     return Info(
@@ -51,6 +53,10 @@ def info(index: IndexDep) -> Info:
         passages=manifest.counts.passages,
         built_at=manifest.built_at,
         index_format_version=manifest.format_version,
-        chunking=manifest.chunking.model_dump(),
+        chunking=asdict(manifest.chunking),
+        keyword=asdict(manifest.keyword),
+        title_prefix=manifest.title_prefix,
         store=manifest.store.kind,
+        default_mode=DEFAULT_MODE,
+        fusion=asdict(service.settings.fusion_params),
     )

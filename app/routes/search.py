@@ -6,26 +6,41 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from app.deps import SearcherDep, require_json
 from app.schemas import (
     EXAMPLE_QUERY,
+    BatchSearchRequest,
+    BatchSearchResponse,
+    GroupBy,
     MinScore,
     Offset,
     QueryText,
+    Ranks,
+    Scores,
+    SearchMode,
     SearchRequest,
     SearchResponse,
     SearchResult,
     Sources,
     TopK,
 )
-from indexer.search import Searcher, UnknownDocumentError
+from indexer.search import DEFAULT_MODE, Searcher, UnknownDocumentError
+from indexer.search import Query as CoreQuery
+from indexer.types import Hit
 
 router = APIRouter(tags=["search"])
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     422: {"description": "Invalid parameters, or an unknown document in `source`."},
     503: {"description": "The model is still loading."},
+}
+_JSON_ERRORS: dict[int | str, dict[str, object]] = {
+    **_ERRORS,
+    413: {"description": "The body is too large."},
+    415: {"description": "The body is not JSON."},
 }
 
 
@@ -37,19 +52,32 @@ def search_get(
     q: Annotated[QueryText, Query(openapi_examples={"example": {"value": EXAMPLE_QUERY}})],
     k: Annotated[TopK, Query()] = 5,
     offset: Annotated[Offset, Query()] = 0,
+    mode: Annotated[SearchMode, Query()] = DEFAULT_MODE,
     source: Annotated[Sources, Query()] = None,
     min_score: Annotated[MinScore, Query()] = None,
+    group_by: Annotated[GroupBy, Query()] = None,
 ) -> SearchResponse:
     """Search with query parameters, e.g. `/search?q=Russian+military+presence&k=5`."""
-    request = SearchRequest(query=q, k=k, offset=offset, source=source, min_score=min_score)
-    return _search(searcher, request)
+    try:
+        request = SearchRequest(
+            query=q,
+            k=k,
+            offset=offset,
+            mode=mode,
+            source=source,
+            min_score=min_score,
+            group_by=group_by,
+        )
+    except ValidationError as error:  # the checks that span several parameters
+        raise RequestValidationError(error.errors(include_url=False)) from None
+    return _answer(searcher, [request])[0]
 
 
 @router.post(
     "/search",
     summary="Search (JSON body)",
     response_model=SearchResponse,
-    responses={**_ERRORS, 415: {"description": "The body is not JSON."}},
+    responses=_JSON_ERRORS,
     dependencies=[Depends(require_json)],
 )
 def search_post(
@@ -60,52 +88,119 @@ def search_post(
             openapi_examples={
                 "simple": {"summary": "A question", "value": {"query": EXAMPLE_QUERY, "k": 5}},
                 "filtered": {
-                    "summary": "Restricted to one article, with a score floor",
+                    "summary": "One article, keyword mode, with a score floor",
                     "value": {
                         "query": EXAMPLE_QUERY,
                         "k": 3,
+                        "mode": "keyword",
                         "source": ["004_6fdace10fca785c4.txt"],
-                        "min_score": 0.2,
+                        "min_score": 1.0,
                     },
+                },
+                "grouped": {
+                    "summary": "Best passage per document",
+                    "value": {"query": EXAMPLE_QUERY, "k": 5, "group_by": "document"},
                 },
             }
         ),
     ],
 ) -> SearchResponse:
     """Search with a JSON body; same parameters and response as GET."""
-    return _search(searcher, request)
+    return _answer(searcher, [request])[0]
 
 
-def _search(searcher: Searcher, request: SearchRequest) -> SearchResponse:
+@router.post(
+    "/search/batch",
+    summary="Several searches at once",
+    response_model=BatchSearchResponse,
+    responses=_JSON_ERRORS,
+    dependencies=[Depends(require_json)],
+)
+def search_batch(
+    searcher: SearcherDep,
+    batch: Annotated[
+        BatchSearchRequest,
+        Body(
+            openapi_examples={
+                "two": {
+                    "summary": "Two questions",
+                    "value": {
+                        "searches": [
+                            {"query": EXAMPLE_QUERY, "k": 3},
+                            {"query": "sanctions and medicine shortages", "k": 3},
+                        ]
+                    },
+                }
+            }
+        ),
+    ],
+) -> BatchSearchResponse:
+    """Up to 32 searches answered together: their queries are embedded in one batch."""
+    started = time.perf_counter()
+    responses = _answer(searcher, batch.searches)
+    return BatchSearchResponse(took_ms=_elapsed_ms(started), responses=responses)
+
+
+def _answer(searcher: Searcher, requests: list[SearchRequest]) -> list[SearchResponse]:
     started = time.perf_counter()
     try:
-        hits = searcher.search(
-            request.query,
-            k=request.k,
-            offset=request.offset,
-            sources=request.source,
-            min_score=request.min_score,
-        )
+        pages = searcher.search_many([_core_query(r) for r in requests])
     except UnknownDocumentError as error:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"unknown document id(s) in source: {', '.join(error.doc_ids)}; see GET /documents",
         ) from None
-    took_ms = (time.perf_counter() - started) * 1000
-    results = [
-        SearchResult(
-            rank=hit.rank,
-            score=round(hit.score, 6),
-            text=hit.passage.text,
-            source=hit.passage.doc_id,
-            title=hit.title,
-            doc_id=hit.passage.doc_id,
-            chunk_id=hit.passage.chunk_id,
-            start=hit.passage.start,
-            end=hit.passage.end,
+    took_ms = _elapsed_ms(started)
+    return [
+        SearchResponse(
+            query=request.query,
+            mode=request.mode,
+            took_ms=took_ms,
+            total=len(hits),
+            results=[_result(hit) for hit in hits],
         )
-        for hit in hits
+        for request, hits in zip(requests, pages, strict=True)
     ]
-    return SearchResponse(
-        query=request.query, took_ms=round(took_ms, 3), total=len(results), results=results
+
+
+def _core_query(request: SearchRequest) -> CoreQuery:
+    return CoreQuery(
+        request.query,
+        mode=request.mode,
+        k=request.k,
+        offset=request.offset,
+        sources=request.source,
+        min_score=request.min_score,
+        group_by_document=request.group_by == "document",
     )
+
+
+def _result(hit: Hit) -> SearchResult:
+    passage, evidence = hit.passage, hit.evidence
+    return SearchResult(
+        rank=hit.rank,
+        score=round(hit.score, 6),
+        text=passage.text,
+        source=passage.doc_id,
+        title=hit.title,
+        doc_id=passage.doc_id,
+        chunk_id=passage.chunk_id,
+        start=passage.start,
+        end=passage.end,
+        scores=Scores(
+            semantic=_round(evidence.semantic_score),
+            keyword=_round(evidence.keyword_score),
+            fused=_round(evidence.fused_score),
+        ),
+        ranks=Ranks(semantic=evidence.semantic_rank, keyword=evidence.keyword_rank),
+        highlights=list(hit.highlights),
+        other_matches=hit.other_matches,
+    )
+
+
+def _round(score: float | None) -> float | None:
+    return None if score is None else round(score, 6)
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

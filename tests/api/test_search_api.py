@@ -8,7 +8,10 @@ from fastapi.testclient import TestClient
 from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC
 
 QUERY = "Russian troops in Caracas"
-RESULT_FIELDS = {"rank", "score", "text", "source", "title", "doc_id", "chunk_id", "start", "end"}
+RESULT_FIELDS = {
+    *("rank", "score", "text", "source", "title", "doc_id", "chunk_id", "start", "end"),
+    *("scores", "ranks", "highlights", "other_matches"),
+}
 
 
 def test_get_search_returns_ranked_traceable_passages(client: TestClient) -> None:
@@ -83,7 +86,8 @@ def _error_locations(body: dict[str, Any]) -> list[str]:
         ({"q": "ok", "k": "2.5"}, "k"),
         ({"q": "ok", "offset": -1}, "offset"),
         ({"q": "ok", "min_score": "high"}, "min_score"),
-        ({"q": "ok", "min_score": 2}, "min_score"),
+        ({"q": "ok", "mode": "fuzzy"}, "mode"),
+        ({"q": "ok", "group_by": "title"}, "group_by"),
     ],
 )
 def test_bad_get_parameters_are_422_naming_the_field(
@@ -172,3 +176,88 @@ def test_an_unexpected_failure_is_a_json_500_without_internals(client: TestClien
     assert response.json() == {"detail": "internal error; the server log has the details"}
     assert "secret" not in response.text
     assert "Traceback" not in response.text
+
+
+def test_default_mode_is_hybrid_with_the_scores_and_ranks_that_explain_it(
+    client: TestClient,
+) -> None:
+    body = client.get("/search", params={"q": QUERY, "k": 3}).json()
+    assert body["mode"] == "hybrid"
+    for result in body["results"]:
+        scores, ranks = result["scores"], result["ranks"]
+        assert result["score"] == scores["fused"]
+        in_lists = [r for r in (ranks["semantic"], ranks["keyword"]) if r is not None]
+        assert scores["fused"] == pytest.approx(sum(1 / (60 + r) for r in in_lists), abs=1e-6)
+        assert (scores["semantic"] is None) == (ranks["semantic"] is None)
+        assert (scores["keyword"] is None) == (ranks["keyword"] is None)
+
+
+@pytest.mark.parametrize(
+    ("mode", "score_field"), [("semantic", "semantic"), ("keyword", "keyword")]
+)
+def test_each_mode_ranks_by_its_own_score(client: TestClient, mode: str, score_field: str) -> None:
+    body = client.post("/search", json={"query": QUERY, "k": 4, "mode": mode}).json()
+    assert body["mode"] == mode
+    assert [r["score"] for r in body["results"]] == [
+        r["scores"][score_field] for r in body["results"]
+    ]
+    assert [r["ranks"][score_field] for r in body["results"]] == [1, 2, 3, 4]
+
+
+def test_highlights_are_spans_of_query_words_inside_the_text(client: TestClient) -> None:
+    result = client.get("/search", params={"q": "Russian troops", "k": 1, "mode": "keyword"}).json()
+    [hit] = result["results"]
+    marked = {hit["text"][start:end].lower() for start, end in hit["highlights"]}
+    assert marked
+    assert marked <= {"russian", "troop", "troops"}
+
+
+def test_group_by_document_returns_one_passage_per_document(client: TestClient) -> None:
+    body = client.get("/search", params={"q": QUERY, "k": 10, "group_by": "document"}).json()
+    doc_ids = [r["doc_id"] for r in body["results"]]
+    assert sorted(doc_ids) == sorted({OPPOSITION_DOC, RUSSIA_DOC})
+    assert all(r["other_matches"] >= 1 for r in body["results"])
+    ungrouped = client.get("/search", params={"q": QUERY, "k": 3}).json()["results"]
+    assert all(r["other_matches"] is None for r in ungrouped)
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_offset_plus_k_beyond_the_candidate_pool_is_422(client: TestClient, method: str) -> None:
+    if method == "get":
+        response = client.get("/search", params={"q": QUERY, "k": 100, "offset": 950})
+    else:
+        response = client.post("/search", json={"query": QUERY, "k": 100, "offset": 950})
+    assert response.status_code == 422
+    assert "offset + k must be at most 1000" in response.text
+
+
+def test_batch_answers_each_search_like_a_single_one(client: TestClient) -> None:
+    searches = [
+        {"query": QUERY, "k": 2},
+        {"query": "Lima Group", "k": 3, "mode": "keyword"},
+        {"query": "sanctions", "k": 1, "source": [OPPOSITION_DOC]},
+    ]
+    response = client.post("/search/batch", json={"searches": searches})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["took_ms"] >= 0
+    assert len(body["responses"]) == 3
+    for search, answer in zip(searches, body["responses"], strict=True):
+        single = client.post("/search", json=search).json()
+        assert answer["results"] == single["results"]
+        assert answer["query"] == search["query"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"searches": []}, {"searches": [{"query": "x"}] * 33}, {"searches": [{"query": " "}]}, {}],
+)
+def test_bad_batches_are_422(client: TestClient, body: dict[str, Any]) -> None:
+    assert client.post("/search/batch", json=body).status_code == 422
+
+
+def test_a_batch_with_an_unknown_source_names_it(client: TestClient) -> None:
+    body = {"searches": [{"query": "x"}, {"query": "y", "source": ["ghost.txt"]}]}
+    response = client.post("/search/batch", json=body)
+    assert response.status_code == 422
+    assert "ghost.txt" in response.json()["detail"]

@@ -22,8 +22,12 @@ def test_health_ready_and_info(client: TestClient) -> None:
     assert info["dimension"] == 64
     assert info["documents"] == 2
     assert info["passages"] > 2
-    assert info["index_format_version"] == 1
+    assert info["index_format_version"] == 2
     assert info["chunking"] == {"max_tokens": 64, "overlap": 0.2, "segmenter": "nupunkt"}
+    assert info["keyword"]["stemmer"] == "english"
+    assert info["title_prefix"] is True
+    assert info["default_mode"] == "hybrid"
+    assert info["fusion"] == {"method": "rrf", "rrf_k": 60, "semantic_weight": 0.5}
     assert info["version"] == "0.1.0"
 
 

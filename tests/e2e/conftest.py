@@ -10,9 +10,8 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-from indexer.chunking import ChunkingParams
 from indexer.embedding import DEFAULT_MODEL, SentenceTransformerEmbedder
-from indexer.index import build_index
+from indexer.index import BuildParams, build_index
 from indexer.loading import load_corpus
 from tests.api.conftest import wait_until_ready
 from tests.conftest import SEEDS
@@ -28,7 +27,7 @@ def real_index_dir(
     tmp_path_factory: pytest.TempPathFactory, real_embedder: SentenceTransformerEmbedder
 ) -> Path:
     out = tmp_path_factory.mktemp("real") / "index"
-    build_index(load_corpus(SEEDS), out, real_embedder, ChunkingParams(), source_label=str(SEEDS))
+    build_index(load_corpus(SEEDS), out, real_embedder, BuildParams(), source_label=str(SEEDS))
     return out
 
 

@@ -6,16 +6,23 @@ from unittest import mock
 
 import pytest
 
-from indexer.chunking import ChunkingParams
-from indexer.index import BuildError, IndexLoadError, SearchIndex, build_index, stale_reason
+from indexer.index import (
+    BuildError,
+    BuildParams,
+    IndexLoadError,
+    SearchIndex,
+    build_index,
+    stale_reason,
+)
 from indexer.loading import load_corpus
 from indexer.manifest import FORMAT_VERSION, read_manifest
-from tests.conftest import SEEDS, write_articles
+from tests.conftest import SEED_PARAMS, SEEDS, write_articles
 from tests.fakes import HashingEmbedder
 
 
 def test_index_directory_has_manifest_vectors_passages_and_documents(seed_index_dir: Path) -> None:
     assert sorted(p.name for p in seed_index_dir.iterdir()) == [
+        "bm25",
         "documents.jsonl",
         "manifest.json",
         "passages.jsonl",
@@ -25,6 +32,14 @@ def test_index_directory_has_manifest_vectors_passages_and_documents(seed_index_
     assert manifest["format_version"] == FORMAT_VERSION
     assert manifest["model"] == {"name": "test/hashing-64", "dimension": 64}
     assert manifest["chunking"] == {"max_tokens": 64, "overlap": 0.2, "segmenter": "nupunkt"}
+    assert manifest["keyword"] == {
+        "k1": 1.2,
+        "b": 0.75,
+        "method": "lucene",
+        "stemmer": "english",
+        "stopwords": "en",
+    }
+    assert manifest["title_prefix"] is True
     assert manifest["counts"]["documents"] == 2
     assert set(manifest["corpus"]["checksums"]) == {p.name for p in SEEDS.iterdir()}
     passages = [
@@ -45,7 +60,7 @@ def test_rebuild_replaces_the_index_and_leaves_no_temporary_directories(
     seed_index_dir: Path, tmp_path: Path
 ) -> None:
     corpus = load_corpus(write_articles(tmp_path / "other", {"x.txt": "Other\n\nA new corpus."}))
-    build_index(corpus, seed_index_dir, HashingEmbedder(), ChunkingParams(), source_label="other")
+    build_index(corpus, seed_index_dir, HashingEmbedder(), BuildParams(), source_label="other")
     assert SearchIndex.open(seed_index_dir).manifest.counts.documents == 1
     assert sorted(p.name for p in seed_index_dir.parent.iterdir()) == ["index", "other"]
 
@@ -60,7 +75,7 @@ def test_a_crash_mid_build_keeps_the_previous_index(seed_index_dir: Path) -> Non
             load_corpus(SEEDS),
             seed_index_dir,
             HashingEmbedder(),
-            ChunkingParams(),
+            BuildParams(),
             source_label="s",
         )
     assert (seed_index_dir / "manifest.json").read_bytes() == before
@@ -71,7 +86,7 @@ def test_build_refuses_to_overwrite_a_directory_that_is_not_an_index(tmp_path: P
     precious = write_articles(tmp_path / "notes", {"keep.txt": "Do not delete me."})
     with pytest.raises(BuildError, match="not an index directory"):
         build_index(
-            load_corpus(SEEDS), precious, HashingEmbedder(), ChunkingParams(), source_label="s"
+            load_corpus(SEEDS), precious, HashingEmbedder(), BuildParams(), source_label="s"
         )
     assert (precious / "keep.txt").read_text() == "Do not delete me."
 
@@ -79,18 +94,16 @@ def test_build_refuses_to_overwrite_a_directory_that_is_not_an_index(tmp_path: P
 def test_build_with_no_documents_fails_clearly(tmp_path: Path) -> None:
     corpus = load_corpus(write_articles(tmp_path / "src", {"empty.txt": ""}))
     with pytest.raises(BuildError, match="no documents to index"):
-        build_index(
-            corpus, tmp_path / "out", HashingEmbedder(), ChunkingParams(), source_label="src"
-        )
+        build_index(corpus, tmp_path / "out", HashingEmbedder(), BuildParams(), source_label="src")
 
 
 def test_stale_reason_detects_every_kind_of_change(seed_index_dir: Path, tmp_path: Path) -> None:
     corpus = load_corpus(SEEDS)
-    params = ChunkingParams(max_tokens=64)
+    params = SEED_PARAMS
     assert stale_reason(seed_index_dir, corpus, "test/hashing-64", params) is None
     assert "model" in (stale_reason(seed_index_dir, corpus, "other-model", params) or "")
-    assert "ChunkingParams" in (
-        stale_reason(seed_index_dir, corpus, "test/hashing-64", ChunkingParams()) or ""
+    assert "max_tokens=128" in (
+        stale_reason(seed_index_dir, corpus, "test/hashing-64", BuildParams()) or ""
     )
     edited = write_articles(
         tmp_path / "edited", {p.name: p.read_text(encoding="utf-8") for p in SEEDS.iterdir()}
@@ -135,7 +148,5 @@ def test_build_refuses_to_replace_a_file(tmp_path: Path) -> None:
     target = tmp_path / "index"
     target.write_text("precious")
     with pytest.raises(BuildError, match="not a directory"):
-        build_index(
-            load_corpus(SEEDS), target, HashingEmbedder(), ChunkingParams(), source_label="s"
-        )
+        build_index(load_corpus(SEEDS), target, HashingEmbedder(), BuildParams(), source_label="s")
     assert target.read_text() == "precious"

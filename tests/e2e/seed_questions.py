@@ -1,0 +1,103 @@
+"""Natural questions about the seed articles, each with a phrase of the passage that answers it.
+
+The questions paraphrase the articles on purpose: copying their wording would only test
+keyword overlap.
+"""
+
+from __future__ import annotations
+
+from tests.conftest import OPPOSITION_DOC as OPPOSITION
+from tests.conftest import RUSSIA_DOC as RUSSIA
+
+# (question, document, a phrase of the answering passage)
+SEED_QUESTIONS: list[tuple[str, str, str]] = [
+    (
+        "Which newspaper got hold of the recording of Pompeo's private remarks?",
+        OPPOSITION,
+        "leaked audio was given to the Washington Post",
+    ),
+    (
+        "How many people would claim to be Maduro's successor, according to Pompeo?",
+        OPPOSITION,
+        "forty-plus people",
+    ),
+    (
+        "When did Guaido declare himself the country's acting leader?",
+        OPPOSITION,
+        "self-proclamation on January 23",
+    ),
+    (
+        "How did the US diplomat describe Guaido's grip on the opposition leadership?",
+        OPPOSITION,
+        "tenuous",
+    ),
+    (
+        "Why did the anti-Maduro coalition fall apart in 2018?",
+        OPPOSITION,
+        "MUD alliance all but disintegrating",
+    ),
+    ("Who might run for president in a future vote?", OPPOSITION, "Maria Corina Machado"),
+    (
+        "How did the head of the constituent assembly respond to the recording?",
+        OPPOSITION,
+        "great incompetence",
+    ),
+    (
+        "What did Beijing and Moscow say about outside meddling?",
+        OPPOSITION,
+        "non-interference in the internal affairs",
+    ),
+    (
+        "What did the Chinese leader say about his government's part in the crisis?",
+        OPPOSITION,
+        "constructive role",
+    ),
+    (
+        "Did Moscow pull its advisers out as the American president claimed?",
+        OPPOSITION,
+        "continue to work in Venezuela",
+    ),
+    ("What medicine production deals did the two governments agree on?", OPPOSITION, "insulin"),
+    (
+        "How many deaths have been blamed on American economic penalties?",
+        OPPOSITION,
+        "40,000 deaths",
+    ),
+    (
+        "Which countries make up the Lima Group?",
+        OPPOSITION,
+        "13 Latin American countries and Canada",
+    ),
+    (
+        "What was Chile's position on using armed force against Caracas?",
+        OPPOSITION,
+        "opposes military interference",
+    ),
+    (
+        "What did the Secretary of State say the population is suffering under?",
+        RUSSIA,
+        "besieged by dictatorship",
+    ),
+    (
+        "Which governments stand behind Maduro?",
+        RUSSIA,
+        "supported by nations including Russia and China",
+    ),
+    ("Why do Maduro's critics reject the last presidential vote?", RUSSIA, "vote rigging"),
+    (
+        "Which minister was said to have sided with the April uprising?",
+        RUSSIA,
+        "Padrino Lopez had agreed",
+    ),
+    (
+        "What did Russia's deputy foreign minister pledge to Venezuela's army?",
+        RUSSIA,
+        "strengthen the military potential",
+    ),
+    ("Which air defence equipment needs Russian technicians to run it?", RUSSIA, "S-300"),
+    (
+        "How did Washington describe the arrival of Russian soldiers in March?",
+        RUSSIA,
+        "reckless escalation",
+    ),
+]
