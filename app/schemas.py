@@ -23,7 +23,7 @@ MinScore = Annotated[
     Field(
         description="Drop results scoring below this. The score is the mode's own: cosine "
         "similarity (-1..1) in semantic mode, BM25 (0 and up) in keyword mode, the fused score "
-        "in hybrid mode (RRF: at most 2/(rrf_k+1), about 0.033)."
+        "in hybrid mode (0..1 with convex fusion; at most 2/(rrf_k+1) with RRF)."
     ),
 ]
 SearchMode = Annotated[

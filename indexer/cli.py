@@ -185,7 +185,7 @@ def search(
     for hit in hits:
         p, e = hit.passage, hit.evidence
         typer.secho(
-            f"{hit.rank}. score {hit.score:.4g}  {p.doc_id} [{p.start}:{p.end}] chunk {p.chunk_id}",
+            f"{hit.rank}. score {hit.score:.4f}  {p.doc_id} [{p.start}:{p.end}] chunk {p.chunk_id}",
             bold=True,
         )
         typer.echo(
@@ -196,7 +196,7 @@ def search(
 
 
 def _fmt(score: float | None) -> str:
-    return "-" if score is None else f"{score:.4g}"
+    return "-" if score is None else f"{score:.4f}"
 
 
 @app.command("eval")

@@ -20,7 +20,8 @@ class Ranking:
 
 @dataclass(frozen=True, slots=True)
 class FusionParams:
-    method: FusionMethod = "rrf"
+    # Equal-weight convex fusion won the CISI evaluation (docs/relevance.md) and needs no tuning.
+    method: FusionMethod = "convex"
     rrf_k: int = 60
     """RRF's damping constant: larger flattens the advantage of the very top ranks."""
     semantic_weight: float = 0.5

@@ -179,7 +179,8 @@ def _result(hit: Hit) -> SearchResult:
     passage, evidence = hit.passage, hit.evidence
     return SearchResult(
         rank=hit.rank,
-        score=round(hit.score, 6),
+        # Unrounded: a client may feed a score back as min_score and must keep that result.
+        score=hit.score,
         text=passage.text,
         source=passage.doc_id,
         title=hit.title,
@@ -188,18 +189,14 @@ def _result(hit: Hit) -> SearchResult:
         start=passage.start,
         end=passage.end,
         scores=Scores(
-            semantic=_round(evidence.semantic_score),
-            keyword=_round(evidence.keyword_score),
-            fused=_round(evidence.fused_score),
+            semantic=evidence.semantic_score,
+            keyword=evidence.keyword_score,
+            fused=evidence.fused_score,
         ),
         ranks=Ranks(semantic=evidence.semantic_rank, keyword=evidence.keyword_rank),
         highlights=list(hit.highlights),
         other_matches=hit.other_matches,
     )
-
-
-def _round(score: float | None) -> float | None:
-    return None if score is None else round(score, 6)
 
 
 def _elapsed_ms(started: float) -> float:

@@ -27,7 +27,7 @@ def test_health_ready_and_info(client: TestClient) -> None:
     assert info["keyword"]["stemmer"] == "english"
     assert info["title_prefix"] is True
     assert info["default_mode"] == "hybrid"
-    assert info["fusion"] == {"method": "rrf", "rrf_k": 60, "semantic_weight": 0.5}
+    assert info["fusion"] == {"method": "convex", "rrf_k": 60, "semantic_weight": 0.5}
     assert info["version"] == "0.1.0"
 
 

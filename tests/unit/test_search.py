@@ -48,9 +48,13 @@ def test_the_score_is_the_modes_own_and_the_evidence_shows_both_rankings(
     assert [h.evidence.keyword_rank for h in keyword] == [1, 2, 3]
 
     hybrid = searcher.search(Query(QUERY, mode="hybrid", k=3))
-    for hit in hybrid:
+    assert all(h.score == h.evidence.fused_score and 0 <= h.score <= 1 for h in hybrid)
+
+
+def test_rrf_fusion_scores_sum_reciprocal_ranks(seed_index: SearchIndex) -> None:
+    searcher = Searcher(seed_index, HashingEmbedder(), FusionParams("rrf", rrf_k=60))
+    for hit in searcher.search(Query(QUERY, mode="hybrid", k=5)):
         e = hit.evidence
-        assert hit.score == e.fused_score
         ranks = [r for r in (e.semantic_rank, e.keyword_rank) if r is not None]
         assert hit.score == pytest.approx(sum(1 / (60 + r) for r in ranks))
 
