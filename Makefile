@@ -12,13 +12,13 @@ TORCH_VERSION := 2.13.0
 TORCH_INDEX_URL ?=
 PIP_TORCH_ARGS := $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL),)
 
-.PHONY: run test install install-test index lint typecheck clean
+.PHONY: run test install install-test index lint typecheck deploy-deps image clean
 
 run: install index
 	$(BIN)/python -m app
 
-# Static checks first (seconds), then every test tier: unit, contract, api, e2e.
-test: install-test lint typecheck
+# Static checks first (seconds), then every test tier: unit, contract, api, e2e, deploy.
+test: install-test lint typecheck deploy-deps
 	$(BIN)/python -m pytest
 
 index: install
@@ -38,6 +38,15 @@ $(VENV)/.installed: $(VENV)/bin/python pyproject.toml
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
+
+# nginx, Chromium and podman for the deploy tier: system packages, so root only. Elsewhere the
+# deploy tests skip (and fail in CI, where CI=true).
+deploy-deps:
+	@if [ "$$(id -u)" = 0 ]; then bash scripts/deploy-deps.sh; \
+	else echo "not root: skipping scripts/deploy-deps.sh (deploy tests skip without its tools)"; fi
+
+image:
+	bash scripts/build-image.sh
 
 lint: install-test
 	$(BIN)/ruff check app indexer tests

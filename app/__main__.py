@@ -29,6 +29,7 @@ def main() -> None:
         root_path=settings.root_path,
         log_level=settings.log_level,
         proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=10,
         log_config=_log_config(settings.log_level),
     )

@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimitMiddleware
-from app.routes import documents, health, search
+from app.routes import documents, health, page, search
 from app.routes.health import service_version
 from app.service import EmbedderFactory, SearchService, StartupError
 from app.settings import Settings
@@ -59,7 +60,18 @@ def create_app(
     app.include_router(search.router)
     app.include_router(documents.router)
     app.include_router(health.router)
-    Instrumentator(excluded_handlers=["/metrics", "/health", "/ready"]).instrument(app).expose(
-        app, include_in_schema=False
-    )
+    app.include_router(page.router)
+    app.mount(page.STATIC_URL, page.static_files(), name=page.STATIC_NAME)
+    Instrumentator(
+        excluded_handlers=["/metrics", "/health", "/ready"], registry=_metrics_registry()
+    ).instrument(app).expose(app, include_in_schema=False)
     return app
+
+
+def _metrics_registry() -> CollectorRegistry:
+    """One registry per app, so two apps in one process (as in tests) never share counters."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     port: int = Field(
         8000, validation_alias=AliasChoices("SEARCH_PORT", "PORT"), description="Bind port."
     )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="Proxies trusted for X-Forwarded-For/-Proto (comma-separated, or *).",
+    )
     fusion: FusionMethod = Field(
         DEFAULT_FUSION.method, description="How hybrid mode fuses rankings: rrf or convex."
     )

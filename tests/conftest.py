@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from indexer.chunking import ChunkingParams
+from indexer.embedding import DEFAULT_MODEL, SentenceTransformerEmbedder
 from indexer.index import BuildParams, SearchIndex, build_index
 from indexer.loading import load_corpus
 from tests.fakes import HashingEmbedder
@@ -22,6 +23,22 @@ def write_articles(directory: Path, articles: dict[str, str]) -> Path:
     for name, text in articles.items():
         (directory / name).write_text(text, encoding="utf-8")
     return directory
+
+
+@pytest.fixture(scope="session")
+def real_embedder() -> SentenceTransformerEmbedder:
+    """The real model, loaded once per test session (a few seconds)."""
+    return SentenceTransformerEmbedder(DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="session")
+def real_index_dir(
+    tmp_path_factory: pytest.TempPathFactory, real_embedder: SentenceTransformerEmbedder
+) -> Path:
+    """The seed articles indexed with the real model and default settings."""
+    out = tmp_path_factory.mktemp("real") / "index"
+    build_index(load_corpus(SEEDS), out, real_embedder, BuildParams(), source_label=str(SEEDS))
+    return out
 
 
 @pytest.fixture
@@ -43,8 +60,8 @@ def seed_index(seed_index_dir: Path) -> SearchIndex:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tier of a test is the folder it lives in: unit, contract, api or e2e."""
-    tiers = {"unit", "contract", "api", "e2e"}
+    """The tier of a test is the folder it lives in: unit, contract, api, e2e or deploy."""
+    tiers = {"unit", "contract", "api", "e2e", "deploy"}
     for item in items:
         folder = Path(str(item.fspath)).parent.name
         if folder in tiers:

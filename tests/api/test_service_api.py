@@ -127,7 +127,8 @@ def test_metrics_are_exposed_for_prometheus(client: TestClient) -> None:
     client.get("/search", params={"q": "x"})
     metrics = client.get("/metrics")
     assert metrics.status_code == 200
-    assert 'handler="/search"' in metrics.text
+    assert 'http_requests_total{handler="/search",method="GET",status="2xx"} 1.0' in metrics.text
+    assert "process_resident_memory_bytes" in metrics.text
 
 
 @pytest.mark.parametrize("damage", ["missing", "other-model"])

@@ -2,11 +2,8 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +15,7 @@ from indexer.embedding import HuggingFaceTokenizer
 from indexer.index import SearchIndex
 from tests.conftest import REPO, RUSSIA_DOC
 from tests.e2e.seed_questions import SEED_QUESTIONS
+from tests.processes import free_port, running_service
 
 
 def top(client: TestClient, query: str, k: int = 3) -> list[dict[str, object]]:
@@ -65,39 +63,10 @@ def test_swagger_and_redoc_reference_no_external_host(real_client: TestClient) -
 # --- the real entry point, as `make run` starts it --------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def served(real_index_dir: Path, tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    env = {**os.environ, "SEARCH_INDEX_DIR": str(real_index_dir), "PORT": str(port)}
-    log = tmp_path / "server.log"
-    with log.open("w") as sink:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "app"], cwd=REPO, env=env, stdout=sink, stderr=sink
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, "the server exited during startup"
-            assert time.monotonic() < deadline, "the server did not become ready in 60 s"
-            try:
-                if httpx.get(f"{base}/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+    with running_service(real_index_dir, tmp_path / "server.log") as base:
         yield base
-    finally:
-        server.terminate()
-        # uvicorn shuts down gracefully, then re-raises SIGTERM so supervisors see the signal.
-        assert server.wait(30) in (0, -signal.SIGTERM)
-        assert "Application shutdown complete" in log.read_text(), log.read_text()
 
 
 def test_python_m_app_serves_search_over_http(served: str) -> None:
@@ -115,7 +84,7 @@ def test_python_m_app_logs_when_it_is_ready(served: str, tmp_path: Path) -> None
 
 
 def test_python_m_app_refuses_a_missing_index_in_one_sentence(tmp_path: Path) -> None:
-    env = {**os.environ, "SEARCH_INDEX_DIR": str(tmp_path / "none"), "PORT": str(_free_port())}
+    env = {**os.environ, "SEARCH_INDEX_DIR": str(tmp_path / "none"), "PORT": str(free_port())}
     result = subprocess.run(
         [sys.executable, "-m", "app"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
     )

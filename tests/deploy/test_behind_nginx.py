@@ -1,0 +1,142 @@
+"""The service under /search-api/ behind nginx (deploy/nginx.conf), used from Chromium."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.conftest import RUSSIA_DOC
+from tests.deploy.conftest import require, screenshot
+from tests.processes import running_nginx, running_service
+
+PREFIX = "/search-api"
+QUERY = "Russian military presence"
+
+
+@pytest.fixture(scope="module")
+def proxied(real_index_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """nginx at a free port serving the service under /search-api/; yields nginx's base URL."""
+    require("nginx")
+    workdir = tmp_path_factory.mktemp("behind-nginx")
+    with (
+        running_service(real_index_dir, workdir / "service.log", SEARCH_ROOT_PATH=PREFIX) as app,
+        running_nginx(workdir / "nginx", int(app.rsplit(":", 1)[1])) as proxy,
+    ):
+        yield proxy
+
+
+def test_search_and_openapi_work_through_the_prefix(proxied: str) -> None:
+    response = httpx.get(f"{proxied}{PREFIX}/search", params={"q": QUERY, "k": 3})
+    assert response.status_code == 200
+    assert response.json()["results"][0]["doc_id"] == RUSSIA_DOC
+    spec = httpx.get(f"{proxied}{PREFIX}/openapi.json").json()
+    assert spec["servers"] == [{"url": PREFIX}]
+    redirect = httpx.get(f"{proxied}{PREFIX}")
+    assert redirect.status_code == 301
+    assert redirect.headers["location"] == f"{PREFIX}/"
+
+
+def test_proxy_errors_are_json_too(proxied: str) -> None:
+    too_big = httpx.post(
+        f"{proxied}{PREFIX}/search",
+        content=b"x" * 200_000,
+        headers={"content-type": "application/json"},
+    )
+    assert too_big.status_code == 413
+    assert too_big.json() == {"detail": "request body too large"}
+    service_too_big = httpx.post(f"{proxied}{PREFIX}/search", json={"query": "x" * 70_000})
+    assert service_too_big.status_code == 413, service_too_big.text
+    assert "larger than 65536 bytes" in service_too_big.json()["detail"]
+
+
+def test_swagger_try_it_out_runs_a_search_through_the_prefix(
+    proxied: str, browser: webdriver.Chrome
+) -> None:
+    browser.get(f"{proxied}{PREFIX}/docs")
+    wait = WebDriverWait(browser, 30)
+    operation = "#operations-search-search_get_search_get"
+    wait.until(
+        ec.element_to_be_clickable((By.CSS_SELECTOR, f"{operation} .opblock-summary"))
+    ).click()
+    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, f"{operation} .try-out__btn"))).click()
+    box = wait.until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, f"{operation} input[placeholder='q']"))
+    )
+    box.clear()
+    box.send_keys(QUERY)
+    browser.find_element(By.CSS_SELECTOR, f"{operation} .execute").click()
+    status = wait.until(
+        ec.presence_of_element_located(
+            (By.CSS_SELECTOR, f"{operation} .live-responses-table tbody .response-col_status")
+        )
+    )
+    request_url = browser.find_element(By.CSS_SELECTOR, f"{operation} .request-url pre").text
+    body = browser.find_element(
+        By.CSS_SELECTOR, f"{operation} .live-responses-table .response-col_description pre"
+    ).text
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", status)
+    screenshot(browser, "swagger-try-it-out.png")
+    assert status.text.strip() == "200"
+    assert request_url.startswith(f"{proxied}{PREFIX}/search?q=Russian%20military%20presence")
+    assert RUSSIA_DOC in body
+
+
+def test_redoc_renders_under_the_prefix(proxied: str, browser: webdriver.Chrome) -> None:
+    browser.get(f"{proxied}{PREFIX}/redoc")
+    WebDriverWait(browser, 30).until(
+        ec.presence_of_element_located((By.XPATH, "//h1[contains(., 'Semantic Search')]"))
+    )
+    assert browser.find_elements(By.XPATH, "//*[contains(text(), 'Search (query string)')]")
+    screenshot(browser, "redoc.png")
+
+
+def test_the_search_page_finds_passages_and_shows_them_in_their_document(
+    proxied: str, browser: webdriver.Chrome
+) -> None:
+    browser.get(f"{proxied}{PREFIX}/")
+    wait = WebDriverWait(browser, 30)
+    box = wait.until(ec.element_to_be_clickable((By.ID, "q")))
+    box.send_keys(QUERY, Keys.ENTER)
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#results li.result")))
+    results = browser.find_elements(By.CSS_SELECTOR, "#results li.result")
+    screenshot(browser, "search-page-results.png")
+    assert len(results) == 10
+    first = results[0]
+    assert first.find_element(By.CSS_SELECTOR, ".rank").text == "#1"
+    assert first.find_element(By.CSS_SELECTOR, ".source").text == RUSSIA_DOC
+    marked = {m.text.lower() for m in first.find_elements(By.CSS_SELECTOR, ".passage mark")}
+    assert marked <= {"russian", "military"}
+    assert marked
+    assert "search-api/?q=Russian+military+presence" in browser.current_url
+
+    passage = first.find_element(By.CSS_SELECTOR, ".passage").text
+    first.find_element(By.CSS_SELECTOR, "a.result-link").click()
+    mark = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "mark.passage-mark")))
+    screenshot(browser, "search-page-document.png")
+    assert " ".join(mark.text.split()) == " ".join(passage.split())
+    assert browser.find_element(By.ID, "document-title").text.startswith("Mike Pompeo")
+
+    browser.find_element(By.ID, "back").click()
+    wait.until(ec.visibility_of_element_located((By.ID, "results-view")))
+
+
+def test_the_search_page_fits_a_phone_screen(proxied: str, browser: webdriver.Chrome) -> None:
+    browser.set_window_size(375, 812)
+    browser.get(f"{proxied}{PREFIX}/?q=sanctions%20and%20medicine&mode=keyword")
+    WebDriverWait(browser, 30).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, "#results li.result"))
+    )
+    screenshot(browser, "search-page-phone.png")
+    overflow = browser.execute_script(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0
+    assert browser.find_element(By.ID, "mode").get_attribute("value") == "keyword"

@@ -1,0 +1,124 @@
+"""The container image, built and run with podman: healthy, non-root, proxied, stops cleanly."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import REPO, RUSSIA_DOC
+from tests.deploy.conftest import ARTIFACTS, require
+from tests.processes import free_port, running_nginx, wait_for
+
+IMAGE = "localhost/semantic-search:test"
+Container = tuple[str, int, float]
+
+
+def podman(
+    *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["podman", "--runtime", "runc", *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    require("podman")
+    build = subprocess.run(
+        ["bash", "scripts/podman-setup.sh"], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert build.returncode == 0, build.stderr
+    started = time.monotonic()
+    build = subprocess.run(
+        ["bash", "scripts/build-image.sh", IMAGE],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
+    )
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    size = podman("image", "inspect", "--format", "{{.Size}}", IMAGE).stdout.strip()
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "image.txt").write_text(
+        f"image {IMAGE}\nsize_bytes {size}\nbuild_seconds {time.monotonic() - started:.0f}\n"
+    )
+    return IMAGE
+
+
+@pytest.fixture(scope="module")
+def container(image: str) -> Iterator[Container]:
+    """A running container under /search-api; yields its name, port, and seconds to healthy
+    (counted from `podman run` returning)."""
+    name, port = f"search-test-{uuid.uuid4().hex[:8]}", free_port()
+    podman(
+        "run", "-d", "--name", name,
+        "-e", f"PORT={port}", "-e", "SEARCH_ROOT_PATH=/search-api",
+        image,
+    )  # fmt: skip
+    try:
+        # podman runs HEALTHCHECKs on a systemd timer, and there is none here: run it on demand.
+        seconds = wait_for(
+            lambda: podman("healthcheck", "run", name, check=False).returncode == 0,
+            "the container's own HEALTHCHECK passing",
+            seconds=120,
+        )
+        yield name, port, seconds
+    finally:
+        podman("rm", "-f", name, check=False)
+
+
+def test_the_container_becomes_healthy_by_its_own_healthcheck(
+    container: Container,
+) -> None:
+    name, _, seconds = container
+    assert (
+        podman("inspect", "--format", "{{.State.Health.Status}}", name).stdout.strip() == "healthy"
+    )
+    (ARTIFACTS / "container-healthy-seconds.txt").write_text(f"{seconds:.1f}\n")
+    assert seconds < 120
+
+
+def test_it_runs_as_a_non_root_user(container: Container) -> None:
+    name, _, _ = container
+    assert podman("exec", name, "id", "-u").stdout.strip() not in ("", "0")
+
+
+def test_it_answers_search_through_nginx(container: Container, tmp_path: Path) -> None:
+    require("nginx")
+    _, port, _ = container
+    with running_nginx(tmp_path / "nginx", port) as proxy:
+        response = httpx.get(
+            f"{proxy}/search-api/search", params={"q": "Russian military presence"}
+        )
+        assert response.status_code == 200
+        assert response.json()["results"][0]["doc_id"] == RUSSIA_DOC
+        spec = httpx.get(f"{proxy}/search-api/openapi.json").json()
+        assert spec["servers"] == [{"url": "/search-api"}]
+
+
+def test_it_stops_cleanly_on_sigterm(image: str) -> None:
+    name, port = f"search-stop-{uuid.uuid4().hex[:8]}", free_port()
+    podman("run", "-d", "--name", name, "-e", f"PORT={port}", image)
+    try:
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/ready").status_code == 200, "ready")
+        started = time.monotonic()
+        podman("stop", "--time", "20", name)  # SIGTERM, then SIGKILL only after 20 s
+        stopped_in = time.monotonic() - started
+        logs = podman("logs", name).stderr + podman("logs", name).stdout
+        assert "Application shutdown complete" in logs
+        assert stopped_in < 15, f"took {stopped_in:.1f} s: SIGTERM was not handled"
+        exit_code = podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
+        assert exit_code in ("0", "143")
+    finally:
+        podman("rm", "-f", name, check=False)

@@ -1,0 +1,113 @@
+"""Real processes for the end-to-end and deploy tiers: the service, nginx, readiness waits."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import REPO
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], what: str, seconds: float = 60.0) -> float:
+    """Poll ``check`` until it holds; returns how long that took."""
+    started = time.monotonic()
+    while True:
+        try:
+            if check():
+                return time.monotonic() - started
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() - started < seconds, f"{what} did not happen within {seconds} s"
+        time.sleep(0.2)
+
+
+@contextmanager
+def running_service(index_dir: Path, log: Path, **env: str) -> Iterator[str]:
+    """``python -m app`` as `make run` starts it; yields its base URL once /ready says 200."""
+    port = free_port()
+    environment = {**os.environ, "SEARCH_INDEX_DIR": str(index_dir), "PORT": str(port), **env}
+    with log.open("w") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "app"], cwd=REPO, env=environment, stdout=sink, stderr=sink
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def ready() -> bool:
+            assert server.poll() is None, f"the service exited during startup:\n{log.read_text()}"
+            return httpx.get(f"{base}/ready").status_code == 200
+
+        wait_for(ready, "the service becoming ready")
+        yield base
+    finally:
+        server.terminate()
+        # uvicorn shuts down gracefully, then re-raises SIGTERM so supervisors see the signal.
+        assert server.wait(30) in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in log.read_text(), log.read_text()
+
+
+@contextmanager
+def running_nginx(workdir: Path, upstream_port: int) -> Iterator[str]:
+    """nginx with ``deploy/nginx.conf`` as shipped, on free ports; yields its base URL."""
+    port = free_port()
+    site = (REPO / "deploy" / "nginx.conf").read_text()
+    site = re.sub(r"listen \d+;", f"listen 127.0.0.1:{port};", site)
+    site = re.sub(r"server 127\.0\.0\.1:\d+;", f"server 127.0.0.1:{upstream_port};", site)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "site.conf").write_text(site)
+    # As root, nginx's workers would drop to an unprivileged user that cannot write request
+    # bodies into this private temporary directory.
+    user = "user root;" if os.geteuid() == 0 else ""
+    (workdir / "nginx.conf").write_text(
+        f"""
+{user}
+daemon off;
+worker_processes 1;
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log;
+events {{}}
+http {{
+    access_log {workdir}/access.log;
+    client_body_temp_path {workdir}/body;
+    proxy_temp_path {workdir}/proxy;
+    fastcgi_temp_path {workdir}/fastcgi;
+    uwsgi_temp_path {workdir}/uwsgi;
+    scgi_temp_path {workdir}/scgi;
+    include {workdir}/site.conf;
+}}
+"""
+    )
+    nginx = subprocess.Popen(
+        ["nginx", "-c", str(workdir / "nginx.conf"), "-p", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def listening() -> bool:
+            assert nginx.poll() is None, nginx.stderr.read().decode() if nginx.stderr else ""
+            httpx.get(f"{base}/")
+            return True
+
+        wait_for(listening, "nginx listening", seconds=20)
+        yield base
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
