@@ -12,7 +12,7 @@ TORCH_VERSION := 2.13.0
 TORCH_INDEX_URL ?=
 PIP_TORCH_ARGS := $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL),)
 
-.PHONY: run test install install-test index lint typecheck deploy-deps image clean
+.PHONY: run test install install-test index bench lint typecheck deploy-deps image clean
 
 run: install index
 	$(BIN)/python -m app
@@ -48,9 +48,13 @@ deploy-deps:
 image:
 	bash scripts/build-image.sh
 
+# Latency, throughput, indexing rate and memory on CISI; tables on stdout, JSON in bench/results/.
+bench: install
+	$(BIN)/python -m bench
+
 lint: install-test
-	$(BIN)/ruff check app indexer tests
-	$(BIN)/ruff format --check app indexer tests
+	$(BIN)/ruff check app indexer bench tests
+	$(BIN)/ruff format --check app indexer bench tests
 
 typecheck: install-test
 	$(BIN)/mypy

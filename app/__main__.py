@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import sys
+import threading
 from typing import Any
 
 import uvicorn
@@ -21,6 +23,11 @@ def main() -> None:
     except StartupError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    # Importing sentence-transformers takes most of the start-up (torch, transformers,
+    # scikit-learn: ~3 s); begin now, alongside uvicorn's own start, not after it.
+    threading.Thread(
+        target=importlib.import_module, args=("sentence_transformers",), daemon=True
+    ).start()
     uvicorn.run(
         "app.main:create_app",
         factory=True,

@@ -46,6 +46,7 @@ def create_app(
         loading = asyncio.create_task(asyncio.to_thread(service.load_model))
         yield
         await loading  # a thread cannot be cancelled; let it finish before exiting
+        service.close()
 
     # Docs assets are served from the installed package, so /docs works with no internet.
     app = FastAPIOffline(

@@ -9,6 +9,7 @@ from app.settings import Settings
 from indexer.embedding import Embedder, SentenceTransformerEmbedder
 from indexer.index import IndexLoadError, SearchIndex
 from indexer.manifest import Manifest, ManifestError, read_manifest
+from indexer.query_encoding import BatchingEmbedder, CachingEmbedder
 from indexer.search import Searcher
 
 logger = logging.getLogger("app")
@@ -30,6 +31,7 @@ class SearchService:
         self.index: SearchIndex | None = None
         self.searcher: Searcher | None = None
         self.load_error: str | None = None
+        self._batcher: BatchingEmbedder | None = None
 
     @property
     def ready(self) -> bool:
@@ -63,6 +65,16 @@ class SearchService:
             f"Cannot serve the index at {directory}: {problem}. Build it with: {rebuild}"
         )
 
+    def _query_embedder(self, model: Embedder) -> Embedder:
+        if self.settings.query_batching:
+            self._batcher = BatchingEmbedder(model)
+            model = self._batcher
+        return CachingEmbedder(model, self.settings.query_cache_size)
+
+    def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
+
     def load_model(self) -> None:
         """Load the embedding model and warm it up; runs in a worker thread.
 
@@ -72,7 +84,7 @@ class SearchService:
         if self.index is None:
             raise RuntimeError("open_index() must run first")
         try:
-            embedder = self._embedder_factory(self.settings.model)
+            embedder = self._query_embedder(self._embedder_factory(self.settings.model))
             searcher = Searcher(self.index, embedder, self.settings.fusion_params)
             searcher.embedder.encode([_WARMUP_QUERY])  # the first encode pays one-off setup costs
         except Exception as error:

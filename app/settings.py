@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     semantic_weight: float = Field(
         DEFAULT_FUSION.semantic_weight, ge=0, le=1, description="Convex fusion: semantic weight."
     )
+    query_cache_size: int = Field(
+        1024, ge=0, description="Query embeddings kept in an LRU cache (0 turns it off)."
+    )
+    query_batching: bool = Field(
+        True, description="Encode concurrent queries together in one model call."
+    )
     max_body_bytes: int = Field(65_536, description="Larger request bodies get 413.")
     log_level: str = Field("info", description="Uvicorn and application log level.")
 

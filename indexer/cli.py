@@ -49,6 +49,15 @@ TitlePrefixOption = Annotated[
         envvar="SEARCH_TITLE_PREFIX", help="Embed and index passages with their title first."
     ),
 ]
+IndexFactoryOption = Annotated[
+    str,
+    typer.Option(
+        envvar="SEARCH_INDEX_FACTORY", help='FAISS index: "Flat", "HNSW32", "IVF1024,Flat".'
+    ),
+]
+SearchParamsOption = Annotated[
+    str, typer.Option(envvar="SEARCH_SEARCH_PARAMS", help='e.g. "efSearch=128" or "nprobe=32".')
+]
 FusionOption = Annotated[
     FusionChoice, typer.Option(envvar="SEARCH_FUSION", help="How hybrid mode merges the rankings.")
 ]
@@ -68,9 +77,20 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
-def _build_params(max_tokens: int, overlap: float, title_prefix: bool) -> BuildParams:
+def _build_params(
+    max_tokens: int,
+    overlap: float,
+    title_prefix: bool,
+    index_factory: str = "Flat",
+    search_params: str = "",
+) -> BuildParams:
     try:
-        return BuildParams(chunking=ChunkingParams(max_tokens, overlap), title_prefix=title_prefix)
+        return BuildParams(
+            chunking=ChunkingParams(max_tokens, overlap),
+            title_prefix=title_prefix,
+            index_factory=index_factory,
+            search_params=search_params,
+        )
     except ValueError as error:
         raise _fail(str(error)) from None
 
@@ -104,6 +124,8 @@ def build(
     max_tokens: MaxTokensOption = DEFAULT_MAX_TOKENS,
     overlap: OverlapOption = DEFAULT_OVERLAP,
     title_prefix: TitlePrefixOption = True,
+    index_factory: IndexFactoryOption = "Flat",
+    search_params: SearchParamsOption = "",
     batch_size: Annotated[int, typer.Option(help="Passages per embedding batch.")] = 64,
     if_stale: Annotated[
         bool, typer.Option("--if-stale", help="Only rebuild when the corpus or settings changed.")
@@ -111,7 +133,7 @@ def build(
     progress: ProgressOption = True,
 ) -> None:
     """Split the corpus into passages, embed and keyword-index them, write the index atomically."""
-    params = _build_params(max_tokens, overlap, title_prefix)
+    params = _build_params(max_tokens, overlap, title_prefix, index_factory, search_params)
     corpus = _load(source)
     if if_stale:
         reason = stale_reason(out, corpus, model, params)

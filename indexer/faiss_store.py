@@ -22,9 +22,15 @@ class FaissStore:
         self.dimension = int(index.d)
 
     @classmethod
-    def create(cls, dimension: int, factory: str = "Flat") -> Self:
-        # IDMap2 keeps our own ids (passage rows) and supports removal and reconstruction.
+    def create(cls, dimension: int, spec: str = "") -> Self:
+        """``spec`` is a FAISS index factory string: "Flat" (exact, the default), "HNSW32",
+        "IVF1024,Flat", ... IDMap2 around it keeps our own ids (passage rows)."""
+        factory = spec or "Flat"
         return cls(faiss.index_factory(dimension, f"IDMap2,{factory}", faiss.METRIC_INNER_PRODUCT))
+
+    def tune(self, params: str) -> None:
+        if params:
+            faiss.ParameterSpace().set_index_parameters(self._index, params)  # type: ignore[arg-type]
 
     def add(self, ids: Ids, vectors: Matrix) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -34,6 +40,8 @@ class FaissStore:
             )
         if len(ids) != len(vectors):
             raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+        if not self._index.is_trained:  # IVF and PQ indexes learn their partitions first
+            self._index.train(vectors)
         self._index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
 
     def search(
@@ -53,6 +61,9 @@ class FaissStore:
         return scores.astype(np.float32, copy=False), ids.astype(np.int64, copy=False)
 
     def remove(self, ids: Ids) -> int:
+        inner = faiss.downcast_index(self._index.index)  # type: ignore[attr-defined]
+        if "HNSW" in type(inner).__name__:
+            raise NotImplementedError("FAISS HNSW indexes cannot remove vectors; rebuild instead")
         selector = faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))
         return int(self._index.remove_ids(selector))
 

@@ -64,6 +64,11 @@ class BuildParams:
     title_prefix: bool = True
     """Embed and keyword-index each passage with its document title first, so a passage
     that never names its subject still carries it."""
+    index_factory: str = "Flat"
+    """The vector index (FAISS factory string): exact "Flat" suits up to a few hundred
+    thousand passages; "HNSW32" or "IVF<n>,Flat" trade a little recall for speed beyond."""
+    search_params: str = ""
+    """Search-time parameters for that index, e.g. "efSearch=128" or "nprobe=32"."""
 
 
 def passage_representation(passage: Passage, title: str, title_prefix: bool) -> str:
@@ -104,7 +109,7 @@ def build_index(
     titles = {d.doc_id: d.title for d in corpus.documents}
     texts = [passage_representation(p, titles[p.doc_id], params.title_prefix) for p in passages]
     vectors = embedder.encode(texts, batch_size=batch_size, progress=progress)
-    store = store_class(DEFAULT_STORE).create(embedder.dimension)
+    store = store_class(DEFAULT_STORE).create(embedder.dimension, params.index_factory)
     store.add(np.arange(len(passages), dtype=np.int64), vectors)
     keyword = KeywordIndex.build(texts, params.keyword)
 
@@ -121,7 +126,9 @@ def build_index(
             chunking=params.chunking,
             keyword=params.keyword,
             title_prefix=params.title_prefix,
-            store=StoreInfo(kind=store.kind),
+            store=StoreInfo(
+                kind=store.kind, spec=params.index_factory, search_params=params.search_params
+            ),
             corpus=CorpusInfo(
                 source=source_label,
                 checksums={d.doc_id: document_checksum(d) for d in corpus.documents},
@@ -149,7 +156,13 @@ def stale_reason(out: Path, corpus: Corpus, model_name: str, params: BuildParams
         return str(error)
     if manifest.model.name != model_name:
         return f"it was built with model {manifest.model.name!r}, not {model_name!r}"
-    built_params = BuildParams(manifest.chunking, manifest.keyword, manifest.title_prefix)
+    built_params = BuildParams(
+        manifest.chunking,
+        manifest.keyword,
+        manifest.title_prefix,
+        manifest.store.spec or "Flat",
+        manifest.store.search_params,
+    )
     if built_params != params:
         return f"it was built with {built_params}, not {params}"
     current = {d.doc_id: document_checksum(d) for d in corpus.documents}
@@ -190,6 +203,9 @@ class SearchIndex:
         self._rows_by_document: dict[str, list[int]] = {}
         for row, passage in enumerate(passages):
             self._rows_by_document.setdefault(passage.doc_id, []).append(row)
+        # Row -> document number, for grouping results by document without Python loops.
+        numbers = {doc_id: n for n, doc_id in enumerate(self._rows_by_document)}
+        self.document_numbers = np.array([numbers[p.doc_id] for p in passages], dtype=np.int64)
 
     @classmethod
     def open(cls, directory: Path) -> SearchIndex:
@@ -201,6 +217,7 @@ class SearchIndex:
             documents = [_document_from(r) for r in _read_jsonl(directory / DOCUMENTS_FILE)]
             passages = [_passage_from(r) for r in _read_jsonl(directory / PASSAGES_FILE)]
             store = store_class(manifest.store.kind).load(directory)
+            store.tune(manifest.store.search_params)
             keyword = KeywordIndex.load(directory, manifest.keyword)
         except (OSError, KeyError, RuntimeError, TypeError, ValueError) as error:
             raise IndexLoadError(f"the index at {directory} is damaged: {error}") from error

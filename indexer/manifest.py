@@ -27,6 +27,8 @@ class ModelInfo(BaseModel):
 
 class StoreInfo(BaseModel):
     kind: str
+    spec: str = Field("", description="The engine's index description (FAISS factory string).")
+    search_params: str = Field("", description="Search-time parameters applied when loaded.")
     metric: str = "inner_product"
 
 

@@ -6,8 +6,11 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+import numpy as np
+import numpy.typing as npt
+
 from indexer.embedding import Embedder, Vectors
-from indexer.fusion import FusionParams, Ranking
+from indexer.fusion import FusionParams, Ranking, union
 from indexer.index import IndexLoadError, SearchIndex
 from indexer.types import Evidence, Hit
 
@@ -39,11 +42,31 @@ class Query:
     """At most one passage per document (its best), counting the others that matched."""
 
 
-@dataclass(slots=True)
-class _Candidate:
-    row: int
-    score: float
-    evidence: Evidence
+class _Ranked:
+    """Every candidate row of one query, with its evidence, and the ranking order over them."""
+
+    def __init__(self, rows: npt.NDArray[np.int64]) -> None:
+        self.rows = rows
+        self.semantic_score = np.full(len(rows), np.nan)
+        self.semantic_rank = np.zeros(len(rows), dtype=np.int64)  # 0: not in that list
+        self.keyword_score = np.full(len(rows), np.nan)
+        self.keyword_rank = np.zeros(len(rows), dtype=np.int64)
+        self.fused_score = np.full(len(rows), np.nan)
+        self.score = self.fused_score
+        self.order = np.empty(0, dtype=np.intp)
+
+    def evidence(self, at: int) -> Evidence:
+        return Evidence(
+            semantic_score=_optional(self.semantic_score[at]),
+            semantic_rank=int(self.semantic_rank[at]) or None,
+            keyword_score=_optional(self.keyword_score[at]),
+            keyword_rank=int(self.keyword_rank[at]) or None,
+            fused_score=_optional(self.fused_score[at]),
+        )
+
+
+def _optional(value: np.floating) -> float | None:
+    return None if np.isnan(value) else float(value)
 
 
 class Searcher:
@@ -98,87 +121,82 @@ class Searcher:
         wanted = query.offset + query.k
         pooled = query.mode == "hybrid" or query.group_by_document
         depth = max(self.candidate_pool, wanted) if pooled else wanted
-        candidates = self._rank(query, vector, allowed, depth)
-        if query.min_score is not None:
-            floor = query.min_score
-            candidates = [c for c in candidates if c.score >= floor]
-        other_matches: dict[int, int] = {}
+        ranked = self._rank(query, vector, allowed, depth)
+        order, other_matches = ranked.order, None
         if query.group_by_document:
-            candidates, other_matches = self._best_per_document(candidates)
-        page = candidates[query.offset : wanted]
-        terms = frozenset(self.index.keyword.analyzer.terms(query.text)) if page else frozenset()
+            order, other_matches = self._best_per_document(ranked.rows, order)
+        page = order[query.offset : wanted]
+        if not len(page):
+            return []
+        terms = frozenset(self.index.keyword.analyzer.terms(query.text))
         return [
             self._hit(
-                query.offset + position + 1, candidate, terms, other_matches.get(candidate.row)
+                query.offset + position + 1,
+                ranked,
+                int(at),
+                terms,
+                None if other_matches is None else int(other_matches[query.offset + position]),
             )
-            for position, candidate in enumerate(page)
+            for position, at in enumerate(page)
         ]
 
     def _rank(
         self, query: Query, vector: Vectors | None, allowed: list[int] | None, depth: int
-    ) -> list[_Candidate]:
-        semantic = keyword = Ranking([], [])
+    ) -> _Ranked:
+        semantic = keyword = Ranking.of([], [])
         if vector is not None:
             scores, rows = self.index.store.search(vector, depth, allowed=allowed)
             found = rows[0] >= 0
-            semantic = Ranking(rows[0][found].tolist(), scores[0][found].tolist())
+            semantic = Ranking.of(rows[0][found], scores[0][found])
         if query.mode != "semantic":
-            scores_kw, rows_kw = self.index.keyword.search(query.text, depth, allowed=allowed)
-            keyword = Ranking(rows_kw.tolist(), scores_kw.tolist())
-
-        fused = self.fusion.fuse(semantic, keyword) if query.mode == "hybrid" else {}
-        semantic_at = _positions(semantic)
-        keyword_at = _positions(keyword)
-        candidates: list[_Candidate] = []
-        for row in semantic_at.keys() | keyword_at.keys():
-            evidence = Evidence(
-                semantic_score=semantic_at[row][1] if row in semantic_at else None,
-                semantic_rank=semantic_at[row][0] if row in semantic_at else None,
-                keyword_score=keyword_at[row][1] if row in keyword_at else None,
-                keyword_rank=keyword_at[row][0] if row in keyword_at else None,
-                fused_score=fused.get(row),
+            keyword_scores, keyword_rows = self.index.keyword.search(
+                query.text, depth, allowed=allowed
             )
-            score = {
-                "semantic": evidence.semantic_score,
-                "keyword": evidence.keyword_score,
-                "hybrid": evidence.fused_score,
-            }[query.mode]
-            if score is not None:
-                candidates.append(_Candidate(row, score, evidence))
+            keyword = Ranking.of(keyword_rows, keyword_scores)
+
+        rows, (semantic_at, keyword_at) = union([semantic, keyword])
+        ranked = _Ranked(rows)
+        ranked.semantic_score[semantic_at] = semantic.scores
+        ranked.semantic_rank[semantic_at] = np.arange(1, len(semantic_at) + 1)
+        ranked.keyword_score[keyword_at] = keyword.scores
+        ranked.keyword_rank[keyword_at] = np.arange(1, len(keyword_at) + 1)
+        if query.mode == "hybrid":
+            fused = self.fusion.fuse(semantic, keyword)  # over the same union, in row order
+            ranked.fused_score[:] = fused.scores
+        score = {
+            "semantic": ranked.semantic_score,
+            "keyword": ranked.keyword_score,
+            "hybrid": ranked.fused_score,
+        }[query.mode]
+        eligible = ~np.isnan(score)
+        if query.min_score is not None:
+            eligible &= score >= query.min_score
+        candidates = np.flatnonzero(eligible)
         # Best first; ties broken by index order so that rankings, and pages, are stable.
-        candidates.sort(key=lambda c: (-c.score, c.row))
-        return candidates
+        ranked.score = score
+        ranked.order = candidates[np.lexsort((rows[candidates], -score[candidates]))]
+        return ranked
 
     def _best_per_document(
-        self, candidates: list[_Candidate]
-    ) -> tuple[list[_Candidate], dict[int, int]]:
-        best: dict[str, _Candidate] = {}
-        counts: dict[str, int] = {}
-        for candidate in candidates:
-            doc_id = self.index.passages[candidate.row].doc_id
-            best.setdefault(doc_id, candidate)
-            counts[doc_id] = counts.get(doc_id, 0) + 1
-        grouped = list(best.values())
-        return grouped, {c.row: counts[self.index.passages[c.row].doc_id] - 1 for c in grouped}
+        self, rows: npt.NDArray[np.int64], order: npt.NDArray[np.intp]
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """Each document's first (best) candidate, in ranking order, and how many more it had."""
+        documents = self.index.document_numbers[rows[order]]
+        _, first, counts = np.unique(documents, return_index=True, return_counts=True)
+        by_rank = np.argsort(first)
+        return order[first[by_rank]], counts[by_rank] - 1
 
     def _hit(
-        self, rank: int, candidate: _Candidate, terms: frozenset[str], others: int | None
+        self, rank: int, ranked: _Ranked, at: int, terms: frozenset[str], others: int | None
     ) -> Hit:
-        passage = self.index.passages[candidate.row]
+        row = int(ranked.rows[at])
+        passage = self.index.passages[row]
         return Hit(
             rank=rank,
-            score=candidate.score,
+            score=float(ranked.score[at]),
             passage=passage,
             title=self.index.documents[passage.doc_id].title,
-            evidence=candidate.evidence,
+            evidence=ranked.evidence(at),
             highlights=tuple(self.index.keyword.analyzer.spans(passage.text, terms)),
             other_matches=others,
         )
-
-
-def _positions(ranking: Ranking) -> dict[int, tuple[int, float]]:
-    """Row -> (1-based rank, score)."""
-    return {
-        row: (rank, score)
-        for rank, (row, score) in enumerate(zip(ranking.rows, ranking.scores, strict=True), 1)
-    }

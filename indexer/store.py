@@ -25,7 +25,13 @@ class VectorStore(Protocol):
     dimension: int
 
     @classmethod
-    def create(cls, dimension: int) -> Self: ...
+    def create(cls, dimension: int, spec: str = "") -> Self:
+        """An empty store; ``spec`` is the engine's own description of the index to make."""
+        ...
+
+    def tune(self, params: str) -> None:
+        """Apply search-time parameters (engine-specific, e.g. ``nprobe=32``); "" for none."""
+        ...
 
     def add(self, ids: Ids, vectors: Matrix) -> None: ...
 

@@ -115,3 +115,13 @@ def test_seed_questions_are_answered_in_the_top_3(real_client: TestClient, mode:
     missed = [q for (q, _, _), ok in zip(SEED_QUESTIONS, answered, strict=True) if not ok]
     assert len(SEED_QUESTIONS) >= 15
     assert accuracy >= TOP3_FLOORS[mode], f"{mode}: {accuracy:.2f}; missed {missed}"
+
+
+def test_the_bench_load_generator_counts_requests_and_errors(served: str) -> None:
+    from bench.load import run_load
+
+    queries = ["Russian military presence", "x" * 1001]  # the second is refused with 422
+    load = run_load(served, queries, concurrency=2, requests=6, params={"k": "3"})
+    assert (load.requests, load.errors) == (6, 3)
+    assert load.requests_per_second > 0
+    assert len(load.latencies) == 6

@@ -150,3 +150,22 @@ def test_build_refuses_to_replace_a_file(tmp_path: Path) -> None:
     with pytest.raises(BuildError, match="not a directory"):
         build_index(load_corpus(SEEDS), target, HashingEmbedder(), BuildParams(), source_label="s")
     assert target.read_text() == "precious"
+
+
+def test_the_vector_index_type_is_a_build_setting_recorded_in_the_manifest(tmp_path: Path) -> None:
+    params = BuildParams(index_factory="HNSW16", search_params="efSearch=64")
+    out = tmp_path / "hnsw"
+    build_index(load_corpus(SEEDS), out, HashingEmbedder(), params, source_label="seeds")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["store"] == {
+        "kind": "faiss",
+        "spec": "HNSW16",
+        "search_params": "efSearch=64",
+        "metric": "inner_product",
+    }
+    index = SearchIndex.open(out)
+    vector = HashingEmbedder().encode([index.passages[3].text])
+    assert index.store.search(vector, 1)[1][0].tolist() == [3]
+    corpus = load_corpus(SEEDS)
+    assert stale_reason(out, corpus, "test/hashing-64", params) is None
+    assert "HNSW16" in (stale_reason(out, corpus, "test/hashing-64", BuildParams()) or "")

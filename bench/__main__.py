@@ -1,0 +1,203 @@
+"""``python -m bench``: the service benchmark (or ``--scale N`` for the vector-index benchmark)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import faiss
+import typer
+
+from bench.scale import Matrix, exact_top, measure, replicate
+from bench.service import (
+    REPO,
+    ensure_index,
+    http_levels,
+    in_process_floor,
+    indexing_rate,
+    load_queries,
+    seed_start_to_ready,
+)
+from bench.stats import table
+from indexer.embedding import DEFAULT_MODEL, SentenceTransformerEmbedder
+from indexer.index import BuildParams, SearchIndex
+from indexer.loading import load_corpus
+from indexer.search import DEFAULT_MODE, Searcher
+
+app = typer.Typer(add_completion=False)
+CISI = REPO.parent / "shared" / "benchmarks" / "cisi"
+LEVEL_COLUMNS = [
+    "concurrency",
+    "requests",
+    "errors",
+    "requests_per_s",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@app.command()
+def main(
+    collection: Annotated[
+        Path, typer.Option(help="BEIR-layout collection to index and query.")
+    ] = CISI,
+    out: Annotated[Path, typer.Option(help="Where results (and the bench index) go.")] = REPO
+    / "bench"
+    / "results",
+    model: Annotated[str, typer.Option(envvar="SEARCH_MODEL")] = DEFAULT_MODEL,
+    concurrency: Annotated[list[int], typer.Option(help="Concurrency levels.")] = [1, 4, 16],  # noqa: B006
+    requests: Annotated[int, typer.Option(help="Requests per concurrency level.")] = 300,
+    skip_indexing: Annotated[
+        bool, typer.Option(help="Skip the indexing-rate measurement.")
+    ] = False,
+    label: Annotated[str, typer.Option(help="A name for this run in the JSON file.")] = "",
+    env: Annotated[
+        list[str] | None,
+        typer.Option(help="KEY=VALUE setting for the server, e.g. SEARCH_QUERY_BATCHING=false."),
+    ] = None,
+    scale: Annotated[
+        int, typer.Option(help="Instead: benchmark vector indexes on this many vectors.")
+    ] = 0,
+    factory: Annotated[
+        list[str] | None,
+        typer.Option(help='With --scale: "INDEX|PARAMS;PARAMS" to try, e.g. "HNSW32|efSearch=64".'),
+    ] = None,
+) -> None:
+    """Measure the service on COLLECTION and write bench/results/service-<time>.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    embedder = SentenceTransformerEmbedder(model)
+    corpus = load_corpus(collection / "corpus.jsonl")
+    queries = load_queries(collection)
+    params = BuildParams()
+    if scale:
+        index_dir = ensure_index(corpus, out / f".index-{collection.name}", embedder, params)
+        _scale(index_dir, embedder.encode(queries), scale, factory or DEFAULT_FACTORIES, out)
+        return
+    results: dict[str, object] = {
+        "label": label,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "collection": str(collection),
+        "documents": len(corpus.documents),
+        "queries": len(queries),
+        "mode": DEFAULT_MODE,
+    }
+    if not skip_indexing:
+        typer.echo("indexing rate ...")
+        results["indexing"] = indexing_rate(corpus, embedder, params)
+    index_dir = ensure_index(corpus, out / f".index-{collection.name}", embedder, params)
+    searcher = Searcher(SearchIndex.open(index_dir), embedder)
+    typer.echo("in-process floor ...")
+    floor = in_process_floor(searcher, queries, DEFAULT_MODE)
+    results["in_process"] = floor
+    typer.echo("HTTP load ...")
+    # Cache off: the load cycles through the queries, and repeats would only measure the cache.
+    server_env = {"SEARCH_QUERY_CACHE_SIZE": "0", **dict(item.split("=", 1) for item in env or [])}
+    results["server_env"] = server_env
+    run = http_levels(index_dir, _free_port(), queries, concurrency, requests, server_env)
+    results["http"] = asdict(run)
+    results["seed_index"] = seed_start_to_ready(embedder, _free_port())
+    by_level = {level["concurrency"]: level for level in run.levels}
+    first, last = by_level[min(by_level)], by_level[max(by_level)]
+    results["ratios"] = {
+        "http_p50_over_in_process_p50": round(first["p50_ms"] / floor["p50_ms"], 2),
+        f"rps_at_{max(by_level)}_over_rps_at_{min(by_level)}": round(
+            last["requests_per_s"] / first["requests_per_s"], 2
+        ),
+    }
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = out / f"service-{stamp}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    (out / "service-latest.json").write_text(path.read_text(), encoding="utf-8")
+    typer.echo(_report(results))
+    typer.echo(f"\nwritten: {path}")
+
+
+DEFAULT_FACTORIES = [
+    "Flat",
+    "HNSW32|efSearch=32;efSearch=64;efSearch=128",
+    "IVF1024,Flat|nprobe=8;nprobe=16;nprobe=32;nprobe=64",
+]
+
+
+def _scale(
+    index_dir: Path, query_vectors: Matrix, count: int, factories: list[str], out: Path
+) -> None:
+    base_index = faiss.read_index(str(index_dir / "vectors.faiss"))
+    flat = faiss.downcast_index(base_index.index)  # type: ignore[attr-defined]
+    base = flat.reconstruct_n(0, flat.ntotal)
+    typer.echo(f"{count} vectors from {len(base)} passage embeddings, 1000 queries ...")
+    vectors = replicate(base, count, noise=0.02)
+    queries = replicate(query_vectors, 1000, noise=0.02, seed=1)
+    started = time.perf_counter()
+    truth = exact_top(vectors, queries, 10)
+    typer.echo(f"exact top-10 for 1000 queries: {time.perf_counter() - started:.1f} s")
+    rows = []
+    for spec in factories:
+        name, _, settings = spec.partition("|")
+        typer.echo(f"building {name} ...")
+        rows += measure(name, vectors, queries, truth, [s for s in settings.split(";") if s])
+        typer.echo(table(rows[-1:], SCALE_COLUMNS))
+    results = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "vectors": count,
+        "dimension": int(vectors.shape[1]),
+        "queries": len(queries),
+        "noise": 0.02,
+        "rows": rows,
+    }
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = out / f"scale-{count}-{stamp}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    typer.echo("\n" + table(rows, SCALE_COLUMNS) + f"\n\nwritten: {path}")
+
+
+SCALE_COLUMNS = [
+    "index",
+    "search_params",
+    "build_s",
+    "size_mb",
+    "recall_at_10",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+]
+
+
+def _report(results: dict[str, object]) -> str:
+    floor: dict[str, object] = results["in_process"]  # type: ignore[assignment]
+    http: dict[str, object] = results["http"]  # type: ignore[assignment]
+    lines = [
+        f"in-process floor ({floor['mode']}, encode + search, one query at a time): "
+        f"p50 {floor['p50_ms']} ms, p90 {floor['p90_ms']} ms",
+        "",
+        table(http["levels"], LEVEL_COLUMNS),  # type: ignore[arg-type]
+        "",
+        f"ratios: {results['ratios']}",
+        f"service (bench index): {http['seconds_to_ready']} s to ready, "
+        f"RSS {http['rss_after_start_mb']} MB after start, "
+        f"{http['rss_after_load_mb']} MB after load",
+        f"service (seed index): {results['seed_index']}",
+    ]
+    if "indexing" in results:
+        lines.append(f"indexing: {results['indexing']}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from indexer.embedding import Vectors
+from indexer.query_encoding import BatchingEmbedder, CachingEmbedder
+from tests.fakes import HashingEmbedder
+
+
+class SlowEmbedder(HashingEmbedder):
+    """Blocks each model call until released, so that callers pile up meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def encode(self, texts: list[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
+        self.entered.set()
+        self.release.wait(10)
+        return super().encode(texts)
+
+
+def test_the_cache_answers_repeated_texts_without_the_model() -> None:
+    model = HashingEmbedder()
+    cached = CachingEmbedder(model, size=10)
+    first = cached.encode(["alpha", "beta", "alpha"])
+    again = cached.encode(["beta", "alpha", "gamma"])
+    assert model.encoded == [["alpha", "beta"], ["gamma"]]
+    np.testing.assert_array_equal(first[0], again[1])
+    np.testing.assert_array_equal(first, model.encode(["alpha", "beta", "alpha"]))
+
+
+def test_the_cache_evicts_the_least_recently_used_and_can_be_off() -> None:
+    model = HashingEmbedder()
+    cached = CachingEmbedder(model, size=2)
+    for text in ["a", "b", "a", "c", "a", "b"]:
+        cached.encode([text])
+    assert model.encoded == [["a"], ["b"], ["c"], ["b"]]
+    off = CachingEmbedder(model, size=0)
+    off.encode(["z"])
+    off.encode(["z"])
+    assert model.encoded[-2:] == [["z"], ["z"]]
+
+
+def test_cached_vectors_cannot_be_modified_by_callers() -> None:
+    cached = CachingEmbedder(HashingEmbedder(), size=4)
+    vector = cached.encode(["alpha"])
+    vector[0] += 1  # the stacked result is the caller's own copy
+    np.testing.assert_array_equal(cached.encode(["alpha"]), HashingEmbedder().encode(["alpha"]))
+
+
+def test_a_lone_query_is_encoded_at_once_with_the_same_result() -> None:
+    model = HashingEmbedder()
+    batcher = BatchingEmbedder(model)
+    try:
+        np.testing.assert_array_equal(batcher.encode(["alpha"]), model.encode(["alpha"]))
+        assert batcher.batch_sizes == [1]
+    finally:
+        batcher.close()
+
+
+def test_concurrent_queries_share_model_calls_and_each_gets_its_own_vectors() -> None:
+    model = SlowEmbedder()
+    batcher = BatchingEmbedder(model)
+    texts = [f"query number {i}" for i in range(12)]
+    try:
+        with ThreadPoolExecutor(max_workers=len(texts) + 1) as pool:
+            blocker = pool.submit(batcher.encode, ["first"])
+            model.entered.wait(5)  # the worker is now busy; the next twelve queue up
+            futures = [pool.submit(batcher.encode, [text]) for text in texts]
+            deadline = time.monotonic() + 10
+            while batcher._queue.qsize() < len(texts):
+                assert time.monotonic() < deadline, "the callers never queued up"
+                time.sleep(0.01)
+            model.release.set()
+            results = [f.result(10) for f in futures]
+            blocker.result(10)
+        assert batcher.batch_sizes == [1, 12]
+        for text, vector in zip(texts, results, strict=True):
+            np.testing.assert_array_equal(vector, HashingEmbedder().encode([text]))
+    finally:
+        batcher.close()
+
+
+def test_a_model_failure_reaches_every_waiting_caller() -> None:
+    class Broken(HashingEmbedder):
+        def encode(
+            self, texts: list[str], *, batch_size: int = 64, progress: bool = False
+        ) -> Vectors:
+            raise RuntimeError("model crashed")
+
+    batcher = BatchingEmbedder(Broken())
+    try:
+        with pytest.raises(RuntimeError, match="model crashed"):
+            batcher.encode(["x"])
+        assert batcher.inner.tokenizer().token_spans("a b") == [(0, 1), (2, 3)]
+    finally:
+        batcher.close()
+
+
+def test_wrappers_keep_the_embedder_interface() -> None:
+    wrapped = CachingEmbedder(BatchingEmbedder(HashingEmbedder()), size=8)
+    assert (wrapped.model_name, wrapped.dimension) == ("test/hashing-64", 64)
+    assert wrapped.encode([]).shape == (0, 64)
