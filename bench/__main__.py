@@ -142,7 +142,7 @@ def _scale(
     flat = faiss.downcast_index(base_index.index)  # type: ignore[attr-defined]
     base = flat.reconstruct_n(0, flat.ntotal)
     typer.echo(f"{count} vectors from {len(base)} passage embeddings, 1000 queries ...")
-    vectors = replicate(base, count, noise=0.02)
+    vectors = replicate(base, count, noise=0.02, mix=True)
     queries = replicate(query_vectors, 1000, noise=0.02, seed=1)
     started = time.perf_counter()
     truth = exact_top(vectors, queries, 10)

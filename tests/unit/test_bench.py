@@ -46,3 +46,11 @@ def test_measure_reports_perfect_recall_for_exact_search() -> None:
     assert [r["search_params"] for r in rows] == ["nprobe=1", "nprobe=8"]
     assert rows[1]["recall_at_10"] == 1.0  # probing every list is exhaustive
     assert rows[0]["recall_at_10"] <= rows[1]["recall_at_10"]
+
+
+def test_mixed_vectors_are_distinct_unit_vectors_between_their_sources() -> None:
+    base = np.eye(10, 16, dtype=np.float32)
+    vectors = replicate(base, 300, noise=0.0, mix=True)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    assert (vectors[:, 10:] == 0).all()  # no noise: they stay in the span of their sources
+    assert len(np.unique(vectors.round(4), axis=0)) > 250
