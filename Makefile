@@ -49,7 +49,7 @@ image:
 	bash scripts/build-image.sh
 
 # Latency, throughput, indexing rate and memory on CISI; tables on stdout, JSON in bench/results/.
-bench: install
+bench: install-test  # the load generator uses httpx, a test extra
 	$(BIN)/python -m bench
 
 lint: install-test
