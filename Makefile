@@ -12,7 +12,7 @@ TORCH_VERSION := 2.13.0
 TORCH_INDEX_URL ?=
 PIP_TORCH_ARGS := $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL),)
 
-.PHONY: run test install install-test index bench lint typecheck deploy-deps image clean
+.PHONY: run test install install-test index bench onnx lint typecheck deploy-deps image clean
 
 run: install index
 	$(BIN)/python -m app
@@ -47,6 +47,10 @@ deploy-deps:
 
 image:
 	bash scripts/build-image.sh
+
+# The model converted for ONNX Runtime, for SEARCH_BACKEND=onnx (or onnx-int8).
+onnx: install
+	$(BIN)/python -m indexer export-onnx --out data/onnx
 
 # Latency, throughput, indexing rate and memory on CISI; tables on stdout, JSON in bench/results/.
 bench: install-test  # the load generator uses httpx, a test extra

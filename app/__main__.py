@@ -23,11 +23,12 @@ def main() -> None:
     except StartupError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    # Importing sentence-transformers takes most of the start-up (torch, transformers,
-    # scikit-learn: ~3 s); begin now, alongside uvicorn's own start, not after it.
-    threading.Thread(
-        target=importlib.import_module, args=("sentence_transformers",), daemon=True
-    ).start()
+    if settings.backend == "torch":
+        # Importing sentence-transformers takes most of the start-up (torch, transformers,
+        # scikit-learn: ~3 s); begin now, alongside uvicorn's own start, not after it.
+        threading.Thread(
+            target=importlib.import_module, args=("sentence_transformers",), daemon=True
+        ).start()
     uvicorn.run(
         "app.main:create_app",
         factory=True,

@@ -6,7 +6,8 @@ import logging
 from collections.abc import Callable
 
 from app.settings import Settings
-from indexer.embedding import Embedder, SentenceTransformerEmbedder
+from indexer.backends import load_embedder
+from indexer.embedding import Embedder
 from indexer.index import IndexLoadError, SearchIndex
 from indexer.manifest import Manifest, ManifestError, read_manifest
 from indexer.query_encoding import BatchingEmbedder, CachingEmbedder
@@ -27,7 +28,7 @@ class SearchService:
 
     def __init__(self, settings: Settings, embedder_factory: EmbedderFactory | None = None) -> None:
         self.settings = settings
-        self._embedder_factory = embedder_factory or SentenceTransformerEmbedder
+        self._embedder_factory = embedder_factory or self._load_configured_model
         self.index: SearchIndex | None = None
         self.searcher: Searcher | None = None
         self.load_error: str | None = None
@@ -64,6 +65,9 @@ class SearchService:
         return StartupError(
             f"Cannot serve the index at {directory}: {problem}. Build it with: {rebuild}"
         )
+
+    def _load_configured_model(self, model_name: str) -> Embedder:
+        return load_embedder(model_name, self.settings.backend, self.settings.onnx_dir)
 
     def _query_embedder(self, model: Embedder) -> Embedder:
         if self.settings.query_batching:

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from indexer.backends import DEFAULT_ONNX_DIR, Backend
 from indexer.embedding import DEFAULT_MODEL
 from indexer.fusion import FusionMethod, FusionParams
 
@@ -18,6 +19,12 @@ class Settings(BaseSettings):
 
     index_dir: Path = Field(Path("data/index"), description="Index directory to serve.")
     model: str = Field(DEFAULT_MODEL, description="Embedding model: a name or a local directory.")
+    backend: Backend = Field(
+        "torch", description="How the model runs: torch, onnx (same vectors, faster) or onnx-int8."
+    )
+    onnx_dir: Path = Field(
+        DEFAULT_ONNX_DIR, description="The ONNX export (python -m indexer export-onnx --out DIR)."
+    )
     root_path: str = Field(
         "", description="Path prefix a proxy serves the service under (e.g. /search-api)."
     )

@@ -26,7 +26,8 @@ from bench.service import (
     seed_start_to_ready,
 )
 from bench.stats import table
-from indexer.embedding import DEFAULT_MODEL, SentenceTransformerEmbedder
+from indexer.backends import DEFAULT_ONNX_DIR, load_embedder
+from indexer.embedding import DEFAULT_MODEL
 from indexer.index import BuildParams, SearchIndex
 from indexer.loading import load_corpus
 from indexer.search import DEFAULT_MODE, Searcher
@@ -59,6 +60,10 @@ def main(
     / "bench"
     / "results",
     model: Annotated[str, typer.Option(envvar="SEARCH_MODEL")] = DEFAULT_MODEL,
+    backend: Annotated[
+        str, typer.Option(envvar="SEARCH_BACKEND", help="torch, onnx or onnx-int8.")
+    ] = "torch",
+    onnx_dir: Annotated[Path, typer.Option(envvar="SEARCH_ONNX_DIR")] = DEFAULT_ONNX_DIR,
     concurrency: Annotated[list[int], typer.Option(help="Concurrency levels.")] = [1, 4, 16],  # noqa: B006
     requests: Annotated[int, typer.Option(help="Requests per concurrency level.")] = 300,
     skip_indexing: Annotated[
@@ -79,7 +84,7 @@ def main(
 ) -> None:
     """Measure the service on COLLECTION and write bench/results/service-<time>.json."""
     out.mkdir(parents=True, exist_ok=True)
-    embedder = SentenceTransformerEmbedder(model)
+    embedder = load_embedder(model, backend, onnx_dir)  # type: ignore[arg-type]
     corpus = load_corpus(collection / "corpus.jsonl")
     queries = load_queries(collection)
     params = BuildParams()
@@ -95,6 +100,7 @@ def main(
         "documents": len(corpus.documents),
         "queries": len(queries),
         "mode": DEFAULT_MODE,
+        "backend": backend,
     }
     if not skip_indexing:
         typer.echo("indexing rate ...")
@@ -106,11 +112,16 @@ def main(
     results["in_process"] = floor
     typer.echo("HTTP load ...")
     # Cache off: the load cycles through the queries, and repeats would only measure the cache.
-    server_env = {"SEARCH_QUERY_CACHE_SIZE": "0", **dict(item.split("=", 1) for item in env or [])}
+    server_env = {
+        "SEARCH_QUERY_CACHE_SIZE": "0",
+        "SEARCH_BACKEND": backend,
+        "SEARCH_ONNX_DIR": str(onnx_dir.resolve()),
+        **dict(item.split("=", 1) for item in env or []),
+    }
     results["server_env"] = server_env
     run = http_levels(index_dir, _free_port(), queries, concurrency, requests, server_env)
     results["http"] = asdict(run)
-    results["seed_index"] = seed_start_to_ready(embedder, _free_port())
+    results["seed_index"] = seed_start_to_ready(embedder, _free_port(), server_env)
     by_level = {level["concurrency"]: level for level in run.levels}
     first, last = by_level[min(by_level)], by_level[max(by_level)]
     results["ratios"] = {

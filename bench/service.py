@@ -155,9 +155,9 @@ def http_levels(
         return ServerRun(round(seconds_to_ready, 2), rss_start, rss_mb(process.pid), results)
 
 
-def seed_start_to_ready(embedder: Embedder, port: int) -> dict[str, float]:
+def seed_start_to_ready(embedder: Embedder, port: int, env: dict[str, str]) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-seeds-") as scratch:
         out = Path(scratch) / "index"
         build_index(load_corpus(REPO / "seeds"), out, embedder, BuildParams(), source_label="seeds")
-        with server(out, port) as (process, seconds):
+        with server(out, port, **env) as (process, seconds):
             return {"seconds_to_ready": round(seconds, 2), "idle_rss_mb": rss_mb(process.pid)}

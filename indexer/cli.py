@@ -10,8 +10,9 @@ from typing import Annotated
 
 import typer
 
+from indexer.backends import BACKENDS, DEFAULT_ONNX_DIR, load_embedder
 from indexer.chunking import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP, ChunkingParams
-from indexer.embedding import DEFAULT_MODEL, ModelLoadError, SentenceTransformerEmbedder
+from indexer.embedding import DEFAULT_MODEL, Embedder, ModelLoadError
 from indexer.evaluation import as_json, evaluate, format_table, load_collection
 from indexer.fusion import FusionParams
 from indexer.index import (
@@ -66,10 +67,18 @@ SemanticWeightOption = Annotated[
     float, typer.Option(envvar="SEARCH_SEMANTIC_WEIGHT", help="Convex fusion: semantic weight.")
 ]
 ProgressOption = Annotated[bool, typer.Option(help="Show progress bars.")]
+BackendChoice = StrEnum("BackendChoice", {b: b for b in BACKENDS})  # type: ignore[misc]
+BackendOption = Annotated[
+    BackendChoice, typer.Option(envvar="SEARCH_BACKEND", help="How the model runs.")
+]
+OnnxDirOption = Annotated[
+    Path, typer.Option(envvar="SEARCH_ONNX_DIR", help="Where export-onnx put the model.")
+]
 
 _DEFAULT_FUSION = FusionParams()
 _DEFAULT_MODE_CHOICE = ModeChoice(DEFAULT_MODE)
 _DEFAULT_FUSION_CHOICE = FusionChoice(_DEFAULT_FUSION.method)
+_DEFAULT_BACKEND = BackendChoice("torch")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -107,11 +116,30 @@ def _load(source: Path) -> Corpus:
     return corpus
 
 
-def _embedder(model: str) -> SentenceTransformerEmbedder:
+def _embedder(
+    model: str, backend: BackendChoice = _DEFAULT_BACKEND, onnx_dir: Path = DEFAULT_ONNX_DIR
+) -> Embedder:
     try:
-        return SentenceTransformerEmbedder(model)
+        return load_embedder(model, backend.value, onnx_dir)  # type: ignore[arg-type]
     except ModelLoadError as error:
         raise _fail(str(error)) from None
+
+
+@app.command("export-onnx")
+def export_onnx_command(
+    out: Annotated[Path, typer.Option(envvar="SEARCH_ONNX_DIR", help="Output directory.")] = (
+        DEFAULT_ONNX_DIR
+    ),
+    model: ModelOption = DEFAULT_MODEL,
+) -> None:
+    """Convert the model for ONNX Runtime (SEARCH_BACKEND=onnx or onnx-int8); takes seconds."""
+    from indexer.onnx_embedding import export_onnx
+
+    try:
+        export_onnx(model, out)
+    except ModelLoadError as error:
+        raise _fail(str(error)) from None
+    typer.echo(f"exported {model} to {out} (model.onnx, model-int8.onnx)")
 
 
 @app.command()
@@ -121,6 +149,8 @@ def build(
     ] = Path("seeds"),
     out: IndexDirOption = Path("data/index"),
     model: ModelOption = DEFAULT_MODEL,
+    backend: BackendOption = _DEFAULT_BACKEND,
+    onnx_dir: OnnxDirOption = DEFAULT_ONNX_DIR,
     max_tokens: MaxTokensOption = DEFAULT_MAX_TOKENS,
     overlap: OverlapOption = DEFAULT_OVERLAP,
     title_prefix: TitlePrefixOption = True,
@@ -145,7 +175,7 @@ def build(
         report = build_index(
             corpus,
             out,
-            _embedder(model),
+            _embedder(model, backend, onnx_dir),
             params,
             source_label=str(source),
             progress=progress,
@@ -165,6 +195,8 @@ def search(
     query: Annotated[str, typer.Argument(help="What to look for, in natural language.")],
     index: IndexDirOption = Path("data/index"),
     model: ModelOption = DEFAULT_MODEL,
+    backend: BackendOption = _DEFAULT_BACKEND,
+    onnx_dir: OnnxDirOption = DEFAULT_ONNX_DIR,
     mode: Annotated[ModeChoice, typer.Option(help="Ranking to use.")] = _DEFAULT_MODE_CHOICE,
     k: Annotated[int, typer.Option("-k", "--k", min=1, max=100, help="How many passages.")] = 5,
     source: Annotated[
@@ -185,7 +217,9 @@ def search(
         raise _fail("the query is empty")
     fusion_params = FusionParams(fusion.value, rrf_k, semantic_weight)
     try:
-        searcher = Searcher(SearchIndex.open(index), _embedder(model), fusion_params)
+        searcher = Searcher(
+            SearchIndex.open(index), _embedder(model, backend, onnx_dir), fusion_params
+        )
         hits = searcher.search(
             Query(
                 query.strip(),
@@ -231,6 +265,8 @@ def evaluate_command(
         Path | None, typer.Option("--json", help="Also write results here.")
     ] = None,
     model: ModelOption = DEFAULT_MODEL,
+    backend: BackendOption = _DEFAULT_BACKEND,
+    onnx_dir: OnnxDirOption = DEFAULT_ONNX_DIR,
     max_tokens: MaxTokensOption = DEFAULT_MAX_TOKENS,
     overlap: OverlapOption = DEFAULT_OVERLAP,
     title_prefix: TitlePrefixOption = True,
@@ -251,7 +287,7 @@ def evaluate_command(
     fusion_params = FusionParams(fusion.value, rrf_k, semantic_weight)
     collection = load_collection(collection_dir)
     corpus = _load(collection_dir / "corpus.jsonl")
-    embedder = _embedder(model)
+    embedder = _embedder(model, backend, onnx_dir)
     with tempfile.TemporaryDirectory(prefix="eval-index-") as scratch:
         out = index_dir or Path(scratch) / "index"
         if stale_reason(out, corpus, model, params) is not None:

@@ -109,7 +109,8 @@ class BatchingEmbedder:
     def _encode(self, batch: list[_Request]) -> None:
         texts = [text for request in batch for text in request.texts]
         try:
-            vectors = self.inner.encode(texts, batch_size=max(len(texts), 1))
+            # The model splits the merged texts into length-sorted batches of its own size.
+            vectors = self.inner.encode(texts, batch_size=16)
         except Exception as error:  # every waiting caller gets the failure, none hangs
             for request in batch:
                 request.result.set_exception(error)
