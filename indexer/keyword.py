@@ -43,18 +43,21 @@ class Analyzer:
         self._lock = threading.Lock()  # PyStemmer objects are not thread-safe
 
     def terms(self, text: str) -> list[str]:
-        words = [w for w in _WORD.findall(text.lower()) if w not in self._stopwords]
-        with self._lock:
-            return list(self._stemmer.stemWords(words))
+        return [stem for _, stem in self._words(text)]
 
     def spans(self, text: str, terms: Collection[str]) -> list[tuple[int, int]]:
         """Character spans of the words in ``text`` whose stem is one of ``terms``."""
         if not terms:
             return []
+        return [span for span, stem in self._words(text) if stem in terms]
+
+    def _words(self, text: str) -> list[tuple[tuple[int, int], str]]:
+        """Each non-stop word of ``text``: its span and its stem. Words are lower-cased one by
+        one, not the text, since lower-casing can change a string's length and so the spans."""
         matches = [m for m in _WORD.finditer(text) if m.group().lower() not in self._stopwords]
         with self._lock:
             stems = self._stemmer.stemWords([m.group().lower() for m in matches])
-        return [m.span() for m, stem in zip(matches, stems, strict=True) if stem in terms]
+        return [(m.span(), stem) for m, stem in zip(matches, stems, strict=True)]
 
 
 class KeywordIndex:
