@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from bench.scale import Matrix, exact_top, measure, replicate
 from bench.service import (
     REPO,
     ensure_index,
+    free_port,
     http_levels,
     in_process_floor,
     indexing_rate,
@@ -43,12 +43,6 @@ LEVEL_COLUMNS = [
     "p90_ms",
     "p99_ms",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @app.command()
@@ -119,9 +113,9 @@ def main(
         **dict(item.split("=", 1) for item in env or []),
     }
     results["server_env"] = server_env
-    run = http_levels(index_dir, _free_port(), queries, concurrency, requests, server_env)
+    run = http_levels(index_dir, free_port(), queries, concurrency, requests, server_env)
     results["http"] = asdict(run)
-    results["seed_index"] = seed_start_to_ready(embedder, _free_port(), server_env)
+    results["seed_index"] = seed_start_to_ready(embedder, free_port(), server_env)
     by_level = {level["concurrency"]: level for level in run.levels}
     first, last = by_level[min(by_level)], by_level[max(by_level)]
     results["ratios"] = {

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,24 +91,37 @@ def in_process_floor(searcher: Searcher, queries: Sequence[str], mode: Mode) -> 
     return {"mode": mode, "queries": len(seconds), **percentiles_ms(seconds)}
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @contextmanager
 def server(
-    index_dir: Path, port: int, **env: str
+    index_dir: Path, port: int, env: Mapping[str, str] | None = None, log: Path | None = None
 ) -> Iterator[tuple[subprocess.Popen[bytes], float]]:
-    """``python -m app`` on loopback; yields the process and its seconds from start to ready."""
-    environment = {**os.environ, "SEARCH_INDEX_DIR": str(index_dir), "PORT": str(port), **env}
+    """``python -m app`` on loopback; yields the process and its seconds from start to ready.
+
+    Its output goes to ``log`` when given. On leaving, it is sent SIGTERM and waited for, so
+    the caller can check how it ended (``process.returncode``).
+    """
+    environment = {
+        **os.environ,
+        "SEARCH_INDEX_DIR": str(index_dir),
+        "PORT": str(port),
+        **(env or {}),
+    }
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app"],
-        cwd=REPO,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with log.open("w") if log else open(os.devnull, "w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app"], cwd=REPO, env=environment, stdout=sink, stderr=sink
+        )
     try:
         while True:
             if process.poll() is not None:
-                raise RuntimeError("the service exited during startup")
+                output = f":\n{log.read_text()}" if log else ""
+                raise RuntimeError(f"the service exited during startup{output}")
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
                     break
@@ -130,7 +144,7 @@ def http_levels(
     requests_per_level: int,
     env: dict[str, str],
 ) -> ServerRun:
-    with server(index_dir, port, **env) as (process, seconds_to_ready):
+    with server(index_dir, port, env) as (process, seconds_to_ready):
         rss_start = rss_mb(process.pid)
         base = f"http://127.0.0.1:{port}"
         run_load(base, queries, concurrency=4, requests=40, params={"k": "10"})  # warm-up
@@ -159,5 +173,5 @@ def seed_start_to_ready(embedder: Embedder, port: int, env: dict[str, str]) -> d
     with tempfile.TemporaryDirectory(prefix="bench-seeds-") as scratch:
         out = Path(scratch) / "index"
         build_index(load_corpus(REPO / "seeds"), out, embedder, BuildParams(), source_label="seeds")
-        with server(out, port, **env) as (process, seconds):
+        with server(out, port, env) as (process, seconds):
             return {"seconds_to_ready": round(seconds, 2), "idle_rss_mb": rss_mb(process.pid)}

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,13 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.service import free_port, server
 from tests.conftest import REPO
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(check: Callable[[], bool], what: str, seconds: float = 60.0) -> float:
@@ -39,27 +32,14 @@ def wait_for(check: Callable[[], bool], what: str, seconds: float = 60.0) -> flo
 
 @contextmanager
 def running_service(index_dir: Path, log: Path, **env: str) -> Iterator[str]:
-    """``python -m app`` as `make run` starts it; yields its base URL once /ready says 200."""
+    """``python -m app`` as `make run` starts it; yields its base URL once /ready says 200,
+    and checks on leaving that SIGTERM shut it down cleanly."""
     port = free_port()
-    environment = {**os.environ, "SEARCH_INDEX_DIR": str(index_dir), "PORT": str(port), **env}
-    with log.open("w") as sink:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "app"], cwd=REPO, env=environment, stdout=sink, stderr=sink
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-
-        def ready() -> bool:
-            assert server.poll() is None, f"the service exited during startup:\n{log.read_text()}"
-            return httpx.get(f"{base}/ready").status_code == 200
-
-        wait_for(ready, "the service becoming ready")
-        yield base
-    finally:
-        server.terminate()
-        # uvicorn shuts down gracefully, then re-raises SIGTERM so supervisors see the signal.
-        assert server.wait(30) in (0, -signal.SIGTERM)
-        assert "Application shutdown complete" in log.read_text(), log.read_text()
+    with server(index_dir, port, env, log) as (process, _):
+        yield f"http://127.0.0.1:{port}"
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so supervisors see the signal.
+    assert process.returncode in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in log.read_text(), log.read_text()
 
 
 @contextmanager
