@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -51,6 +52,32 @@ class CachingEmbedder:
         return self.inner.tokenizer()
 
 
+# Every text in one model call is padded to the call's longest, so a 10-token query encoded
+# beside a 150-token one costs as much as a long one. Capping count x longest per call keeps
+# short queries together (one call for 16) and long ones in small groups; on CISI's queries
+# 256-512 was the flat optimum for torch and ONNX alike (docs/performance.md).
+PADDED_TOKEN_BUDGET = 384
+_SPECIAL_TOKENS = 2  # [CLS] and [SEP], which the model adds to every text
+
+
+def plan_model_calls(lengths: Sequence[int], budget: int = PADDED_TOKEN_BUDGET) -> list[list[int]]:
+    """Group text indices into model calls: by length, each call's size x longest <= budget.
+
+    A text longer than the budget on its own still gets a call of its own.
+    """
+    calls: list[list[int]] = []
+    current: list[int] = []
+    for index in sorted(range(len(lengths)), key=lengths.__getitem__):
+        # Ascending order: the text being added is the call's longest.
+        if current and (len(current) + 1) * lengths[index] > budget:
+            calls.append(current)
+            current = []
+        current.append(index)
+    if current:
+        calls.append(current)
+    return calls
+
+
 @dataclass(slots=True)
 class _Request:
     texts: list[str]
@@ -62,15 +89,20 @@ class BatchingEmbedder:
 
     While the model encodes one batch, new requests queue up; the worker then takes all of them
     at once. An idle service answers a lone query immediately (no waiting window), and a busy
-    one amortises each model call over every query that arrived meanwhile.
+    one amortises each model call over every query that arrived meanwhile. A merged batch is
+    split into calls of similar length (``plan_model_calls``), so that padding stays cheap.
     """
 
-    def __init__(self, inner: Embedder, max_batch: int = 64) -> None:
+    def __init__(
+        self, inner: Embedder, max_batch: int = 64, token_budget: int = PADDED_TOKEN_BUDGET
+    ) -> None:
         self.inner = inner
         self.model_name = inner.model_name
         self.dimension = inner.dimension
         self.max_batch = max_batch
-        self.batch_sizes: list[int] = []  # texts per model call, for tests and benchmarks
+        self.token_budget = token_budget
+        self.batch_sizes: list[int] = []  # texts per merged batch, for tests and benchmarks
+        self._tokenizer = inner.tokenizer()
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._run, name="query-encoder", daemon=True)
         self._worker.start()
@@ -109,8 +141,10 @@ class BatchingEmbedder:
     def _encode(self, batch: list[_Request]) -> None:
         texts = [text for request in batch for text in request.texts]
         try:
-            # The model splits the merged texts into length-sorted batches of its own size.
-            vectors = self.inner.encode(texts, batch_size=16)
+            lengths = [len(self._tokenizer.token_spans(t)) + _SPECIAL_TOKENS for t in texts]
+            vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+            for call in plan_model_calls(lengths, self.token_budget):
+                vectors[call] = self.inner.encode([texts[i] for i in call], batch_size=len(call))
         except Exception as error:  # every waiting caller gets the failure, none hangs
             for request in batch:
                 request.result.set_exception(error)

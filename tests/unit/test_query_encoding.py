@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from indexer.embedding import Vectors
-from indexer.query_encoding import BatchingEmbedder, CachingEmbedder
+from indexer.query_encoding import BatchingEmbedder, CachingEmbedder, plan_model_calls
 from tests.fakes import HashingEmbedder
 
 
@@ -86,6 +86,30 @@ def test_concurrent_queries_share_model_calls_and_each_gets_its_own_vectors() ->
             np.testing.assert_array_equal(vector, HashingEmbedder().encode([text]))
     finally:
         batcher.close()
+
+
+def test_model_calls_group_similar_lengths_within_the_padding_budget() -> None:
+    lengths = [40, 5, 6, 120, 7, 41, 300]
+    calls = plan_model_calls(lengths, budget=128)
+    assert sorted(i for call in calls for i in call) == list(range(len(lengths)))
+    assert calls == [[1, 2, 4], [0, 5], [3], [6]]  # 300 alone is over budget: a call of its own
+    for call in calls[:-1]:
+        assert len(call) * max(lengths[i] for i in call) <= 128
+    assert plan_model_calls([]) == []
+    assert plan_model_calls([3] * 16, budget=64) == [list(range(16))]
+
+
+def test_a_merged_batch_of_mixed_lengths_is_split_and_reassembled_in_order() -> None:
+    model = HashingEmbedder()
+    batcher = BatchingEmbedder(model, token_budget=40)
+    short, long = "a b", " ".join(f"w{i}" for i in range(30))
+    texts = [long, short, "c d", long + " x"]
+    try:
+        vectors = batcher.encode(texts)
+    finally:
+        batcher.close()
+    assert model.encoded == [[short, "c d"], [long], [long + " x"]]
+    np.testing.assert_array_equal(vectors, HashingEmbedder().encode(texts))
 
 
 def test_a_model_failure_reaches_every_waiting_caller() -> None:
