@@ -94,8 +94,12 @@ class OnnxEmbedder:
 
         try:
             export = json.loads((directory / EXPORT_FILE).read_text(encoding="utf-8"))
+            options = onnxruntime.SessionOptions()
+            # Idle ORT threads spin-wait by default, burning the CPU that the event loop and
+            # the request threads need between model calls (measured: @16 71 -> 76 req/s).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             session = onnxruntime.InferenceSession(
-                str(directory / VARIANTS[variant]), providers=["CPUExecutionProvider"]
+                str(directory / VARIANTS[variant]), options, providers=["CPUExecutionProvider"]
             )
         except (OSError, ValueError, KeyError, RuntimeError) as error:
             raise ModelLoadError(
