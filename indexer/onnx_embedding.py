@@ -31,6 +31,7 @@ def export_onnx(model_name: str, out: Path) -> Path:
     """Write ``model.onnx``, its int8 twin, the tokenizer and ``export.json`` into ``out``."""
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers import optimizer
 
     embedder = SentenceTransformerEmbedder(model_name)
     model = embedder._model
@@ -57,7 +58,12 @@ def export_onnx(model_name: str, out: Path) -> Path:
     ids = torch.ones((2, 8), dtype=torch.long)
     mask = torch.ones((2, 8), dtype=torch.long)
     mask[1, 5:] = 0
-    wrapper = LastHiddenState(model[0].auto_model).eval()  # type: ignore[arg-type]
+    transformer: Any = model[0].auto_model  # a transformers PreTrainedModel
+    # Eager attention traces to the MatMul/Softmax pattern that ONNX Runtime's optimizer fuses
+    # into its Attention kernel (the SDPA trace is left unfused): ~10 % faster, same vectors.
+    transformer.set_attn_implementation("eager")
+    wrapper = LastHiddenState(transformer).eval()
+    traced = out / "traced.onnx"
     # The exporter warns about the legacy path, data-dependent branches (handled by the padded
     # sample above) and indexing; the vectors are checked against torch's in the tests.
     with torch.no_grad(), warnings.catch_warnings():
@@ -65,16 +71,24 @@ def export_onnx(model_name: str, out: Path) -> Path:
         torch.onnx.export(
             wrapper,
             (ids, mask, torch.zeros_like(ids)),
-            str(out / VARIANTS["fp32"]),
+            str(traced),
             input_names=names,
             output_names=["last_hidden_state"],
             dynamic_axes=axes,
             opset_version=17,
             dynamo=False,  # the TorchScript exporter handles this model with no extra packages
         )
-    quantize_dynamic(
-        str(out / VARIANTS["fp32"]), str(out / VARIANTS["int8"]), weight_type=QuantType.QInt8
+    config = transformer.config
+    fused = optimizer.optimize_model(
+        str(traced),
+        model_type="bert",
+        num_heads=int(config.num_attention_heads),
+        hidden_size=int(config.hidden_size),
     )
+    fused.save_model_to_file(str(out / VARIANTS["fp32"]))
+    # Quantised from the plain trace: the quantiser cannot type the fused graph's contrib ops.
+    quantize_dynamic(str(traced), str(out / VARIANTS["int8"]), weight_type=QuantType.QInt8)
+    traced.unlink()
     shutil.copy(Path(resolve_model_path(model_name)) / "tokenizer.json", out / "tokenizer.json")
     manifest = {
         "model": model_name,
