@@ -45,9 +45,10 @@ RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))
     && pip install -r /tmp/requirements.txt
 
 COPY . .
+# The seed index, and the model exported for ONNX Runtime (the default backend) beside it.
 RUN pip install --no-deps . \
-    && python -m indexer build --source seeds --out /srv/index --no-progress \
-    && chmod -R a+rX /srv/index
+    && python -m indexer build --source seeds --out /srv/index --onnx-dir /srv/onnx --no-progress \
+    && chmod -R a+rX /srv/index /srv/onnx
 
 FROM ${BASE_IMAGE} AS runtime
 RUN command -v python3 >/dev/null || { \
@@ -59,10 +60,12 @@ RUN groupadd --gid 10001 app \
 # The venv holds the dependencies and the installed app/ and indexer/ packages.
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /srv/index /srv/index
+COPY --from=build /srv/onnx /srv/onnx
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     SEARCH_INDEX_DIR=/srv/index \
+    SEARCH_ONNX_DIR=/srv/onnx \
     HOST=0.0.0.0 \
     PORT=8000 \
     HF_HUB_OFFLINE=1 \

@@ -5,7 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SEEDS ?= seeds
 SEARCH_INDEX_DIR ?= data/index
-export SEARCH_INDEX_DIR
+# The model converted for ONNX Runtime (the default backend); the index build makes it once.
+SEARCH_ONNX_DIR ?= data/onnx
+export SEARCH_INDEX_DIR SEARCH_ONNX_DIR
 # CPU-only torch. Pip finds the wheel through its find-links here; elsewhere set
 # TORCH_INDEX_URL to PyTorch's CPU wheel index so a multi-GB CUDA build is never pulled.
 TORCH_VERSION := 2.13.0
@@ -48,9 +50,9 @@ deploy-deps:
 image:
 	bash scripts/build-image.sh
 
-# The model converted for ONNX Runtime, for SEARCH_BACKEND=onnx (or onnx-int8).
+# Re-export the model for ONNX Runtime (`make index` already exports it when it is missing).
 onnx: install
-	$(BIN)/python -m indexer export-onnx --out data/onnx
+	$(BIN)/python -m indexer export-onnx --out $(SEARCH_ONNX_DIR)
 
 # Latency, throughput, indexing rate and memory on CISI; tables on stdout, JSON in bench/results/.
 bench: install-test  # the load generator uses httpx, a test extra

@@ -7,6 +7,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from indexer.backends import Backend
 from indexer.search import CANDIDATE_POOL, DEFAULT_MODE, Mode
 
 EXAMPLE_QUERY = "Russian military presence"
@@ -187,6 +188,7 @@ class Info(BaseModel):
 
     version: str = Field(description="Version of this service.")
     model: str
+    backend: Backend = Field(description="How the model runs for queries (SEARCH_BACKEND).")
     dimension: int
     documents: int
     passages: int

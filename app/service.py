@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 
 from app.settings import Settings
-from indexer.backends import load_embedder
+from indexer.backends import load_embedder, onnx_variant
 from indexer.embedding import Embedder
 from indexer.index import IndexLoadError, SearchIndex
 from indexer.manifest import Manifest, ManifestError, read_manifest
@@ -29,6 +29,7 @@ class SearchService:
     def __init__(self, settings: Settings, embedder_factory: EmbedderFactory | None = None) -> None:
         self.settings = settings
         self._embedder_factory = embedder_factory or self._load_configured_model
+        self._loads_configured_model = embedder_factory is None  # not a test's stand-in
         self.index: SearchIndex | None = None
         self.searcher: Searcher | None = None
         self.load_error: str | None = None
@@ -49,6 +50,18 @@ class SearchService:
                 f"it was built with model {manifest.model.name!r}, "
                 f"but SEARCH_MODEL is {self.settings.model!r}"
             )
+        variant = onnx_variant(self.settings.backend)
+        if variant is not None and self._loads_configured_model:
+            from indexer.onnx_embedding import export_problem
+
+            problem = export_problem(self.settings.model, self.settings.onnx_dir, variant)
+            if problem is not None:
+                raise StartupError(
+                    f"Cannot run the model with SEARCH_BACKEND={self.settings.backend}: "
+                    f"{problem}. Make it with: python -m indexer export-onnx "
+                    f"--out {self.settings.onnx_dir} --model {self.settings.model} "
+                    "(or set SEARCH_BACKEND=torch)"
+                )
         return manifest
 
     def open_index(self) -> SearchIndex:

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from indexer.backends import DEFAULT_ONNX_DIR, Backend
+from indexer.backends import DEFAULT_BACKEND, DEFAULT_ONNX_DIR, Backend
 from indexer.embedding import DEFAULT_MODEL
 from indexer.fusion import FusionMethod, FusionParams
 
@@ -20,10 +20,12 @@ class Settings(BaseSettings):
     index_dir: Path = Field(Path("data/index"), description="Index directory to serve.")
     model: str = Field(DEFAULT_MODEL, description="Embedding model: a name or a local directory.")
     backend: Backend = Field(
-        "torch", description="How the model runs: torch, onnx (same vectors, faster) or onnx-int8."
+        DEFAULT_BACKEND,
+        description="How the model runs: onnx (ONNX Runtime), torch (same vectors) or onnx-int8.",
     )
     onnx_dir: Path = Field(
-        DEFAULT_ONNX_DIR, description="The ONNX export (python -m indexer export-onnx --out DIR)."
+        DEFAULT_ONNX_DIR,
+        description="The ONNX export (made by the index build, or export-onnx --out DIR).",
     )
     root_path: str = Field(
         "", description="Path prefix a proxy serves the service under (e.g. /search-api)."

@@ -26,7 +26,7 @@ from bench.service import (
     seed_start_to_ready,
 )
 from bench.stats import table
-from indexer.backends import DEFAULT_ONNX_DIR, load_embedder
+from indexer.backends import DEFAULT_BACKEND, DEFAULT_ONNX_DIR, load_embedder, onnx_variant
 from indexer.embedding import DEFAULT_MODEL
 from indexer.index import BuildParams, SearchIndex
 from indexer.loading import load_corpus
@@ -56,7 +56,7 @@ def main(
     model: Annotated[str, typer.Option(envvar="SEARCH_MODEL")] = DEFAULT_MODEL,
     backend: Annotated[
         str, typer.Option(envvar="SEARCH_BACKEND", help="torch, onnx or onnx-int8.")
-    ] = "torch",
+    ] = DEFAULT_BACKEND,
     onnx_dir: Annotated[Path, typer.Option(envvar="SEARCH_ONNX_DIR")] = DEFAULT_ONNX_DIR,
     concurrency: Annotated[list[int], typer.Option(help="Concurrency levels.")] = [1, 4, 16],  # noqa: B006
     requests: Annotated[int, typer.Option(help="Requests per concurrency level.")] = 300,
@@ -78,6 +78,10 @@ def main(
 ) -> None:
     """Measure the service on COLLECTION and write bench/results/service-<time>.json."""
     out.mkdir(parents=True, exist_ok=True)
+    if onnx_variant(backend) is not None:  # type: ignore[arg-type]
+        from indexer.onnx_embedding import ensure_export
+
+        ensure_export(model, onnx_dir, announce=typer.echo)
     embedder = load_embedder(model, backend, onnx_dir)  # type: ignore[arg-type]
     corpus = load_corpus(collection / "corpus.jsonl")
     queries = load_queries(collection)

@@ -10,7 +10,13 @@ from typing import Annotated
 
 import typer
 
-from indexer.backends import BACKENDS, DEFAULT_ONNX_DIR, load_embedder
+from indexer.backends import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    DEFAULT_ONNX_DIR,
+    load_embedder,
+    onnx_variant,
+)
 from indexer.chunking import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP, ChunkingParams
 from indexer.embedding import DEFAULT_MODEL, Embedder, ModelLoadError
 from indexer.evaluation import as_json, evaluate, format_table, load_collection
@@ -72,13 +78,14 @@ BackendOption = Annotated[
     BackendChoice, typer.Option(envvar="SEARCH_BACKEND", help="How the model runs.")
 ]
 OnnxDirOption = Annotated[
-    Path, typer.Option(envvar="SEARCH_ONNX_DIR", help="Where export-onnx put the model.")
+    Path,
+    typer.Option(envvar="SEARCH_ONNX_DIR", help="The ONNX export; made here if it is missing."),
 ]
 
 _DEFAULT_FUSION = FusionParams()
 _DEFAULT_MODE_CHOICE = ModeChoice(DEFAULT_MODE)
 _DEFAULT_FUSION_CHOICE = FusionChoice(_DEFAULT_FUSION.method)
-_DEFAULT_BACKEND = BackendChoice("torch")
+_DEFAULT_BACKEND = BackendChoice(DEFAULT_BACKEND)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -119,8 +126,19 @@ def _load(source: Path) -> Corpus:
 def _embedder(
     model: str, backend: BackendChoice = _DEFAULT_BACKEND, onnx_dir: Path = DEFAULT_ONNX_DIR
 ) -> Embedder:
+    if onnx_variant(backend.value) is not None:  # type: ignore[arg-type]
+        _ensure_onnx_export(model, onnx_dir)
     try:
         return load_embedder(model, backend.value, onnx_dir)  # type: ignore[arg-type]
+    except ModelLoadError as error:
+        raise _fail(str(error)) from None
+
+
+def _ensure_onnx_export(model: str, onnx_dir: Path) -> None:
+    from indexer.onnx_embedding import ensure_export
+
+    try:
+        ensure_export(model, onnx_dir, announce=typer.echo)
     except ModelLoadError as error:
         raise _fail(str(error)) from None
 
@@ -165,6 +183,9 @@ def build(
     """Split the corpus into passages, embed and keyword-index them, write the index atomically."""
     params = _build_params(max_tokens, overlap, title_prefix, index_factory, search_params)
     corpus = _load(source)
+    if onnx_variant(backend.value) is not None:  # type: ignore[arg-type]
+        # Even for an up-to-date index: the service runs the model from this export.
+        _ensure_onnx_export(model, onnx_dir)
     if if_stale:
         reason = stale_reason(out, corpus, model, params)
         if reason is None:

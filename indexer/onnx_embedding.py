@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,11 +102,44 @@ def export_onnx(model_name: str, out: Path) -> Path:
     return out
 
 
+def export_problem(model_name: str, directory: Path, variant: str = "fp32") -> str | None:
+    """Why ``directory`` cannot serve ``model_name`` (``variant``), or None when it can.
+
+    Cheap (reads one small JSON file), so the service can check before loading anything.
+    """
+    try:
+        exported = json.loads((directory / EXPORT_FILE).read_text(encoding="utf-8"))["model"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"no ONNX export of {model_name!r} in {directory} ({error})"
+    if exported != model_name:
+        return f"{directory} holds an ONNX export of {exported!r}, not of {model_name!r}"
+    for needed in (VARIANTS[variant], "tokenizer.json"):
+        if not (directory / needed).is_file():
+            return f"the ONNX export in {directory} lacks {needed}"
+    return None
+
+
+def ensure_export(
+    model_name: str, directory: Path, announce: Callable[[str], object] = print
+) -> None:
+    """Export ``model_name`` into ``directory`` unless a usable export is already there."""
+    problem = export_problem(model_name, directory)
+    if problem is not None:
+        announce(f"exporting the model for ONNX Runtime (once): {problem}")
+        export_onnx(model_name, directory)
+        announce(f"exported {model_name} to {directory}")
+
+
 class OnnxEmbedder:
     def __init__(self, model_name: str, directory: Path, variant: str = "fp32") -> None:
         import onnxruntime
         from tokenizers import Tokenizer
 
+        problem = export_problem(model_name, directory, variant)
+        if problem is not None:
+            raise ModelLoadError(
+                f"{problem}; make one with: python -m indexer export-onnx --out {directory}"
+            )
         try:
             export = json.loads((directory / EXPORT_FILE).read_text(encoding="utf-8"))
             options = onnxruntime.SessionOptions()
@@ -120,10 +154,6 @@ class OnnxEmbedder:
                 f"no usable ONNX export of {model_name!r} ({variant}) in {directory}: {error}; "
                 f"make one with: python -m indexer export-onnx --out {directory}"
             ) from error
-        if export["model"] != model_name:
-            raise ModelLoadError(
-                f"{directory} holds an export of {export['model']!r}, not of {model_name!r}"
-            )
         self.model_name = model_name
         self.dimension = int(export["dimension"])
         self.variant = variant

@@ -41,6 +41,14 @@ def real_index_dir(
     return out
 
 
+@pytest.fixture(scope="session")
+def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real model exported for ONNX Runtime, the service's default backend (seconds)."""
+    from indexer.onnx_embedding import export_onnx
+
+    return export_onnx(DEFAULT_MODEL, tmp_path_factory.mktemp("onnx"))
+
+
 @pytest.fixture
 def fake_embedder() -> HashingEmbedder:
     return HashingEmbedder()

@@ -31,10 +31,11 @@ def wait_for(check: Callable[[], bool], what: str, seconds: float = 60.0) -> flo
 
 
 @contextmanager
-def running_service(index_dir: Path, log: Path, **env: str) -> Iterator[str]:
+def running_service(index_dir: Path, onnx_dir: Path, log: Path, **env: str) -> Iterator[str]:
     """``python -m app`` as `make run` starts it; yields its base URL once /ready says 200,
     and checks on leaving that SIGTERM shut it down cleanly."""
     port = free_port()
+    env = {"SEARCH_ONNX_DIR": str(onnx_dir), **env}
     with server(index_dir, port, env, log) as (process, _):
         yield f"http://127.0.0.1:{port}"
     # uvicorn shuts down gracefully, then re-raises SIGTERM so supervisors see the signal.

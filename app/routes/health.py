@@ -48,6 +48,7 @@ def info(index: IndexDep, service: ServiceDep) -> Info:
     return Info(
         version=service_version(),
         model=manifest.model.name,
+        backend=service.settings.backend,
         dimension=manifest.model.dimension,
         documents=manifest.counts.documents,
         passages=manifest.counts.passages,

@@ -22,12 +22,16 @@ QUERY = "Russian military presence"
 
 
 @pytest.fixture(scope="module")
-def proxied(real_index_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def proxied(
+    real_index_dir: Path, onnx_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """nginx at a free port serving the service under /search-api/; yields nginx's base URL."""
     require("nginx")
     workdir = tmp_path_factory.mktemp("behind-nginx")
     with (
-        running_service(real_index_dir, workdir / "service.log", SEARCH_ROOT_PATH=PREFIX) as app,
+        running_service(
+            real_index_dir, onnx_dir, workdir / "service.log", SEARCH_ROOT_PATH=PREFIX
+        ) as app,
         running_nginx(workdir / "nginx", int(app.rsplit(":", 1)[1])) as proxy,
     ):
         yield proxy

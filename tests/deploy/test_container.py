@@ -105,6 +105,8 @@ def test_it_answers_search_through_nginx(container: Container, tmp_path: Path) -
         assert response.json()["results"][0]["doc_id"] == RUSSIA_DOC
         spec = httpx.get(f"{proxy}/search-api/openapi.json").json()
         assert spec["servers"] == [{"url": "/search-api"}]
+        # The image ships the ONNX export, so it serves with the default backend.
+        assert httpx.get(f"{proxy}/search-api/info").json()["backend"] == "onnx"
 
 
 def test_it_stops_cleanly_on_sigterm(image: str) -> None:

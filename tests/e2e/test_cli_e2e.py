@@ -13,22 +13,23 @@ runner = CliRunner()
 
 
 def test_build_then_search_from_the_command_line(tmp_path: Path) -> None:
-    out = tmp_path / "index"
-    built = runner.invoke(
-        app, ["build", "--source", str(SEEDS), "--out", str(out), "--no-progress"]
-    )
+    out, onnx = tmp_path / "index", tmp_path / "onnx"
+    paths = ["--out", str(out), "--onnx-dir", str(onnx)]
+    built = runner.invoke(app, ["build", "--source", str(SEEDS), *paths, "--no-progress"])
     assert built.exit_code == 0, built.output
-    assert built.output.startswith("indexed 2 documents into ")
+    # The default backend runs the model with ONNX Runtime; the first build makes the export.
+    lines = built.output.splitlines()
+    assert lines[0].startswith("exporting the model for ONNX Runtime (once): no ONNX export")
+    assert {"export.json", "model.onnx", "tokenizer.json"} <= {p.name for p in onnx.iterdir()}
+    assert lines[-1].startswith("indexed 2 documents into ")
     assert "passages/s" in built.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"] == {"name": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384}
 
-    again = runner.invoke(app, ["build", "--source", str(SEEDS), "--out", str(out), "--if-stale"])
+    again = runner.invoke(app, ["build", "--source", str(SEEDS), *paths, "--if-stale"])
     assert again.output == f"index at {out} is up to date (2 documents)\n"
 
-    found = runner.invoke(
-        app, ["search", "--index", str(out), "-k", "2", "Russian military presence"]
-    )
+    found = runner.invoke(app, ["search", *paths, "-k", "2", "Russian military presence"])
     assert found.exit_code == 0, found.output
     first = found.output.splitlines()[0]
     assert re.match(r"1\. score \d\.\d{4}  ", first), first

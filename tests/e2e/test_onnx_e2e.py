@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -11,14 +14,8 @@ import pytest
 from indexer.backends import load_embedder
 from indexer.embedding import DEFAULT_MODEL, ModelLoadError, SentenceTransformerEmbedder
 from indexer.index import SearchIndex
-from indexer.onnx_embedding import export_onnx
-from tests.conftest import RUSSIA_DOC
-from tests.processes import running_service
-
-
-@pytest.fixture(scope="module")
-def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_onnx(DEFAULT_MODEL, tmp_path_factory.mktemp("onnx"))
+from tests.conftest import REPO, RUSSIA_DOC
+from tests.processes import free_port, running_service
 
 
 def test_onnx_vectors_match_sentence_transformers(
@@ -44,11 +41,34 @@ def test_a_missing_export_says_how_to_make_one(tmp_path: Path) -> None:
         load_embedder(DEFAULT_MODEL, "onnx", tmp_path)
 
 
-def test_the_service_serves_with_the_onnx_backend(
-    onnx_dir: Path, real_index_dir: Path, tmp_path: Path
+@pytest.mark.parametrize("backend", ["torch", "onnx-int8"])
+def test_the_service_also_serves_with_the_other_backends(
+    backend: str, onnx_dir: Path, real_index_dir: Path, tmp_path: Path
 ) -> None:
-    env = {"SEARCH_BACKEND": "onnx", "SEARCH_ONNX_DIR": str(onnx_dir)}
-    with running_service(real_index_dir, tmp_path / "service.log", **env) as base:
+    log = tmp_path / "service.log"
+    with running_service(real_index_dir, onnx_dir, log, SEARCH_BACKEND=backend) as base:
         body = httpx.get(f"{base}/search", params={"q": "Russian military presence", "k": 3}).json()
+        info = httpx.get(f"{base}/info").json()
     assert body["results"][0]["doc_id"] == RUSSIA_DOC
     assert body["results"][0]["start"] == 2866
+    assert info["backend"] == backend
+
+
+def test_python_m_app_refuses_to_start_without_the_onnx_export(
+    real_index_dir: Path, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "SEARCH_INDEX_DIR": str(real_index_dir),
+        "SEARCH_ONNX_DIR": str(tmp_path / "no-export"),
+        "SEARCH_BACKEND": "onnx",
+        "PORT": str(free_port()),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "app"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "no ONNX export of 'sentence-transformers/all-MiniLM-L6-v2'" in lines[0]
+    assert f"Make it with: python -m indexer export-onnx --out {tmp_path / 'no-export'}" in lines[0]

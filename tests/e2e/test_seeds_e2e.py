@@ -64,8 +64,8 @@ def test_swagger_and_redoc_reference_no_external_host(real_client: TestClient) -
 
 
 @pytest.fixture
-def served(real_index_dir: Path, tmp_path: Path) -> Iterator[str]:
-    with running_service(real_index_dir, tmp_path / "server.log") as base:
+def served(real_index_dir: Path, onnx_dir: Path, tmp_path: Path) -> Iterator[str]:
+    with running_service(real_index_dir, onnx_dir, tmp_path / "server.log") as base:
         yield base
 
 

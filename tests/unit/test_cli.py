@@ -16,7 +16,9 @@ def test_build_if_stale_skips_an_up_to_date_index_without_loading_the_model(
     seed_index_dir: Path,
 ) -> None:
     args = ["build", "--source", str(SEEDS), "--out", str(seed_index_dir), "--if-stale"]
-    result = runner.invoke(app, [*args, "--model", "test/hashing-64", "--max-tokens", "64"])
+    result = runner.invoke(
+        app, [*args, "--model", "test/hashing-64", "--max-tokens", "64", "--backend", "torch"]
+    )
     assert result.exit_code == 0, result.output
     assert result.output == f"index at {seed_index_dir} is up to date (2 documents)\n"
 
