@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,7 @@ FLOORS = {"hybrid": 0.44, "semantic": 0.41}
 @pytest.mark.skipif(
     not CISI.is_dir(), reason="../shared/benchmarks/cisi is not beside this checkout"
 )
-def test_cisi_relevance_stays_above_the_floors() -> None:
+def test_cisi_relevance_stays_above_the_floors(onnx_dir: Path) -> None:
     report = REPO / "test-artifacts" / "eval-cisi.json"
     result = subprocess.run(
         [
@@ -30,6 +31,8 @@ def test_cisi_relevance_stays_above_the_floors() -> None:
             "--no-progress",
             "--json",
             str(report),
+            "--onnx-dir",  # the default backend's export, made once per test session
+            str(onnx_dir),
         ],
         cwd=REPO,
         capture_output=True,
