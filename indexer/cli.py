@@ -18,7 +18,7 @@ from indexer.backends import (
     onnx_variant,
 )
 from indexer.chunking import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP, ChunkingParams
-from indexer.embedding import DEFAULT_MODEL, Embedder, ModelLoadError
+from indexer.embedding import DEFAULT_BATCH_SIZE, DEFAULT_MODEL, Embedder, ModelLoadError
 from indexer.evaluation import as_json, evaluate, format_table, load_collection
 from indexer.fusion import FusionParams
 from indexer.index import (
@@ -174,7 +174,9 @@ def build(
     title_prefix: TitlePrefixOption = True,
     index_factory: IndexFactoryOption = "Flat",
     search_params: SearchParamsOption = "",
-    batch_size: Annotated[int, typer.Option(help="Passages per embedding batch.")] = 64,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Passages per embedding batch.")
+    ] = DEFAULT_BATCH_SIZE,
     if_stale: Annotated[
         bool, typer.Option("--if-stale", help="Only rebuild when the corpus or settings changed.")
     ] = False,

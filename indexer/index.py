@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from indexer.chunking import Chunker, ChunkingParams
-from indexer.embedding import Embedder
+from indexer.embedding import DEFAULT_BATCH_SIZE, Embedder
 from indexer.keyword import KeywordIndex, KeywordParams
 from indexer.loading import Corpus, document_checksum
 from indexer.manifest import (
@@ -96,7 +96,7 @@ def build_index(
     *,
     source_label: str,
     progress: bool = False,
-    batch_size: int = 64,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> BuildReport:
     """Chunk, embed and store ``corpus``, then swap the result into ``out`` in one rename."""
     if not corpus.documents:

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from indexer.embedding import (
+    DEFAULT_BATCH_SIZE,
     HuggingFaceTokenizer,
     ModelLoadError,
     SentenceTransformerEmbedder,
@@ -163,11 +165,14 @@ class OnnxEmbedder:
         self._tokenizer.enable_padding()
         self._directory = directory
 
-    def encode(self, texts: list[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
+    def encode(
+        self, texts: list[str], *, batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False
+    ) -> Vectors:
         # Like sentence-transformers: batch texts of similar length, so little is padding.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
+        starts = range(0, len(order), batch_size)
+        for start in tqdm(starts, desc="Batches", disable=not progress):
             chosen = order[start : start + batch_size]
             vectors[chosen] = self._encode([texts[i] for i in chosen])
         return vectors
