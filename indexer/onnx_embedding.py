@@ -8,6 +8,7 @@ normalises exactly as sentence-transformers does, and is checked against it in t
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import warnings
 from collections.abc import Callable
@@ -54,6 +55,8 @@ def export_onnx(model_name: str, out: Path) -> Path:
             ).last_hidden_state
 
     out.mkdir(parents=True, exist_ok=True)
+    # export.json is written last and marks a complete export: until then, none is there.
+    (out / EXPORT_FILE).unlink(missing_ok=True)
     names = ["input_ids", "attention_mask", "token_type_ids"]
     axes = {name: {0: "batch", 1: "tokens"} for name in [*names, "last_hidden_state"]}
     # Trace with a padded batch: the attention code branches on whether any token is masked,
@@ -90,7 +93,14 @@ def export_onnx(model_name: str, out: Path) -> Path:
     )
     fused.save_model_to_file(str(out / VARIANTS["fp32"]))
     # Quantised from the plain trace: the quantiser cannot type the fused graph's contrib ops.
-    quantize_dynamic(str(traced), str(out / VARIANTS["int8"]), weight_type=QuantType.QInt8)
+    # It also logs advice about pre-processing on the root logger; quiet it for this call.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(traced), str(out / VARIANTS["int8"]), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
     traced.unlink()
     shutil.copy(Path(resolve_model_path(model_name)) / "tokenizer.json", out / "tokenizer.json")
     manifest = {
@@ -109,10 +119,12 @@ def export_problem(model_name: str, directory: Path, variant: str = "fp32") -> s
 
     Cheap (reads one small JSON file), so the service can check before loading anything.
     """
+    if not (directory / EXPORT_FILE).is_file():
+        return f"no ONNX export of {model_name!r} in {directory}"
     try:
         exported = json.loads((directory / EXPORT_FILE).read_text(encoding="utf-8"))["model"]
     except (OSError, ValueError, KeyError, TypeError) as error:
-        return f"no ONNX export of {model_name!r} in {directory} ({error})"
+        return f"the ONNX export in {directory} is unreadable ({error})"
     if exported != model_name:
         return f"{directory} holds an ONNX export of {exported!r}, not of {model_name!r}"
     for needed in (VARIANTS[variant], "tokenizer.json"):
