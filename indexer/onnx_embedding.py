@@ -11,7 +11,8 @@ import json
 import logging
 import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -93,14 +94,8 @@ def export_onnx(model_name: str, out: Path) -> Path:
     )
     fused.save_model_to_file(str(out / VARIANTS["fp32"]))
     # Quantised from the plain trace: the quantiser cannot type the fused graph's contrib ops.
-    # It also logs advice about pre-processing on the root logger; quiet it for this call.
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
+    with _quiet_root_logger():
         quantize_dynamic(str(traced), str(out / VARIANTS["int8"]), weight_type=QuantType.QInt8)
-    finally:
-        root.setLevel(level)
     traced.unlink()
     shutil.copy(Path(resolve_model_path(model_name)) / "tokenizer.json", out / "tokenizer.json")
     manifest = {
@@ -112,6 +107,22 @@ def export_onnx(model_name: str, out: Path) -> Path:
     }
     (out / EXPORT_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return out
+
+
+@contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """The quantiser logs advice through ``logging.warning()``, which would also install a
+    console handler on the root logger for good (and let other libraries' debug logs through)."""
+    root = logging.getLogger()
+    placeholder = logging.NullHandler()  # with a handler present, logging skips basicConfig()
+    level = root.level
+    root.addHandler(placeholder)
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.removeHandler(placeholder)
+        root.setLevel(level)
 
 
 def export_problem(model_name: str, directory: Path, variant: str = "fp32") -> str | None:
