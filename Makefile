@@ -33,12 +33,14 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(PIP_TORCH_ARGS) torch==$(TORCH_VERSION)
 
+# The torch extra: the model converted for ONNX Runtime at the first index build, and
+# SEARCH_BACKEND=torch.
 $(VENV)/.installed: $(VENV)/bin/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[torch]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[torch,test]'
 	touch $@
 
 # nginx, Chromium and podman for the deploy tier: system packages, so root only. Elsewhere the

@@ -6,8 +6,8 @@ import logging
 from collections.abc import Callable
 
 from app.settings import Settings
-from indexer.backends import load_embedder, onnx_variant
-from indexer.embedding import Embedder
+from indexer.backends import load_embedder, onnx_variant, torch_backend_installed
+from indexer.embedding import TORCH_EXTRA_INSTALL, Embedder
 from indexer.index import IndexLoadError, SearchIndex
 from indexer.manifest import Manifest, ManifestError, read_manifest
 from indexer.query_encoding import BatchingEmbedder, CachingEmbedder
@@ -50,19 +50,34 @@ class SearchService:
                 f"it was built with model {manifest.model.name!r}, "
                 f"but SEARCH_MODEL is {self.settings.model!r}"
             )
-        variant = onnx_variant(self.settings.backend)
-        if variant is not None and self._loads_configured_model:
-            from indexer.onnx_embedding import export_problem
-
-            problem = export_problem(self.settings.model, self.settings.onnx_dir, variant)
-            if problem is not None:
-                raise StartupError(
-                    f"Cannot run the model with SEARCH_BACKEND={self.settings.backend}: "
-                    f"{problem}. Make it with: python -m indexer export-onnx "
-                    f"--out {self.settings.onnx_dir} --model {self.settings.model} "
-                    "(or set SEARCH_BACKEND=torch)"
-                )
+        if self._loads_configured_model:
+            self._check_backend()
         return manifest
+
+    def _check_backend(self) -> None:
+        """Can the configured backend run here? Cheap: nothing is imported or loaded."""
+        backend, model, onnx_dir = (
+            self.settings.backend,
+            self.settings.model,
+            self.settings.onnx_dir,
+        )
+        cannot = f"Cannot run the model with SEARCH_BACKEND={backend}"
+        variant = onnx_variant(backend)
+        if variant is None:
+            if not torch_backend_installed():
+                raise StartupError(
+                    f"{cannot}: torch and sentence-transformers are not installed here. "
+                    f"Install them with: {TORCH_EXTRA_INSTALL} (or set SEARCH_BACKEND=onnx)"
+                )
+            return
+        from indexer.onnx_embedding import export_problem
+
+        problem = export_problem(model, onnx_dir, variant)
+        if problem is not None:
+            raise StartupError(
+                f"{cannot}: {problem}. Make it with: python -m indexer export-onnx "
+                f"--out {onnx_dir} --model {model}"
+            )
 
     def open_index(self) -> SearchIndex:
         self.preflight()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -13,6 +14,11 @@ BACKENDS: tuple[Backend, ...] = get_args(Backend)
 # memory; it needs a one-off export, which the indexer makes when it is missing.
 DEFAULT_BACKEND: Backend = "onnx"
 DEFAULT_ONNX_DIR = Path("data/onnx")
+
+
+def torch_backend_installed() -> bool:
+    """Serving with ONNX Runtime does without torch (the container image has none)."""
+    return importlib.util.find_spec("sentence_transformers") is not None
 
 
 def onnx_variant(backend: Backend) -> str | None:

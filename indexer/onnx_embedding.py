@@ -34,11 +34,11 @@ VARIANTS = {"fp32": "model.onnx", "int8": "model-int8.onnx"}
 
 def export_onnx(model_name: str, out: Path) -> Path:
     """Write ``model.onnx``, its int8 twin, the tokenizer and ``export.json`` into ``out``."""
+    embedder = SentenceTransformerEmbedder(model_name)  # says what to install if torch is missing
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers import optimizer
 
-    embedder = SentenceTransformerEmbedder(model_name)
     model = embedder._model
     modules = [type(m).__name__ for m in model]
     pooling = getattr(model[1], "pooling_mode", None) if len(model) > 1 else None

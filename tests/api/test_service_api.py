@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.service import StartupError
+from app.service import SearchService, StartupError
 from app.settings import Settings
 from tests.api.conftest import wait_until_ready
 from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC
@@ -146,3 +147,20 @@ def test_startup_refuses_a_missing_or_mismatched_index_in_one_sentence(
         TestClient(create_app(settings, HashingEmbedder)),
     ):
         pass
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_startup_refuses_a_backend_that_cannot_run_here(
+    settings: Settings, tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checked before uvicorn starts: no ONNX export, or torch absent (as in the image)."""
+    monkeypatch.setattr("app.service.torch_backend_installed", lambda: False)
+    settings = settings.model_copy(update={"backend": backend, "onnx_dir": tmp_path / "none"})
+    expected = {
+        "onnx": f"no ONNX export of 'test/hashing-64' in {tmp_path / 'none'}. Make it with: "
+        f"python -m indexer export-onnx --out {tmp_path / 'none'} --model test/hashing-64",
+        "torch": "torch and sentence-transformers are not installed here. Install them with: "
+        "pip install 'semantic-search[torch]' (or set SEARCH_BACKEND=onnx)",
+    }[backend]
+    with pytest.raises(StartupError, match=re.escape(f"SEARCH_BACKEND={backend}: {expected}")):
+        SearchService(settings).preflight()
