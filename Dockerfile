@@ -1,5 +1,6 @@
-# Semantic search service: a venv built in one stage, copied with the seed index into a slim
-# runtime stage that runs as a non-root user and needs no network at run time.
+# Semantic search service: the serving venv, the seed index and the model exported for ONNX
+# Runtime are made in one stage and copied into a slim runtime stage (no torch) that runs as a
+# non-root user and needs no network at run time.
 #
 # Elsewhere:
 #   docker build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu -t semantic-search .
@@ -28,27 +29,31 @@ RUN command -v python3 >/dev/null || { \
         && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
             python3 python3-venv \
         && rm -rf /var/lib/apt/lists/*; }
-RUN python3 -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
+# Two venvs: /opt/tools holds torch and sentence-transformers, to export the model for ONNX
+# Runtime and to build the seed index; /opt/venv, the only one the runtime stage gets, serves
+# with ONNX Runtime and has no torch (a third of the size).
+RUN python3 -m venv /opt/tools && python3 -m venv /opt/venv
 
-# torch first, CPU only; its own layer since it is most of the image and changes least.
-# Its C++ headers and C++ test binaries (~150 MB) are only for building extensions.
-RUN pip install ${TORCH_INDEX_URL:+--index-url=$TORCH_INDEX_URL} torch==2.13.0 \
-    && rm -rf /opt/venv/lib/python3*/site-packages/torch/include \
-        /opt/venv/lib/python3*/site-packages/torch/test
+# torch first, CPU only; its own layer since it is big and changes least.
+RUN /opt/tools/bin/pip install ${TORCH_INDEX_URL:+--index-url=$TORCH_INDEX_URL} torch==2.13.0
 
-# The other dependencies, read from pyproject.toml, so code edits do not reinstall them.
+# The dependencies, read from pyproject.toml, so code edits do not reinstall them.
 WORKDIR /src
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+RUN python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
         > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
+    && python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['torch'], sep='\n')" \
+        > /tmp/requirements-torch.txt \
+    && /opt/venv/bin/pip install -r /tmp/requirements.txt \
+    && /opt/tools/bin/pip install -r /tmp/requirements.txt -r /tmp/requirements-torch.txt
 
 COPY . .
 # The seed index, and the model exported for ONNX Runtime (the default backend) beside it.
-RUN pip install --no-deps . \
-    && python -m indexer build --source seeds --out /srv/index --onnx-dir /srv/onnx --no-progress \
-    && chmod -R a+rX /srv/index /srv/onnx
+RUN /opt/tools/bin/pip install --no-deps . \
+    && /opt/tools/bin/python -m indexer build --source seeds --out /srv/index --onnx-dir /srv/onnx \
+        --no-progress \
+    && chmod -R a+rX /srv/index /srv/onnx \
+    && /opt/venv/bin/pip install --no-deps .
 
 FROM ${BASE_IMAGE} AS runtime
 RUN command -v python3 >/dev/null || { \

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import uuid
@@ -107,6 +108,38 @@ def test_it_answers_search_through_nginx(container: Container, tmp_path: Path) -
         assert spec["servers"] == [{"url": "/search-api"}]
         # The image ships the ONNX export, so it serves with the default backend.
         assert httpx.get(f"{proxy}/search-api/info").json()["backend"] == "onnx"
+
+
+def test_the_image_serves_with_onnx_runtime_alone(image: str) -> None:
+    """The runtime venv has no torch; asking for the torch backend is refused in one sentence."""
+    no_torch = "import importlib.util as u; print(u.find_spec('torch'), u.find_spec('onnxruntime'))"
+    found = podman("run", "--rm", image, "python", "-c", no_torch).stdout.split()
+    assert found[0] == "None"
+    assert found[1] != "None"
+    refused = podman("run", "--rm", "-e", "SEARCH_BACKEND=torch", image, check=False)
+    assert refused.returncode == 2
+    # podman adds its own log lines (time=... level=error ...: no systemd here); ours is one line.
+    ours = [line for line in refused.stderr.splitlines() if line and not line.startswith("time=")]
+    assert len(ours) == 1, refused.stderr
+    assert "torch and sentence-transformers are not installed here" in ours[0]
+
+
+def test_the_image_indexes_your_own_articles(image: str, tmp_path: Path) -> None:
+    """As the README shows: the image's indexer, no torch, writing into a mounted directory."""
+    articles = tmp_path / "articles"
+    articles.mkdir()
+    (articles / "lighthouse.txt").write_text(
+        "Lighthouse keepers\n\nThe last keeper left the island lighthouse in 1998.\n"
+    )
+    tmp_path.chmod(0o777)  # the container runs as uid 10001
+    built = podman(
+        "run", "--rm", "-v", f"{tmp_path}:/data", image,
+        "python", "-m", "indexer", "build", "--source", "/data/articles", "--out", "/data/index",
+        "--no-progress",
+    )  # fmt: skip
+    assert "indexed 1 documents into 1 passages" in built.stdout
+    manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
+    assert manifest["model"]["name"] == "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def test_it_stops_cleanly_on_sigterm(image: str) -> None:
