@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 
 from indexer.backends import Backend
 from indexer.search import CANDIDATE_POOL, DEFAULT_MODE, Mode
@@ -42,6 +49,15 @@ Sources = Annotated[
     list[str] | None,
     Field(max_length=100, description="Only search these documents (ids from GET /documents)."),
 ]
+
+# The same as query parameters, where leaving one out is how to say "none": documented without
+# the JSON body's `null`, Swagger UI offers a dropdown, a list editor and a number box for them
+# (for `X | null` it can only offer a free text box).
+GroupByParam = Annotated[GroupBy, WithJsonSchema({"type": "string", "enum": ["document"]})]
+SourcesParam = Annotated[
+    Sources, WithJsonSchema({"type": "array", "items": {"type": "string"}, "maxItems": 100})
+]
+MinScoreParam = Annotated[MinScore, WithJsonSchema({"type": "number"})]
 
 
 class SearchRequest(BaseModel):

@@ -14,8 +14,8 @@ from app.schemas import (
     EXAMPLE_QUERY,
     BatchSearchRequest,
     BatchSearchResponse,
-    GroupBy,
-    MinScore,
+    GroupByParam,
+    MinScoreParam,
     Offset,
     QueryText,
     Ranks,
@@ -24,7 +24,7 @@ from app.schemas import (
     SearchRequest,
     SearchResponse,
     SearchResult,
-    Sources,
+    SourcesParam,
     TopK,
 )
 from indexer.search import DEFAULT_MODE, Searcher, UnknownDocumentError
@@ -53,9 +53,9 @@ def search_get(
     k: Annotated[TopK, Query()] = 5,
     offset: Annotated[Offset, Query()] = 0,
     mode: Annotated[SearchMode, Query()] = DEFAULT_MODE,
-    source: Annotated[Sources, Query()] = None,
-    min_score: Annotated[MinScore, Query()] = None,
-    group_by: Annotated[GroupBy, Query()] = None,
+    source: Annotated[SourcesParam, Query()] = None,
+    min_score: Annotated[MinScoreParam, Query()] = None,
+    group_by: Annotated[GroupByParam, Query()] = None,
 ) -> SearchResponse:
     """Search with query parameters, e.g. `/search?q=Russian+military+presence&k=5`."""
     try:

@@ -115,6 +115,17 @@ def test_docs_and_openapi_are_served_without_a_cdn(client: TestClient) -> None:
     )
 
 
+def test_optional_query_parameters_are_documented_without_null(client: TestClient) -> None:
+    """So Swagger UI offers a dropdown, a list editor and a number box, not free text."""
+    spec = client.get("/openapi.json").json()
+    params = {p["name"]: p["schema"] for p in spec["paths"]["/search"]["get"]["parameters"]}
+    assert params["group_by"]["enum"] == ["document"]
+    assert params["source"]["type"] == "array"
+    assert params["min_score"]["type"] == "number"
+    assert not any("anyOf" in params[name] for name in ("group_by", "source", "min_score"))
+    assert client.get("/search", params={"q": "x", "group_by": "passage"}).status_code == 422
+
+
 def test_a_root_path_prefixes_docs_assets_and_openapi(settings: Settings) -> None:
     # The server sets the root path (uvicorn --root-path, or SEARCH_ROOT_PATH via python -m app).
     with TestClient(create_app(settings, HashingEmbedder), root_path="/search-api") as client:

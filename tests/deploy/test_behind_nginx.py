@@ -11,7 +11,7 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.conftest import RUSSIA_DOC
 from tests.deploy.conftest import require, screenshot
@@ -76,6 +76,9 @@ def test_swagger_try_it_out_runs_a_search_through_the_prefix(
     )
     box.clear()
     box.send_keys(QUERY)
+    # An enum parameter gets a dropdown (group_by was a free text box while it allowed null).
+    group_by = browser.find_element(By.CSS_SELECTOR, f"{operation} tr[data-param-name='group_by']")
+    Select(group_by.find_element(By.TAG_NAME, "select")).select_by_visible_text("document")
     browser.find_element(By.CSS_SELECTOR, f"{operation} .execute").click()
     status = wait.until(
         ec.presence_of_element_located(
@@ -90,7 +93,9 @@ def test_swagger_try_it_out_runs_a_search_through_the_prefix(
     screenshot(browser, "swagger-try-it-out.png")
     assert status.text.strip() == "200"
     assert request_url.startswith(f"{proxied}{PREFIX}/search?q=Russian%20military%20presence")
+    assert request_url.endswith("&group_by=document")
     assert RUSSIA_DOC in body
+    assert body.count('"doc_id"') == 2  # one passage per seed article, not k=5 passages
 
 
 def test_redoc_renders_under_the_prefix(proxied: str, browser: webdriver.Chrome) -> None:
