@@ -191,7 +191,9 @@ def build(
     if if_stale:
         reason = stale_reason(out, corpus, model, params)
         if reason is None:
-            typer.echo(f"index at {out} is up to date ({len(corpus.documents)} documents)")
+            typer.echo(
+                f"index at {out} is up to date ({_count(len(corpus.documents), 'document')})"
+            )
             return
         typer.echo(f"rebuilding index at {out}: {reason}")
     try:
@@ -208,7 +210,8 @@ def build(
         raise _fail(str(error)) from None
     counts = report.manifest.counts
     typer.echo(
-        f"indexed {counts.documents} documents into {counts.passages} passages in "
+        f"indexed {_count(counts.documents, 'document')} into "
+        f"{_count(counts.passages, 'passage')} in "
         f"{report.seconds:.1f} s ({report.passages_per_second:.1f} passages/s) -> {out}"
     )
 
@@ -272,6 +275,10 @@ def search(
             f"keyword #{e.keyword_rank or '-'} {_fmt(e.keyword_score)}"
         )
         typer.echo(textwrap.indent(textwrap.fill(" ".join(p.text.split()), width=96), "   ") + "\n")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _fmt(score: float | None) -> str:

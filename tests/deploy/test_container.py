@@ -137,7 +137,7 @@ def test_the_image_indexes_your_own_articles(image: str, tmp_path: Path) -> None
         "python", "-m", "indexer", "build", "--source", "/data/articles", "--out", "/data/index",
         "--no-progress",
     )  # fmt: skip
-    assert "indexed 1 documents into 1 passages" in built.stdout
+    assert "indexed 1 document into 1 passage in" in built.stdout
     manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
     assert manifest["model"]["name"] == "sentence-transformers/all-MiniLM-L6-v2"
 
