@@ -99,7 +99,9 @@ class SearchService:
 
     def _query_embedder(self, model: Embedder) -> Embedder:
         if self.settings.query_batching:
-            self._batcher = BatchingEmbedder(model)
+            self._batcher = BatchingEmbedder(
+                model, window=self.settings.query_batch_window_ms / 1000
+            )
             model = self._batcher
         return CachingEmbedder(model, self.settings.query_cache_size)
 

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     query_batching: bool = Field(
         True, description="Encode concurrent queries together in one model call."
     )
+    query_batch_window_ms: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="How long a query that finds the model idle waits for others to batch with.",
+    )
     max_body_bytes: int = Field(65_536, description="Larger request bodies get 413.")
     log_level: str = Field("info", description="Uvicorn and application log level.")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -94,13 +95,18 @@ class BatchingEmbedder:
     """
 
     def __init__(
-        self, inner: Embedder, max_batch: int = 64, token_budget: int = PADDED_TOKEN_BUDGET
+        self,
+        inner: Embedder,
+        max_batch: int = 64,
+        token_budget: int = PADDED_TOKEN_BUDGET,
+        window: float = 0.0,
     ) -> None:
         self.inner = inner
         self.model_name = inner.model_name
         self.dimension = inner.dimension
         self.max_batch = max_batch
         self.token_budget = token_budget
+        self.window = window  # seconds to wait for company after a query arrives at an idle model
         self.batch_sizes: list[int] = []  # texts per merged batch, for tests and benchmarks
         self._tokenizer = inner.tokenizer()
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
@@ -126,9 +132,11 @@ class BatchingEmbedder:
                 return
             batch = [first]
             size = len(first.texts)
+            deadline = time.monotonic() + self.window
             while size < self.max_batch:
+                wait = deadline - time.monotonic()
                 try:
-                    more = self._queue.get_nowait()
+                    more = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:

@@ -112,6 +112,21 @@ def test_a_merged_batch_of_mixed_lengths_is_split_and_reassembled_in_order() -> 
     np.testing.assert_array_equal(vectors, HashingEmbedder().encode(texts))
 
 
+def test_a_batching_window_lets_a_query_wait_for_company_at_an_idle_model() -> None:
+    model = HashingEmbedder()
+    batcher = BatchingEmbedder(model, window=0.5)  # ten times the gap between the two queries
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            first = pool.submit(batcher.encode, ["alpha"])
+            time.sleep(0.05)
+            second = pool.submit(batcher.encode, ["beta"])
+            np.testing.assert_array_equal(first.result(10), model.encode(["alpha"]))
+            np.testing.assert_array_equal(second.result(10), model.encode(["beta"]))
+        assert batcher.batch_sizes == [2]
+    finally:
+        batcher.close()
+
+
 def test_a_model_failure_reaches_every_waiting_caller() -> None:
     class Broken(HashingEmbedder):
         def encode(
