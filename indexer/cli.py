@@ -63,7 +63,11 @@ IndexFactoryOption = Annotated[
     ),
 ]
 SearchParamsOption = Annotated[
-    str, typer.Option(envvar="SEARCH_SEARCH_PARAMS", help='e.g. "efSearch=128" or "nprobe=32".')
+    str,
+    typer.Option(
+        envvar="SEARCH_SEARCH_PARAMS",
+        help='FAISS parameters, e.g. "nprobe=16" or "efConstruction=200,efSearch=128".',
+    ),
 ]
 FusionOption = Annotated[
     FusionChoice, typer.Option(envvar="SEARCH_FUSION", help="How hybrid mode merges the rankings.")

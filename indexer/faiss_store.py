@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from pathlib import Path
 from typing import ClassVar, Self
@@ -26,11 +27,21 @@ class FaissStore:
         """``spec`` is a FAISS index factory string: "Flat" (exact, the default), "HNSW32",
         "IVF1024,Flat", ... IDMap2 around it keeps our own ids (passage rows)."""
         factory = spec or "Flat"
-        return cls(faiss.index_factory(dimension, f"IDMap2,{factory}", faiss.METRIC_INNER_PRODUCT))
+        try:
+            index = faiss.index_factory(dimension, f"IDMap2,{factory}", faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as error:
+            raise ValueError(f"FAISS cannot make index {factory!r}: {_reason(error)}") from None
+        return cls(index)
 
     def tune(self, params: str) -> None:
-        if params:
+        """FAISS ParameterSpace settings, e.g. "efSearch=128" or "nprobe=16,efSearch=64".
+        Set before vectors are added, "efConstruction=200" also deepens an HNSW build."""
+        if not params:
+            return
+        try:
             faiss.ParameterSpace().set_index_parameters(self._index, params)  # type: ignore[arg-type]
+        except RuntimeError as error:
+            raise ValueError(f"FAISS parameters {params!r}: {_reason(error)}") from None
 
     def add(self, ids: Ids, vectors: Matrix) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -40,9 +51,12 @@ class FaissStore:
             )
         if len(ids) != len(vectors):
             raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
-        if not self._index.is_trained:  # IVF and PQ indexes learn their partitions first
-            self._index.train(vectors)
-        self._index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+        try:
+            if not self._index.is_trained:  # IVF and PQ indexes learn their partitions first
+                self._index.train(vectors)
+            self._index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+        except RuntimeError as error:  # e.g. fewer vectors than IVF partitions to train
+            raise ValueError(f"FAISS cannot index these vectors: {_reason(error)}") from None
 
     def search(
         self, queries: Matrix, k: int, *, allowed: Collection[int] | None = None
@@ -76,3 +90,8 @@ class FaissStore:
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
+
+
+def _reason(error: RuntimeError) -> str:
+    """FAISS's own words, without the C++ function signature and source line before them."""
+    return re.sub(r"(?s)^Error in .*?:\d+: ", "", str(error)).strip()

@@ -68,7 +68,8 @@ class BuildParams:
     """The vector index (FAISS factory string): exact "Flat" suits up to a few hundred
     thousand passages; "HNSW32" or "IVF<n>,Flat" trade a little recall for speed beyond."""
     search_params: str = ""
-    """Search-time parameters for that index, e.g. "efSearch=128" or "nprobe=32"."""
+    """Parameters for that index, e.g. "efSearch=128" or "nprobe=32", applied whenever it is
+    opened; also before vectors are added, so "efConstruction=200" deepens an HNSW build."""
 
 
 def passage_representation(passage: Passage, title: str, title_prefix: bool) -> str:
@@ -108,9 +109,16 @@ def build_index(
     passages = chunker.chunk_all(documents)
     titles = {d.doc_id: d.title for d in corpus.documents}
     texts = [passage_representation(p, titles[p.doc_id], params.title_prefix) for p in passages]
+    try:  # before the slow part, so a mistyped index setting fails at once
+        store = store_class(DEFAULT_STORE).create(embedder.dimension, params.index_factory)
+        store.tune(params.search_params)  # build-time ones (efConstruction) must come first
+    except ValueError as error:
+        raise BuildError(str(error)) from None
     vectors = embedder.encode(texts, batch_size=batch_size, progress=progress)
-    store = store_class(DEFAULT_STORE).create(embedder.dimension, params.index_factory)
-    store.add(np.arange(len(passages), dtype=np.int64), vectors)
+    try:
+        store.add(np.arange(len(passages), dtype=np.int64), vectors)
+    except ValueError as error:
+        raise BuildError(f"{error} (index {params.index_factory!r})") from None
     keyword = KeywordIndex.build(texts, params.keyword)
 
     out.parent.mkdir(parents=True, exist_ok=True)

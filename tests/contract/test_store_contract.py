@@ -101,6 +101,15 @@ def test_save_and_load_round_trip(store: VectorStore, tmp_path: Path) -> None:
     del vectors
 
 
+@pytest.mark.parametrize("kind", STORE_KINDS)
+def test_an_unknown_spec_or_parameter_is_a_value_error(kind: str) -> None:
+    """What the builder turns into a one-line message, before any embedding work."""
+    with pytest.raises(ValueError, match="no-such-index"):
+        store_class(kind).create(DIM, "no-such-index")
+    with pytest.raises(ValueError, match="no_such_parameter"):
+        store_class(kind).create(DIM).tune("no_such_parameter=3")
+
+
 def test_unknown_store_kind_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown vector store 'nope'"):
         store_class("nope")

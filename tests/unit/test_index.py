@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 from unittest import mock
 
+import faiss
 import pytest
 
 from indexer.index import (
@@ -153,19 +154,43 @@ def test_build_refuses_to_replace_a_file(tmp_path: Path) -> None:
 
 
 def test_the_vector_index_type_is_a_build_setting_recorded_in_the_manifest(tmp_path: Path) -> None:
-    params = BuildParams(index_factory="HNSW16", search_params="efSearch=64")
+    # efConstruction shapes the build (set before vectors are added), efSearch each search.
+    params = BuildParams(index_factory="HNSW16", search_params="efConstruction=77,efSearch=64")
     out = tmp_path / "hnsw"
     build_index(load_corpus(SEEDS), out, HashingEmbedder(), params, source_label="seeds")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["store"] == {
         "kind": "faiss",
         "spec": "HNSW16",
-        "search_params": "efSearch=64",
+        "search_params": "efConstruction=77,efSearch=64",
         "metric": "inner_product",
     }
+    stored = faiss.read_index(str(out / "vectors.faiss"))  # owns the inner index: keep it
+    hnsw = faiss.downcast_index(stored.index).hnsw
+    assert (hnsw.efConstruction, hnsw.efSearch) == (77, 64)
     index = SearchIndex.open(out)
     vector = HashingEmbedder().encode([index.passages[3].text])
     assert index.store.search(vector, 1)[1][0].tolist() == [3]
     corpus = load_corpus(SEEDS)
     assert stale_reason(out, corpus, "test/hashing-64", params) is None
     assert "HNSW16" in (stale_reason(out, corpus, "test/hashing-64", BuildParams()) or "")
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (BuildParams(index_factory="HNSW-please"), "FAISS cannot make index 'HNSW-please'"),
+        (BuildParams(search_params="nprobe=8"), "could not set parameter nprobe"),  # Flat has none
+        (BuildParams(index_factory="IVF1024,Flat"), "Number of training points"),
+    ],
+)
+def test_bad_vector_index_settings_fail_the_build_in_one_line(
+    tmp_path: Path, params: BuildParams, message: str
+) -> None:
+    embedder = HashingEmbedder()
+    with pytest.raises(BuildError, match=message) as failure:
+        build_index(load_corpus(SEEDS), tmp_path / "index", embedder, params, source_label="s")
+    assert "\n" not in str(failure.value)
+    assert not (tmp_path / "index").exists()
+    if "IVF" not in params.index_factory:  # a mistyped setting fails before the embedding work
+        assert embedder.encoded == []
