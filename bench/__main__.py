@@ -73,7 +73,10 @@ def main(
     ] = 0,
     factory: Annotated[
         list[str] | None,
-        typer.Option(help='With --scale: "INDEX|PARAMS;PARAMS" to try, e.g. "HNSW32|efSearch=64".'),
+        typer.Option(
+            help='With --scale: "INDEX[@BUILD_PARAMS]|PARAMS;PARAMS" to try, '
+            'e.g. "HNSW32@efConstruction=200|efSearch=64;efSearch=128".'
+        ),
     ] = None,
 ) -> None:
     """Measure the service on COLLECTION and write bench/results/service-<time>.json."""
@@ -158,9 +161,11 @@ def _scale(
     typer.echo(f"exact top-10 for 1000 queries: {time.perf_counter() - started:.1f} s")
     rows = []
     for spec in factories:
-        name, _, settings = spec.partition("|")
-        typer.echo(f"building {name} ...")
-        rows += measure(name, vectors, queries, truth, [s for s in settings.split(";") if s])
+        index, _, settings = spec.partition("|")
+        name, _, build_params = index.partition("@")
+        typer.echo(f"building {index} ...")
+        searches = [s for s in settings.split(";") if s]
+        rows += measure(name, vectors, queries, truth, searches, build_params=build_params)
         typer.echo(table(rows[-1:], SCALE_COLUMNS))
     results = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -54,10 +54,14 @@ def measure(
     truth: npt.NDArray[np.int64],
     search_params: Sequence[str],
     k: int = 10,
+    build_params: str = "",
 ) -> list[dict[str, Any]]:
-    """Build one index type, then time single-query searches under each parameter setting."""
+    """Build one index type (``build_params`` set before adding, e.g. "efConstruction=200"),
+    then time single-query searches under each search parameter setting."""
     started = time.perf_counter()
     index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+    if build_params:
+        faiss.ParameterSpace().set_index_parameters(index, build_params)  # type: ignore[arg-type]
     if not index.is_trained:
         sample = vectors[
             np.random.default_rng(1).choice(len(vectors), min(len(vectors), 200_000), replace=False)
@@ -81,7 +85,7 @@ def measure(
         )
         rows.append(
             {
-                "index": factory,
+                "index": f"{factory} ({build_params})" if build_params else factory,
                 "search_params": params or "-",
                 "build_s": round(build_seconds, 1),
                 "size_mb": round(size_mb, 1),

@@ -46,6 +46,11 @@ def test_measure_reports_perfect_recall_for_exact_search() -> None:
     assert [r["search_params"] for r in rows] == ["nprobe=1", "nprobe=8"]
     assert rows[1]["recall_at_10"] == 1.0  # probing every list is exhaustive
     assert rows[0]["recall_at_10"] <= rows[1]["recall_at_10"]
+    [hnsw] = measure(
+        "HNSW8", vectors, queries, truth, ["efSearch=64"], build_params="efConstruction=80"
+    )
+    assert hnsw["index"] == "HNSW8 (efConstruction=80)"
+    assert hnsw["recall_at_10"] > 0.5
 
 
 def test_mixed_vectors_are_distinct_unit_vectors_between_their_sources() -> None:
