@@ -40,7 +40,8 @@ class SearchService:
         return self.searcher is not None
 
     def preflight(self) -> Manifest:
-        """Check the manifest only: cheap, so a bad setup is reported before anything loads."""
+        """Check the manifest and the backend only: cheap, so a bad setup is reported before
+        anything loads."""
         try:
             manifest = read_manifest(self.settings.index_dir)
         except ManifestError as error:
@@ -56,13 +57,9 @@ class SearchService:
 
     def _check_backend(self) -> None:
         """Can the configured backend run here? Cheap: nothing is imported or loaded."""
-        backend, model, onnx_dir = (
-            self.settings.backend,
-            self.settings.model,
-            self.settings.onnx_dir,
-        )
-        cannot = f"Cannot run the model with SEARCH_BACKEND={backend}"
-        variant = onnx_variant(backend)
+        settings = self.settings
+        cannot = f"Cannot run the model with SEARCH_BACKEND={settings.backend}"
+        variant = onnx_variant(settings.backend)
         if variant is None:
             if not torch_backend_installed():
                 raise StartupError(
@@ -72,11 +69,11 @@ class SearchService:
             return
         from indexer.onnx_embedding import export_problem
 
-        problem = export_problem(model, onnx_dir, variant)
+        problem = export_problem(settings.model, settings.onnx_dir, variant)
         if problem is not None:
             raise StartupError(
                 f"{cannot}: {problem}. Make it with: python -m indexer export-onnx "
-                f"--out {onnx_dir} --model {model}"
+                f"--out {settings.onnx_dir} --model {settings.model}"
             )
 
     def open_index(self) -> SearchIndex:
