@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,6 +42,24 @@ def running_service(index_dir: Path, onnx_dir: Path, log: Path, **env: str) -> I
     # uvicorn shuts down gracefully, then re-raises SIGTERM so supervisors see the signal.
     assert process.returncode in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in log.read_text(), log.read_text()
+
+
+def startup_refusal(**env: str) -> str:
+    """Run ``python -m app`` with these settings, expecting it to refuse to start: exit code 2
+    and one line on stderr, which is returned."""
+    environment = {**os.environ, "PORT": str(free_port()), **env}
+    result = subprocess.run(
+        [sys.executable, "-m", "app"],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
 
 
 @contextmanager

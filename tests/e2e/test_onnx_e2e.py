@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -14,8 +11,8 @@ import pytest
 from indexer.backends import load_embedder
 from indexer.embedding import DEFAULT_MODEL, ModelLoadError, SentenceTransformerEmbedder
 from indexer.index import SearchIndex
-from tests.conftest import REPO, RUSSIA_DOC
-from tests.processes import free_port, running_service
+from tests.conftest import RUSSIA_DOC
+from tests.processes import running_service, startup_refusal
 
 
 def test_onnx_vectors_match_sentence_transformers(
@@ -57,18 +54,10 @@ def test_the_service_also_serves_with_the_other_backends(
 def test_python_m_app_refuses_to_start_without_the_onnx_export(
     real_index_dir: Path, tmp_path: Path
 ) -> None:
-    env = {
-        **os.environ,
-        "SEARCH_INDEX_DIR": str(real_index_dir),
-        "SEARCH_ONNX_DIR": str(tmp_path / "no-export"),
-        "SEARCH_BACKEND": "onnx",
-        "PORT": str(free_port()),
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "app"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    refusal = startup_refusal(
+        SEARCH_INDEX_DIR=str(real_index_dir),
+        SEARCH_ONNX_DIR=str(tmp_path / "no-export"),
+        SEARCH_BACKEND="onnx",
     )
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "no ONNX export of 'sentence-transformers/all-MiniLM-L6-v2'" in lines[0]
-    assert f"Make it with: python -m indexer export-onnx --out {tmp_path / 'no-export'}" in lines[0]
+    assert "no ONNX export of 'sentence-transformers/all-MiniLM-L6-v2'" in refusal
+    assert f"Make it with: python -m indexer export-onnx --out {tmp_path / 'no-export'}" in refusal

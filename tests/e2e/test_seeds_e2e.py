@@ -1,9 +1,6 @@
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,9 +10,9 @@ from fastapi.testclient import TestClient
 
 from indexer.embedding import HuggingFaceTokenizer
 from indexer.index import SearchIndex
-from tests.conftest import REPO, RUSSIA_DOC
+from tests.conftest import RUSSIA_DOC
 from tests.e2e.seed_questions import SEED_QUESTIONS
-from tests.processes import free_port, running_service
+from tests.processes import running_service, startup_refusal
 
 
 def top(client: TestClient, query: str, k: int = 3) -> list[dict[str, object]]:
@@ -84,14 +81,8 @@ def test_python_m_app_logs_when_it_is_ready(served: str, tmp_path: Path) -> None
 
 
 def test_python_m_app_refuses_a_missing_index_in_one_sentence(tmp_path: Path) -> None:
-    env = {**os.environ, "SEARCH_INDEX_DIR": str(tmp_path / "none"), "PORT": str(free_port())}
-    result = subprocess.run(
-        [sys.executable, "-m", "app"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "does not exist. Build it with: python -m indexer build" in lines[0]
+    refusal = startup_refusal(SEARCH_INDEX_DIR=str(tmp_path / "none"))
+    assert "does not exist. Build it with: python -m indexer build" in refusal
 
 
 def _answered_in_top_3(client: TestClient, mode: str) -> list[bool]:
