@@ -104,9 +104,8 @@ class SearchResult(BaseModel):
     rank: int = Field(description="1-based position in the whole ranking (paging included).")
     score: float = Field(description="The score this mode ranks by (see `scores`).")
     text: str = Field(description="The passage: exactly document.text[start:end].")
-    source: str = Field(description="The document the passage comes from (its id).")
+    doc_id: str = Field(description="The document the passage comes from.")
     title: str
-    doc_id: str
     chunk_id: int = Field(description="Position of the passage within its document, from 0.")
     start: int = Field(description="Character offset of the passage in the document text.")
     end: int = Field(description="Character offset one past the passage's last character.")
@@ -135,7 +134,6 @@ class SearchResponse(BaseModel):
                             "rank": 1,
                             "score": 0.0325,
                             "text": "He acknowledged previous reports of Russian troop …",
-                            "source": "004_6fdace10fca785c4.txt",
                             "title": "Mike Pompeo Calls Russia an 'Undesired Foreign Presence' …",
                             "doc_id": "004_6fdace10fca785c4.txt",
                             "chunk_id": 6,

@@ -96,9 +96,7 @@ class SearchService:
 
     def _query_embedder(self, model: Embedder) -> Embedder:
         if self.settings.query_batching:
-            self._batcher = BatchingEmbedder(
-                model, window=self.settings.query_batch_window_ms / 1000
-            )
+            self._batcher = BatchingEmbedder(model)
             model = self._batcher
         return CachingEmbedder(model, self.settings.query_cache_size)
 

@@ -26,11 +26,11 @@ from bench.service import (
     seed_start_to_ready,
 )
 from bench.stats import table
-from indexer.backends import DEFAULT_BACKEND, DEFAULT_ONNX_DIR, load_embedder, onnx_variant
-from indexer.embedding import DEFAULT_MODEL
+from indexer.backends import load_embedder, onnx_variant
 from indexer.index import BuildParams, SearchIndex
 from indexer.loading import load_corpus
 from indexer.search import DEFAULT_MODE, Searcher
+from indexer.settings import IndexSettings
 
 app = typer.Typer(add_completion=False)
 CISI = REPO.parent / "shared" / "benchmarks" / "cisi"
@@ -53,11 +53,11 @@ def main(
     out: Annotated[Path, typer.Option(help="Where results (and the bench index) go.")] = REPO
     / "bench"
     / "results",
-    model: Annotated[str, typer.Option(envvar="SEARCH_MODEL")] = DEFAULT_MODEL,
+    model: Annotated[str | None, typer.Option(help="Default: SEARCH_MODEL's.")] = None,
     backend: Annotated[
-        str, typer.Option(envvar="SEARCH_BACKEND", help="torch, onnx or onnx-int8.")
-    ] = DEFAULT_BACKEND,
-    onnx_dir: Annotated[Path, typer.Option(envvar="SEARCH_ONNX_DIR")] = DEFAULT_ONNX_DIR,
+        str | None, typer.Option(help="torch, onnx or onnx-int8. Default: SEARCH_BACKEND's.")
+    ] = None,
+    onnx_dir: Annotated[Path | None, typer.Option(help="Default: SEARCH_ONNX_DIR's.")] = None,
     concurrency: Annotated[list[int], typer.Option(help="Concurrency levels.")] = [1, 4, 16],  # noqa: B006
     requests: Annotated[int, typer.Option(help="Requests per concurrency level.")] = 300,
     skip_indexing: Annotated[
@@ -81,11 +81,14 @@ def main(
 ) -> None:
     """Measure the service on COLLECTION and write bench/results/service-<time>.json."""
     out.mkdir(parents=True, exist_ok=True)
-    if onnx_variant(backend) is not None:  # type: ignore[arg-type]
+    given = {"model": model, "backend": backend, "onnx_dir": onnx_dir}
+    settings = IndexSettings(**{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
+    model, backend, onnx_dir = settings.model, settings.backend, settings.onnx_dir
+    if onnx_variant(backend) is not None:
         from indexer.onnx_embedding import ensure_export
 
         ensure_export(model, onnx_dir, announce=typer.echo)
-    embedder = load_embedder(model, backend, onnx_dir)  # type: ignore[arg-type]
+    embedder = load_embedder(model, backend, onnx_dir)
     corpus = load_corpus(collection / "corpus.jsonl")
     queries = load_queries(collection)
     params = BuildParams()

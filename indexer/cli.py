@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import tempfile
 import textwrap
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
-from indexer.backends import (
-    BACKENDS,
-    DEFAULT_BACKEND,
-    DEFAULT_ONNX_DIR,
-    load_embedder,
-    onnx_variant,
-)
-from indexer.chunking import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP, ChunkingParams
-from indexer.embedding import DEFAULT_BATCH_SIZE, DEFAULT_MODEL, Embedder, ModelLoadError
+from indexer.backends import BACKENDS, onnx_variant
+from indexer.embedding import DEFAULT_BATCH_SIZE, Embedder, ModelLoadError
 from indexer.evaluation import as_json, evaluate, format_table, load_collection
-from indexer.fusion import FusionParams
 from indexer.index import (
     BuildError,
-    BuildParams,
     IndexLoadError,
     SearchIndex,
     build_index,
@@ -31,88 +24,68 @@ from indexer.index import (
 )
 from indexer.loading import Corpus, load_corpus
 from indexer.search import DEFAULT_MODE, MODES, Query, Searcher, UnknownDocumentError
+from indexer.settings import IndexSettings
 
 app = typer.Typer(help="Build, query and evaluate semantic search indexes.", no_args_is_help=True)
 
 ModeChoice = StrEnum("ModeChoice", {m: m for m in MODES})  # type: ignore[misc]
 FusionChoice = StrEnum("FusionChoice", {"rrf": "rrf", "convex": "convex"})
-
-ModelOption = Annotated[
-    str, typer.Option("--model", envvar="SEARCH_MODEL", help="Embedding model name or directory.")
-]
-IndexDirOption = Annotated[
-    Path, typer.Option("--index", "--out", envvar="SEARCH_INDEX_DIR", help="Index directory.")
-]
-MaxTokensOption = Annotated[
-    int, typer.Option(envvar="SEARCH_CHUNK_MAX_TOKENS", help="Passage size limit in model tokens.")
-]
-OverlapOption = Annotated[
-    float,
-    typer.Option(envvar="SEARCH_CHUNK_OVERLAP", help="Share of a window repeated in the next."),
-]
-TitlePrefixOption = Annotated[
-    bool,
-    typer.Option(
-        envvar="SEARCH_TITLE_PREFIX", help="Embed and index passages with their title first."
-    ),
-]
-IndexFactoryOption = Annotated[
-    str,
-    typer.Option(
-        envvar="SEARCH_INDEX_FACTORY", help='FAISS index: "Flat", "HNSW32", "IVF1024,Flat".'
-    ),
-]
-SearchParamsOption = Annotated[
-    str,
-    typer.Option(
-        envvar="SEARCH_SEARCH_PARAMS",
-        help='FAISS parameters, e.g. "nprobe=16" or "efConstruction=200,efSearch=128".',
-    ),
-]
-FusionOption = Annotated[
-    FusionChoice, typer.Option(envvar="SEARCH_FUSION", help="How hybrid mode merges the rankings.")
-]
-RrfKOption = Annotated[int, typer.Option(envvar="SEARCH_RRF_K", help="RRF damping constant.")]
-SemanticWeightOption = Annotated[
-    float, typer.Option(envvar="SEARCH_SEMANTIC_WEIGHT", help="Convex fusion: semantic weight.")
-]
-ProgressOption = Annotated[bool, typer.Option(help="Show progress bars.")]
 BackendChoice = StrEnum("BackendChoice", {b: b for b in BACKENDS})  # type: ignore[misc]
-BackendOption = Annotated[
-    BackendChoice, typer.Option(envvar="SEARCH_BACKEND", help="How the model runs.")
-]
-OnnxDirOption = Annotated[
-    Path,
-    typer.Option(envvar="SEARCH_ONNX_DIR", help="The ONNX export; made here if it is missing."),
-]
 
-_DEFAULT_FUSION = FusionParams()
+
+def _setting(field: str, *names: str) -> Any:
+    """An option whose default is the setting's: the environment variable, else the built-in
+    default. It defaults to None here, and ``_settings`` fills it in from ``IndexSettings``,
+    so that the CLI, the service and the benchmarks read each variable in one place."""
+    info = IndexSettings.model_fields[field]
+    default = info.default if info.default != "" else "none"
+    return typer.Option(
+        *names,
+        help=f"{info.description} (SEARCH_{field.upper()}; default: {default})",
+        show_default=False,
+    )
+
+
+ModelOption = Annotated[str | None, _setting("model", "--model")]
+IndexDirOption = Annotated[Path | None, _setting("index_dir", "--index", "--out")]
+MaxTokensOption = Annotated[int | None, _setting("chunk_max_tokens", "--max-tokens")]
+OverlapOption = Annotated[float | None, _setting("chunk_overlap", "--overlap")]
+TitlePrefixOption = Annotated[
+    bool | None, _setting("title_prefix", "--title-prefix/--no-title-prefix")
+]
+IndexFactoryOption = Annotated[str | None, _setting("index_factory", "--index-factory")]
+SearchParamsOption = Annotated[str | None, _setting("search_params", "--search-params")]
+FusionOption = Annotated[FusionChoice | None, _setting("fusion", "--fusion")]
+RrfKOption = Annotated[int | None, _setting("rrf_k", "--rrf-k")]
+SemanticWeightOption = Annotated[float | None, _setting("semantic_weight", "--semantic-weight")]
+BackendOption = Annotated[BackendChoice | None, _setting("backend", "--backend")]
+OnnxDirOption = Annotated[Path | None, _setting("onnx_dir", "--onnx-dir")]
+ProgressOption = Annotated[bool, typer.Option(help="Show progress bars.")]
+
 _DEFAULT_MODE_CHOICE = ModeChoice(DEFAULT_MODE)
-_DEFAULT_FUSION_CHOICE = FusionChoice(_DEFAULT_FUSION.method)
-_DEFAULT_BACKEND = BackendChoice(DEFAULT_BACKEND)
+
+
+def _settings(**options: object) -> IndexSettings:
+    """The settings, with the options given on the command line in place of the environment."""
+    given = {
+        name: value.value if isinstance(value, StrEnum) else value
+        for name, value in options.items()
+        if value is not None
+    }
+    try:
+        return IndexSettings(**given)  # type: ignore[arg-type]
+    except ValidationError as error:
+        # Named by their variable: the same name whether it came from an option or the environment.
+        problems = "; ".join(
+            f"SEARCH_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+            for e in error.errors(include_url=False)
+        )
+        raise _fail(problems) from None
 
 
 def _fail(message: str) -> typer.Exit:
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     return typer.Exit(code=1)
-
-
-def _build_params(
-    max_tokens: int,
-    overlap: float,
-    title_prefix: bool,
-    index_factory: str = "Flat",
-    search_params: str = "",
-) -> BuildParams:
-    try:
-        return BuildParams(
-            chunking=ChunkingParams(max_tokens, overlap),
-            title_prefix=title_prefix,
-            index_factory=index_factory,
-            search_params=search_params,
-        )
-    except ValueError as error:
-        raise _fail(str(error)) from None
 
 
 def _load(source: Path) -> Corpus:
@@ -127,41 +100,40 @@ def _load(source: Path) -> Corpus:
     return corpus
 
 
-def _embedder(
-    model: str, backend: BackendChoice = _DEFAULT_BACKEND, onnx_dir: Path = DEFAULT_ONNX_DIR
-) -> Embedder:
-    if onnx_variant(backend.value) is not None:  # type: ignore[arg-type]
-        _ensure_onnx_export(model, onnx_dir)
+def _embedder(settings: IndexSettings) -> Embedder:
+    from indexer.backends import load_embedder
+
+    if onnx_variant(settings.backend) is not None:
+        _ensure_onnx_export(settings)
     try:
-        return load_embedder(model, backend.value, onnx_dir)  # type: ignore[arg-type]
+        return load_embedder(settings.model, settings.backend, settings.onnx_dir)
     except ModelLoadError as error:
         raise _fail(str(error)) from None
 
 
-def _ensure_onnx_export(model: str, onnx_dir: Path) -> None:
+def _ensure_onnx_export(settings: IndexSettings) -> None:
     from indexer.onnx_embedding import ensure_export
 
     try:
-        ensure_export(model, onnx_dir, announce=typer.echo)
+        ensure_export(settings.model, settings.onnx_dir, announce=typer.echo)
     except ModelLoadError as error:
         raise _fail(str(error)) from None
 
 
 @app.command("export-onnx")
 def export_onnx_command(
-    out: Annotated[Path, typer.Option(envvar="SEARCH_ONNX_DIR", help="Output directory.")] = (
-        DEFAULT_ONNX_DIR
-    ),
-    model: ModelOption = DEFAULT_MODEL,
+    out: Annotated[Path | None, _setting("onnx_dir", "--out")] = None,
+    model: ModelOption = None,
 ) -> None:
     """Convert the model for ONNX Runtime (SEARCH_BACKEND=onnx or onnx-int8); takes seconds."""
     from indexer.onnx_embedding import export_onnx
 
+    settings = _settings(onnx_dir=out, model=model)
     try:
-        export_onnx(model, out)
+        export_onnx(settings.model, settings.onnx_dir)
     except ModelLoadError as error:
         raise _fail(str(error)) from None
-    typer.echo(f"exported {model} to {out} (model.onnx, model-int8.onnx)")
+    typer.echo(f"exported {settings.model} to {settings.onnx_dir} (model.onnx, model-int8.onnx)")
 
 
 @app.command()
@@ -169,15 +141,15 @@ def build(
     source: Annotated[
         Path, typer.Option(help="A corpus file or directory of .txt / .jsonl files.")
     ] = Path("seeds"),
-    out: IndexDirOption = Path("data/index"),
-    model: ModelOption = DEFAULT_MODEL,
-    backend: BackendOption = _DEFAULT_BACKEND,
-    onnx_dir: OnnxDirOption = DEFAULT_ONNX_DIR,
-    max_tokens: MaxTokensOption = DEFAULT_MAX_TOKENS,
-    overlap: OverlapOption = DEFAULT_OVERLAP,
-    title_prefix: TitlePrefixOption = True,
-    index_factory: IndexFactoryOption = "Flat",
-    search_params: SearchParamsOption = "",
+    out: IndexDirOption = None,
+    model: ModelOption = None,
+    backend: BackendOption = None,
+    onnx_dir: OnnxDirOption = None,
+    max_tokens: MaxTokensOption = None,
+    overlap: OverlapOption = None,
+    title_prefix: TitlePrefixOption = None,
+    index_factory: IndexFactoryOption = None,
+    search_params: SearchParamsOption = None,
     batch_size: Annotated[
         int, typer.Option(min=1, help="Passages per embedding batch.")
     ] = DEFAULT_BATCH_SIZE,
@@ -187,24 +159,35 @@ def build(
     progress: ProgressOption = True,
 ) -> None:
     """Split the corpus into passages, embed and keyword-index them, write the index atomically."""
-    params = _build_params(max_tokens, overlap, title_prefix, index_factory, search_params)
+    settings = _settings(
+        index_dir=out,
+        model=model,
+        backend=backend,
+        onnx_dir=onnx_dir,
+        chunk_max_tokens=max_tokens,
+        chunk_overlap=overlap,
+        title_prefix=title_prefix,
+        index_factory=index_factory,
+        search_params=search_params,
+    )
+    out_dir, params = settings.index_dir, settings.build_params
     corpus = _load(source)
-    if onnx_variant(backend.value) is not None:  # type: ignore[arg-type]
+    if onnx_variant(settings.backend) is not None:
         # Even for an up-to-date index: the service runs the model from this export.
-        _ensure_onnx_export(model, onnx_dir)
+        _ensure_onnx_export(settings)
     if if_stale:
-        reason = stale_reason(out, corpus, model, params)
+        reason = stale_reason(out_dir, corpus, settings.model, params)
         if reason is None:
             typer.echo(
-                f"index at {out} is up to date ({_count(len(corpus.documents), 'document')})"
+                f"index at {out_dir} is up to date ({_count(len(corpus.documents), 'document')})"
             )
             return
-        typer.echo(f"rebuilding index at {out}: {reason}")
+        typer.echo(f"rebuilding index at {out_dir}: {reason}")
     try:
         report = build_index(
             corpus,
-            out,
-            _embedder(model, backend, onnx_dir),
+            out_dir,
+            _embedder(settings),
             params,
             source_label=str(source),
             progress=progress,
@@ -216,17 +199,17 @@ def build(
     typer.echo(
         f"indexed {_count(counts.documents, 'document')} into "
         f"{_count(counts.passages, 'passage')} in "
-        f"{report.seconds:.1f} s ({report.passages_per_second:.1f} passages/s) -> {out}"
+        f"{report.seconds:.1f} s ({report.passages_per_second:.1f} passages/s) -> {out_dir}"
     )
 
 
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="What to look for, in natural language.")],
-    index: IndexDirOption = Path("data/index"),
-    model: ModelOption = DEFAULT_MODEL,
-    backend: BackendOption = _DEFAULT_BACKEND,
-    onnx_dir: OnnxDirOption = DEFAULT_ONNX_DIR,
+    index: IndexDirOption = None,
+    model: ModelOption = None,
+    backend: BackendOption = None,
+    onnx_dir: OnnxDirOption = None,
     mode: Annotated[ModeChoice, typer.Option(help="Ranking to use.")] = _DEFAULT_MODE_CHOICE,
     k: Annotated[int, typer.Option("-k", "--k", min=1, max=100, help="How many passages.")] = 5,
     source: Annotated[
@@ -238,17 +221,25 @@ def search(
     group_by_document: Annotated[
         bool, typer.Option("--group-by-document", help="Best passage per document only.")
     ] = False,
-    fusion: FusionOption = _DEFAULT_FUSION_CHOICE,
-    rrf_k: RrfKOption = _DEFAULT_FUSION.rrf_k,
-    semantic_weight: SemanticWeightOption = _DEFAULT_FUSION.semantic_weight,
+    fusion: FusionOption = None,
+    rrf_k: RrfKOption = None,
+    semantic_weight: SemanticWeightOption = None,
 ) -> None:
     """Print the passages that best answer QUERY, with their source and character offsets."""
     if not query.strip():
         raise _fail("the query is empty")
-    fusion_params = FusionParams(fusion.value, rrf_k, semantic_weight)
+    settings = _settings(
+        index_dir=index,
+        model=model,
+        backend=backend,
+        onnx_dir=onnx_dir,
+        fusion=fusion,
+        rrf_k=rrf_k,
+        semantic_weight=semantic_weight,
+    )
     try:
         searcher = Searcher(
-            SearchIndex.open(index), _embedder(model, backend, onnx_dir), fusion_params
+            SearchIndex.open(settings.index_dir), _embedder(settings), settings.fusion_params
         )
         hits = searcher.search(
             Query(
@@ -262,7 +253,8 @@ def search(
         )
     except IndexLoadError as error:
         raise _fail(
-            f"{error}; build it with: python -m indexer build --out {index} --model {model}"
+            f"{error}; build it with: python -m indexer build --out {settings.index_dir} "
+            f"--model {settings.model}"
         ) from None
     except UnknownDocumentError as error:
         raise _fail(f"unknown document id(s): {', '.join(error.doc_ids)}") from None
@@ -298,15 +290,15 @@ def evaluate_command(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write results here.")
     ] = None,
-    model: ModelOption = DEFAULT_MODEL,
-    backend: BackendOption = _DEFAULT_BACKEND,
-    onnx_dir: OnnxDirOption = DEFAULT_ONNX_DIR,
-    max_tokens: MaxTokensOption = DEFAULT_MAX_TOKENS,
-    overlap: OverlapOption = DEFAULT_OVERLAP,
-    title_prefix: TitlePrefixOption = True,
-    fusion: FusionOption = _DEFAULT_FUSION_CHOICE,
-    rrf_k: RrfKOption = _DEFAULT_FUSION.rrf_k,
-    semantic_weight: SemanticWeightOption = _DEFAULT_FUSION.semantic_weight,
+    model: ModelOption = None,
+    backend: BackendOption = None,
+    onnx_dir: OnnxDirOption = None,
+    max_tokens: MaxTokensOption = None,
+    overlap: OverlapOption = None,
+    title_prefix: TitlePrefixOption = None,
+    fusion: FusionOption = None,
+    rrf_k: RrfKOption = None,
+    semantic_weight: SemanticWeightOption = None,
     index_dir: Annotated[
         Path | None,
         typer.Option(help="Keep the evaluation index here and reuse it while it is current."),
@@ -317,14 +309,26 @@ def evaluate_command(
     modes = list(MODES) if mode == "all" else [mode]
     if not set(modes) <= set(MODES):
         raise _fail(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}, or all")
-    params = _build_params(max_tokens, overlap, title_prefix)
-    fusion_params = FusionParams(fusion.value, rrf_k, semantic_weight)
+    settings = _settings(
+        model=model,
+        backend=backend,
+        onnx_dir=onnx_dir,
+        chunk_max_tokens=max_tokens,
+        chunk_overlap=overlap,
+        title_prefix=title_prefix,
+        fusion=fusion,
+        rrf_k=rrf_k,
+        semantic_weight=semantic_weight,
+    )
+    # The evaluation measures chunking, embedding and ranking, so it always uses exact search.
+    params = replace(settings.build_params, index_factory="Flat", search_params="")
+    fusion_params = settings.fusion_params
     collection = load_collection(collection_dir)
     corpus = _load(collection_dir / "corpus.jsonl")
-    embedder = _embedder(model, backend, onnx_dir)
+    embedder = _embedder(settings)
     with tempfile.TemporaryDirectory(prefix="eval-index-") as scratch:
         out = index_dir or Path(scratch) / "index"
-        if stale_reason(out, corpus, model, params) is not None:
+        if stale_reason(out, corpus, settings.model, params) is not None:
             build_index(
                 corpus, out, embedder, params, source_label=str(collection_dir), progress=progress
             )
@@ -341,7 +345,7 @@ def evaluate_command(
             as_json(
                 results,
                 collection=str(collection_dir),
-                model=model,
+                model=settings.model,
                 build=repr(params),
                 fusion=repr(fusion_params),
             ),

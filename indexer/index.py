@@ -140,7 +140,6 @@ def build_index(
             corpus=CorpusInfo(
                 source=source_label,
                 checksums={d.doc_id: document_checksum(d) for d in corpus.documents},
-                skipped=[f"{s.where}: {s.reason}" for s in corpus.skipped],
             ),
             counts=Counts(documents=len(corpus.documents), passages=len(passages)),
             built_at=datetime.now(UTC),

@@ -31,7 +31,6 @@ class KeywordParams:
     b: float = 0.75
     method: str = "lucene"
     stemmer: str = "english"
-    stopwords: str = "en"
 
 
 class Analyzer:

@@ -29,13 +29,11 @@ class StoreInfo(BaseModel):
     kind: str
     spec: str = Field("", description="The engine's index description (FAISS factory string).")
     search_params: str = Field("", description="Search-time parameters applied when loaded.")
-    metric: str = "inner_product"
 
 
 class CorpusInfo(BaseModel):
     source: str
     checksums: dict[str, str] = Field(description="sha256 of each document's title and text")
-    skipped: list[str] = Field(default_factory=list)
 
 
 class Counts(BaseModel):

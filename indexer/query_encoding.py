@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -99,15 +98,15 @@ class BatchingEmbedder:
         inner: Embedder,
         max_batch: int = 64,
         token_budget: int = PADDED_TOKEN_BUDGET,
-        window: float = 0.0,
     ) -> None:
         self.inner = inner
         self.model_name = inner.model_name
         self.dimension = inner.dimension
         self.max_batch = max_batch
         self.token_budget = token_budget
-        self.window = window  # seconds to wait for company after a query arrives at an idle model
-        self.batch_sizes: list[int] = []  # texts per merged batch, for tests and benchmarks
+        # Totals, not a history: a list of batch sizes would grow for as long as the service runs.
+        self.batches = 0
+        self.largest_batch = 0
         self._tokenizer = inner.tokenizer()
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._run, name="query-encoder", daemon=True)
@@ -132,11 +131,9 @@ class BatchingEmbedder:
                 return
             batch = [first]
             size = len(first.texts)
-            deadline = time.monotonic() + self.window
             while size < self.max_batch:
-                wait = deadline - time.monotonic()
                 try:
-                    more = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                    more = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:
@@ -157,7 +154,8 @@ class BatchingEmbedder:
             for request in batch:
                 request.result.set_exception(error)
             return
-        self.batch_sizes.append(len(texts))
+        self.batches += 1
+        self.largest_batch = max(self.largest_batch, len(texts))
         offset = 0
         for request in batch:
             request.result.set_result(vectors[offset : offset + len(request.texts)])

@@ -182,7 +182,6 @@ def _result(hit: Hit) -> SearchResult:
         # Unrounded: a client may feed a score back as min_score and must keep that result.
         score=hit.score,
         text=passage.text,
-        source=passage.doc_id,
         title=hit.title,
         doc_id=passage.doc_id,
         chunk_id=passage.chunk_id,

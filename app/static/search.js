@@ -314,7 +314,7 @@
 
   function renderResult(result, mode) {
     const item = el("li", "result");
-    const docId = String(result.doc_id ?? result.source ?? "");
+    const docId = String(result.doc_id ?? "");
     const link = el("a", "result-link", result.title || docId);
     link.href = pageUrl(current.search, docId, result.chunk_id);
     link.dataset.key = resultKey(docId, result.chunk_id);

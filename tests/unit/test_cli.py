@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from indexer.cli import app
@@ -35,7 +36,7 @@ def test_build_reports_a_missing_source(tmp_path: Path) -> None:
 def test_build_reports_bad_chunking_settings(tmp_path: Path) -> None:
     result = runner.invoke(app, ["build", "--source", str(SEEDS), "--max-tokens", "2"])
     assert result.exit_code == 1
-    assert "max_tokens must be at least 8" in result.output
+    assert "SEARCH_CHUNK_MAX_TOKENS: Input should be greater than or equal to 8" in result.output
 
 
 def test_build_names_skipped_files_and_refuses_an_empty_corpus(tmp_path: Path) -> None:
@@ -50,6 +51,16 @@ def test_build_names_skipped_files_and_refuses_an_empty_corpus(tmp_path: Path) -
     assert "binary.txt: not UTF-8" in result.output
     assert "no documents to index" in result.output
     assert not (tmp_path / "index").exists()
+
+
+def test_options_fall_back_to_the_environment_then_to_the_settings_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SEARCH_CHUNK_MAX_TOKENS", "3")
+    result = runner.invoke(app, ["build", "--source", str(SEEDS)])
+    assert "SEARCH_CHUNK_MAX_TOKENS: Input should be greater than or equal to 8" in result.output
+    result = runner.invoke(app, ["build", "--source", "/nonexistent", "--max-tokens", "64"])
+    assert "corpus source /nonexistent does not exist" in result.output  # the option won
 
 
 def test_search_on_a_missing_index_says_how_to_build_it(tmp_path: Path) -> None:

@@ -38,7 +38,6 @@ def test_index_directory_has_manifest_vectors_passages_and_documents(seed_index_
         "b": 0.75,
         "method": "lucene",
         "stemmer": "english",
-        "stopwords": "en",
     }
     assert manifest["title_prefix"] is True
     assert manifest["counts"]["documents"] == 2
@@ -163,7 +162,6 @@ def test_the_vector_index_type_is_a_build_setting_recorded_in_the_manifest(tmp_p
         "kind": "faiss",
         "spec": "HNSW16",
         "search_params": "efConstruction=77,efSearch=64",
-        "metric": "inner_product",
     }
     stored = faiss.read_index(str(out / "vectors.faiss"))  # owns the inner index: keep it
     hnsw = faiss.downcast_index(stored.index).hnsw
