@@ -351,20 +351,3 @@ def evaluate_command(
             ),
             encoding="utf-8",
         )
-
-
-@app.command(
-    "bench",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    add_help_option=False,
-)
-def bench_command(ctx: typer.Context) -> None:
-    """Benchmark the service (python -m bench; add --help for its options)."""
-    try:
-        # Imported on demand only: the benchmark's load generator needs httpx, a test extra.
-        from bench.__main__ import app as bench_app
-    except ImportError as error:
-        raise _fail(
-            f"{error}; the benchmark needs the test extras: pip install -e '.[test]'"
-        ) from None
-    bench_app(ctx.args, prog_name="python -m indexer bench")

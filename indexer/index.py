@@ -39,7 +39,7 @@ from indexer.manifest import (
     read_manifest,
     write_manifest,
 )
-from indexer.store import VectorStore, store_class
+from indexer.stores import VectorStore, store_class
 from indexer.types import Document, Passage
 
 PASSAGES_FILE = "passages.jsonl"

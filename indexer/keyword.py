@@ -18,7 +18,7 @@ import numpy as np
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
 
-from indexer.store import Ids, Scores
+from indexer.types import Ids, Scores
 
 KEYWORD_DIR = "bm25"
 # bm25s' default token pattern: words of two or more word characters.

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
+Ids = npt.NDArray[np.int64]
+"""Passage ids (rows of an index), best first in search results; -1 marks an empty slot."""
+Scores = npt.NDArray[np.float32]
+Matrix = npt.NDArray[np.float32]
+"""Vectors, one per row."""
+
 
 @dataclass(frozen=True, slots=True)
 class Document:

@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.faiss_store import FaissStore
-from indexer.store import VectorStore, store_class
+from indexer.stores import STORES, VectorStore, store_class
 
-STORE_KINDS = [FaissStore.kind]
+STORE_KINDS = sorted(STORES)
 DIM = 8
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+
+from tests.conftest import REPO
 
 
 def test_indexer_imports_without_fastapi_or_torch() -> None:
     code = (
-        "import sys, indexer, indexer.cli, indexer.index, indexer.search, indexer.faiss_store;"
+        "import sys, indexer, indexer.cli, indexer.index, indexer.search, indexer.stores;"
         "heavy = ('fastapi', 'starlette', 'torch', 'sentence_transformers');"
         "heavy = sorted(m for m in heavy if m in sys.modules);"
         "print(','.join(heavy))"
@@ -27,3 +30,15 @@ def test_app_module_import_does_no_heavy_work() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False False"
+
+
+def test_the_core_imports_nothing_from_the_service_or_the_benchmarks() -> None:
+    for path in sorted((REPO / "indexer").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] not in {"app", "bench", "fastapi"}, f"{path}: {name}"

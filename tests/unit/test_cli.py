@@ -73,11 +73,3 @@ def test_search_rejects_an_empty_query(tmp_path: Path) -> None:
     result = runner.invoke(app, ["search", "   ", "--index", str(tmp_path)])
     assert result.exit_code == 1
     assert "the query is empty" in result.output
-
-
-def test_the_benchmark_is_also_an_indexer_command() -> None:
-    result = runner.invoke(app, ["bench", "--help"])
-    assert result.exit_code == 0, result.output
-    assert "python -m indexer bench" in result.output
-    assert "--scale" in result.output
-    assert "--concurrency" in result.output

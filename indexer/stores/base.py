@@ -1,4 +1,4 @@
-"""The vector store protocol, and the factory that picks an implementation by name.
+"""The vector store protocol.
 
 The service and the index builder talk only to this protocol, so another engine can be
 added without touching either. Every store must pass ``tests/contract/test_store_contract.py``.
@@ -10,12 +10,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import ClassVar, Protocol, Self
 
-import numpy as np
-import numpy.typing as npt
-
-Ids = npt.NDArray[np.int64]
-Scores = npt.NDArray[np.float32]
-Matrix = npt.NDArray[np.float32]
+from indexer.types import Ids, Matrix, Scores
 
 
 class VectorStore(Protocol):
@@ -54,13 +49,3 @@ class VectorStore(Protocol):
     def load(cls, directory: Path) -> Self: ...
 
     def __len__(self) -> int: ...
-
-
-def store_class(kind: str) -> type[VectorStore]:
-    """The store implementation registered under ``kind`` (as recorded in a manifest)."""
-    from indexer.faiss_store import FaissStore
-
-    classes: dict[str, type[VectorStore]] = {FaissStore.kind: FaissStore}
-    if kind not in classes:
-        raise ValueError(f"unknown vector store {kind!r}; known: {', '.join(sorted(classes))}")
-    return classes[kind]

@@ -10,7 +10,7 @@ from typing import ClassVar, Self
 import faiss
 import numpy as np
 
-from indexer.store import Ids, Matrix, Scores
+from indexer.types import Ids, Matrix, Scores
 
 VECTORS_FILE = "vectors.faiss"
 
