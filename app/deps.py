@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 
 from app.service import SearchService
-from indexer.index import SearchIndex
 from indexer.search import Searcher
+from indexer.stores import Reader
 
 
 def get_service(request: Request) -> SearchService:
@@ -19,19 +19,41 @@ def get_service(request: Request) -> SearchService:
 ServiceDep = Annotated[SearchService, Depends(get_service)]
 
 
-def get_index(service: ServiceDep) -> SearchIndex:
-    if service.index is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the index is not loaded yet")
-    return service.index
+def get_reader(service: ServiceDep) -> Reader:
+    """The latest published view of the index."""
+    if service.store is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the index is not open yet")
+    return service.store.reader()
+
+
+def _model_needed(service: SearchService) -> HTTPException:
+    detail = service.load_error or "the model is still loading; retry in a few seconds"
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail, headers={"Retry-After": "2"})
 
 
 def get_searcher(service: ServiceDep) -> Searcher:
     if service.searcher is None:
-        detail = service.load_error or "the model is still loading; retry in a few seconds"
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, detail, headers={"Retry-After": "2"}
-        )
+        raise _model_needed(service)
     return service.searcher
+
+
+def get_deleter(service: ServiceDep) -> SearchService:
+    """The service, if its index takes writes (deletes need no model)."""
+    if service.store is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the index is not open yet")
+    if service.store.read_only is not None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"writes are disabled: {service.store.read_only}"
+        )
+    return service
+
+
+def get_writer(service: ServiceDep) -> SearchService:
+    """The service, once it can write documents: the index takes writes, the model is loaded."""
+    get_deleter(service)
+    if service.preparer is None:
+        raise _model_needed(service)
+    return service
 
 
 def require_json(request: Request) -> None:
@@ -45,5 +67,7 @@ def require_json(request: Request) -> None:
         )
 
 
-IndexDep = Annotated[SearchIndex, Depends(get_index)]
+ReaderDep = Annotated[Reader, Depends(get_reader)]
 SearcherDep = Annotated[Searcher, Depends(get_searcher)]
+WriterDep = Annotated[SearchService, Depends(get_writer)]
+DeleterDep = Annotated[SearchService, Depends(get_deleter)]

@@ -6,18 +6,43 @@ from datetime import datetime
 from typing import Annotated, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
     StringConstraints,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
 from indexer.backends import Backend
+from indexer.filters import MAX_FIELDS, MAX_VALUES, Filter, parse_filter
+from indexer.metadata import MAX_KEYS, MAX_METADATA_BYTES, validate_metadata
 from indexer.search import CANDIDATE_POOL, DEFAULT_MODE, Mode
 
 EXAMPLE_QUERY = "Russian military presence"
+
+# bool first: a JSON true must stay a boolean, not become 1.
+MetadataValue = StrictBool | StrictInt | StrictFloat | StrictStr
+MetadataIn = Annotated[
+    dict[str, MetadataValue],
+    AfterValidator(validate_metadata),
+    Field(
+        max_length=MAX_KEYS,
+        description=f"A flat object of strings, numbers, booleans and ISO dates (as strings), "
+        f"at most {MAX_KEYS} keys and {MAX_METADATA_BYTES} bytes; searches filter on it.",
+    ),
+]
+MetadataOut = Annotated[
+    dict[str, MetadataValue], Field(description="The document's metadata, as written.")
+]
 
 QueryText = Annotated[
     str,
@@ -50,6 +75,51 @@ Sources = Annotated[
     Field(max_length=100, description="Only search these documents (ids from GET /documents)."),
 ]
 
+_SCALAR = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}
+_BOUND = {"anyOf": [{"type": "number"}, {"type": "string", "description": "an ISO 8601 date"}]}
+FILTER_SCHEMA = {
+    "type": "object",
+    "maxProperties": MAX_FIELDS,
+    "description": "Only documents whose fields all match (AND). A field is `doc_id` or a "
+    "metadata key; its condition is a value (equality), a list of values (any of), or "
+    "operators: `eq`, `in`, `gt`, `gte`, `lt`, `lte`. Ranges take numbers or ISO dates "
+    "(`2019-05-01`, `2019-05-01T12:00:00Z`). Applied before ranking, in every mode.",
+    "additionalProperties": {
+        "anyOf": [
+            _SCALAR,
+            {"type": "array", "items": _SCALAR, "minItems": 1, "maxItems": MAX_VALUES},
+            {
+                "type": "object",
+                "minProperties": 1,
+                "additionalProperties": False,
+                "properties": {
+                    "eq": _SCALAR,
+                    "in": {"type": "array", "items": _SCALAR, "minItems": 1},
+                    "gt": _BOUND,
+                    "gte": _BOUND,
+                    "lt": _BOUND,
+                    "lte": _BOUND,
+                },
+            },
+        ]
+    },
+    "examples": [{"section": "world", "year": {"gte": 2019}}],
+}
+
+
+def _filter(raw: object) -> Filter | None:
+    if isinstance(raw, Filter):
+        return raw
+    return parse_filter(raw)  # a FilterError is a ValueError: a 422 naming the problem
+
+
+FilterBody = Annotated[
+    Filter | None,
+    PlainValidator(_filter),
+    PlainSerializer(lambda f: None if f is None else f.to_json()),
+    WithJsonSchema(FILTER_SCHEMA),
+]
+
 # The same as query parameters, where leaving one out is how to say "none": documented without
 # the JSON body's `null`, Swagger UI offers a dropdown, a list editor and a number box for them
 # (for `X | null` it can only offer a free text box).
@@ -70,9 +140,19 @@ class SearchRequest(BaseModel):
     k: TopK = 5
     offset: Offset = 0
     mode: SearchMode = DEFAULT_MODE
+    filter: FilterBody = None
     source: Sources = None
     min_score: MinScore = None
     group_by: GroupBy = None
+
+    @property
+    def effective_filter(self) -> Filter | None:
+        """``filter`` and the older ``source`` (document ids) together."""
+        if not self.source:
+            return self.filter
+        if self.filter is None:
+            return Filter.of_doc_ids(self.source)
+        return self.filter.with_doc_ids(self.source)
 
     @model_validator(mode="after")
     def _within_the_candidate_pool(self) -> Self:
@@ -106,6 +186,7 @@ class SearchResult(BaseModel):
     text: str = Field(description="The passage: exactly document.text[start:end].")
     doc_id: str = Field(description="The document the passage comes from.")
     title: str
+    metadata: MetadataOut
     chunk_id: int = Field(description="Position of the passage within its document, from 0.")
     start: int = Field(description="Character offset of the passage in the document text.")
     end: int = Field(description="Character offset one past the passage's last character.")
@@ -167,6 +248,7 @@ class DocumentSummary(BaseModel):
     title: str
     chars: int = Field(description="Length of the document text in characters.")
     passages: int = Field(description="How many passages the document was split into.")
+    metadata: MetadataOut
 
 
 class DocumentList(BaseModel):
@@ -185,7 +267,101 @@ class DocumentDetail(BaseModel):
     title: str
     text: str
     chars: int
+    metadata: MetadataOut
     passages: list[PassageSpan]
+
+
+MAX_DOCUMENT_CHARS = 200_000
+MAX_BULK_DOCUMENTS = 100
+DOC_ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,512}$"
+DocId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=512, pattern=DOC_ID_PATTERN),
+    Field(description="1-512 characters, no control characters; may contain /."),
+]
+
+
+class DocumentIn(BaseModel):
+    """A document to add or replace."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "title": "Venezuela talks resume",
+                    "text": "Government and opposition delegates met in Oslo on Tuesday.",
+                    "metadata": {"section": "world", "published": "2019-05-28", "year": 2019},
+                }
+            ]
+        },
+    )
+
+    title: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=1000),
+        Field(description="1-1000 characters; shown with results and embedded with passages."),
+    ]
+    text: str = Field(
+        min_length=1,
+        max_length=MAX_DOCUMENT_CHARS,
+        description=f"The full text, 1-{MAX_DOCUMENT_CHARS} characters, kept as sent: passage "
+        "offsets index into it.",
+    )
+    metadata: MetadataIn = Field(default_factory=dict)
+
+    @field_validator("text")
+    @classmethod
+    def _has_words(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("the text is only whitespace")
+        return text
+
+
+class BulkDocument(DocumentIn):
+    doc_id: DocId
+
+
+class BulkRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    documents: list[BulkDocument] = Field(
+        min_length=1,
+        max_length=MAX_BULK_DOCUMENTS,
+        description=f"1 to {MAX_BULK_DOCUMENTS} documents, embedded in shared batches. A later "
+        "one with the same id replaces an earlier one.",
+    )
+
+
+Refresh = Literal["false", "wait_for"]
+RefreshParam = Annotated[
+    Refresh,
+    Field(
+        description="`false`: return once the write is durable; it becomes searchable within "
+        "SEARCH_REFRESH_INTERVAL (1 s by default). `wait_for`: return once it is searchable."
+    ),
+]
+WriteOutcome = Literal["created", "replaced"]
+
+
+class WriteResponse(BaseModel):
+    doc_id: str
+    result: WriteOutcome
+    passages: int = Field(description="How many passages the document was split into.")
+    seq: int = Field(description="The index's sequence number after this write.")
+
+
+class BulkItem(BaseModel):
+    doc_id: str
+    status: Literal[200, 201] = Field(description="201 created, 200 replaced.")
+    result: WriteOutcome
+    passages: int
+
+
+class BulkResponse(BaseModel):
+    seq: int = Field(description="The index's sequence number after these writes.")
+    took_ms: float
+    items: list[BulkItem] = Field(description="One per document, in request order.")
 
 
 class Health(BaseModel):
@@ -204,9 +380,11 @@ class Info(BaseModel):
     model: str
     backend: Backend = Field(description="How the model runs for queries (SEARCH_BACKEND).")
     dimension: int
-    documents: int
+    documents: int = Field(description="Documents searches see now.")
     passages: int
-    built_at: datetime
+    seq: int = Field(description="The last write searches see (0: none since the build).")
+    writes: str = Field(description="`enabled`, or why writes are refused.")
+    built_at: datetime = Field(description="When the served index version was written.")
     index_format_version: int
     chunking: dict[str, float | int | str]
     keyword: dict[str, float | int | str]

@@ -1,39 +1,56 @@
-"""What the running service holds: the opened index and, once loaded, the searcher."""
+"""What the running service holds: the open store and, once the model is loaded, the searcher
+and the writer."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 
 from app.settings import Settings
 from indexer.backends import load_embedder, onnx_variant, torch_backend_installed
 from indexer.embedding import TORCH_EXTRA_INSTALL, Embedder
-from indexer.index import IndexLoadError, SearchIndex
-from indexer.manifest import Manifest, ManifestError, read_manifest
+from indexer.ingest import Preparer
+from indexer.manifest import Manifest, ManifestError
 from indexer.query_encoding import BatchingEmbedder, CachingEmbedder
 from indexer.search import Searcher
+from indexer.stores import Store, open_store
+from indexer.stores.faiss_store import StoreOpenError, read_current_manifest
+from indexer.stores.layout import IndexLock, IndexLockedError
+from indexer.types import Document, StoredDocument
 
 logger = logging.getLogger("app")
 
 EmbedderFactory = Callable[[str], Embedder]
 _WARMUP_QUERY = "warm up"
+# How long a write with refresh=wait_for waits before giving up (it should take about one
+# refresh interval).
+WAIT_FOR_TIMEOUT = 30.0
 
 
 class StartupError(RuntimeError):
     """The service cannot start; the message is one sentence saying what to do."""
 
 
+class WriteTimeoutError(RuntimeError):
+    """A write is durable but did not become searchable in time."""
+
+
 class SearchService:
-    """Opens the index at startup (fast, fails loudly), then loads the model (slow)."""
+    """Opens the store at startup (fast, fails loudly), then loads the model (slow)."""
 
     def __init__(self, settings: Settings, embedder_factory: EmbedderFactory | None = None) -> None:
         self.settings = settings
         self._embedder_factory = embedder_factory or self._load_configured_model
         self._loads_configured_model = embedder_factory is None  # not a test's stand-in
-        self.index: SearchIndex | None = None
+        self.store: Store | None = None
         self.searcher: Searcher | None = None
+        self.preparer: Preparer | None = None
         self.load_error: str | None = None
         self._batcher: BatchingEmbedder | None = None
+        # Documents are embedded one request at a time: a second concurrent write would only
+        # take the cores from searches (and from the first write) for no gain.
+        self._embedding = threading.Lock()
 
     @property
     def ready(self) -> bool:
@@ -43,7 +60,7 @@ class SearchService:
         """Check the manifest and the backend only: cheap, so a bad setup is reported before
         anything loads."""
         try:
-            manifest = read_manifest(self.settings.index_dir)
+            manifest = read_current_manifest(self.settings.index_dir)
         except ManifestError as error:
             raise self._startup_error(str(error)) from error
         if manifest.model.name != self.settings.model:
@@ -53,7 +70,16 @@ class SearchService:
             )
         if self._loads_configured_model:
             self._check_backend()
+        holder = IndexLock(self.settings.index_dir).held_elsewhere()
+        if holder is not None:
+            raise self._in_use(holder)
         return manifest
+
+    def _in_use(self, holder: object) -> StartupError:
+        return StartupError(
+            f"Cannot serve the index at {self.settings.index_dir}: {holder} (one service "
+            "writes to an index; give each its own SEARCH_INDEX_DIR)"
+        )
 
     def _check_backend(self) -> None:
         """Can the configured backend run here? Cheap: nothing is imported or loaded."""
@@ -76,13 +102,19 @@ class SearchService:
                 f"--out {settings.onnx_dir} --model {settings.model}"
             )
 
-    def open_index(self) -> SearchIndex:
+    def open_index(self) -> Store:
         self.preflight()
         try:
-            self.index = SearchIndex.open(self.settings.index_dir)
-        except IndexLoadError as error:
+            self.store = open_store(
+                self.settings.index_dir, refresh_interval=self.settings.refresh_interval
+            )
+        except IndexLockedError as error:
+            raise self._in_use(error) from error
+        except (StoreOpenError, ManifestError) as error:
             raise self._startup_error(str(error)) from error
-        return self.index
+        if self.store.read_only:
+            logger.warning("serving without writes: %s", self.store.read_only)
+        return self.store
 
     def _startup_error(self, problem: str) -> StartupError:
         directory, model = self.settings.index_dir, self.settings.model
@@ -103,6 +135,8 @@ class SearchService:
     def close(self) -> None:
         if self._batcher is not None:
             self._batcher.close()
+        if self.store is not None:
+            self.store.close()
 
     def load_model(self) -> None:
         """Load the embedding model and warm it up; runs in a worker thread.
@@ -110,20 +144,60 @@ class SearchService:
         A failure is kept in ``load_error`` (shown by /ready and /search) rather than raised:
         the process stays up so that its probes can say what went wrong.
         """
-        if self.index is None:
+        if self.store is None:
             raise RuntimeError("open_index() must run first")
+        manifest = self.store.manifest
         try:
-            embedder = self._query_embedder(self._embedder_factory(self.settings.model))
-            searcher = Searcher(self.index, embedder, self.settings.fusion_params)
+            model = self._embedder_factory(self.settings.model)
+            searcher = Searcher(
+                self.store, self._query_embedder(model), self.settings.fusion_params
+            )
             searcher.embedder.encode([_WARMUP_QUERY])  # the first encode pays one-off setup costs
-        except Exception as error:
+            # Documents are prepared with the settings the index was built with, not today's.
+            preparer = Preparer(model, manifest.chunking, manifest.title_prefix)
+        except Exception as error:  # ModelMismatchError included: the same problem for a user
             self.load_error = f"loading model {self.settings.model!r} failed: {error}"
             logger.error("the service will not become ready: %s", self.load_error)
             return
+        self.preparer = preparer
         self.searcher = searcher
+        reader = self.store.reader()
         logger.info(
-            "ready: %d documents, %d passages, model %s",
-            len(self.index.documents),
-            len(self.index.passages),
+            "ready: %d documents, %d passages, model %s; writes %s",
+            reader.document_count,
+            reader.passage_count,
             self.settings.model,
+            "enabled" if self.writes_problem is None else f"disabled ({self.writes_problem})",
         )
+
+    @property
+    def writes_problem(self) -> str | None:
+        """Why writes are refused, or None."""
+        if self.settings.api_key is None:
+            return "no SEARCH_API_KEY is set"
+        return None if self.store is None else self.store.read_only
+
+    def write(
+        self, documents: Sequence[Document], *, wait: bool
+    ) -> tuple[int, list[bool], list[int]]:
+        """Prepare and store documents: the new sequence number, whether each replaced one,
+        and each one's passage count. With ``wait``, return once searches see them."""
+        assert self.store is not None
+        assert self.preparer is not None
+        with self._embedding:
+            prepared = self.preparer.prepare(documents)
+        written = self.store.put(prepared)
+        if wait and not self.store.wait_for(written.seq, WAIT_FOR_TIMEOUT):
+            raise WriteTimeoutError(
+                f"the write is durable (seq {written.seq}) but was not searchable within "
+                f"{WAIT_FOR_TIMEOUT:.0f} s"
+            )
+        return written.seq, list(written.existed), [len(p.passages) for p in prepared]
+
+    def delete(self, doc_id: str) -> bool:
+        assert self.store is not None
+        return self.store.delete([doc_id]).existed[0]
+
+    def get(self, doc_id: str) -> StoredDocument | None:
+        assert self.store is not None
+        return self.store.get(doc_id)

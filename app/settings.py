@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 
 from indexer.settings import IndexSettings
 
@@ -29,5 +29,23 @@ class Settings(IndexSettings):
     query_batching: bool = Field(
         True, description="Encode concurrent queries together in one model call."
     )
-    max_body_bytes: int = Field(65_536, description="Larger request bodies get 413.")
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413."
+    )
     log_level: str = Field("info", description="Uvicorn and application log level.")
+    api_key: SecretStr | None = Field(
+        None,
+        description="The key that writes need (Authorization: Bearer, or X-API-Key); it "
+        "also reads. Without one, writes are disabled.",
+    )
+    read_api_key: SecretStr | None = Field(
+        None,
+        description="If set, searches and documents need this key (or the write key); "
+        "probes and /metrics stay open.",
+    )
+    refresh_interval: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="Seconds within which a write becomes searchable (0: at once).",
+    )

@@ -27,10 +27,13 @@ from bench.service import (
 )
 from bench.stats import table
 from indexer.backends import load_embedder, onnx_variant
-from indexer.index import BuildParams, SearchIndex
+from indexer.index import BuildParams
 from indexer.loading import load_corpus
 from indexer.search import DEFAULT_MODE, Searcher
 from indexer.settings import IndexSettings
+from indexer.stores import open_store
+from indexer.stores.layout import current_version
+from indexer.stores.vectors import VECTORS_FILE
 
 app = typer.Typer(add_completion=False)
 CISI = REPO.parent / "shared" / "benchmarks" / "cisi"
@@ -110,7 +113,8 @@ def main(
         typer.echo("indexing rate ...")
         results["indexing"] = indexing_rate(corpus, embedder, params)
     index_dir = ensure_index(corpus, out / f".index-{collection.name}", embedder, params)
-    searcher = Searcher(SearchIndex.open(index_dir), embedder)
+    store = open_store(index_dir, writable=False)
+    searcher = Searcher(store, embedder)
     typer.echo("in-process floor ...")
     floor = in_process_floor(searcher, queries, DEFAULT_MODE)
     results["in_process"] = floor
@@ -153,8 +157,7 @@ DEFAULT_FACTORIES = [
 def _scale(
     index_dir: Path, query_vectors: Matrix, count: int, factories: list[str], out: Path
 ) -> None:
-    base_index = faiss.read_index(str(index_dir / "vectors.faiss"))
-    flat = faiss.downcast_index(base_index.index)  # type: ignore[attr-defined]
+    flat = faiss.read_index(str(current_version(index_dir) / VECTORS_FILE))
     base = flat.reconstruct_n(0, flat.ntotal)
     typer.echo(f"{count} vectors from {len(base)} passage embeddings, 1000 queries ...")
     vectors = replicate(base, count, noise=0.02, mix=True)

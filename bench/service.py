@@ -20,15 +20,11 @@ import httpx
 from bench.load import run_load
 from bench.stats import percentiles_ms, rss_mb
 from indexer.embedding import Embedder
-from indexer.index import (
-    BuildParams,
-    SearchIndex,
-    build_index,
-    passage_representation,
-    stale_reason,
-)
+from indexer.index import BuildParams, build_index, stale_reason
+from indexer.ingest import passage_representation
 from indexer.loading import Corpus, load_corpus
 from indexer.search import Mode, Query, Searcher
+from indexer.stores import open_store
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -54,11 +50,14 @@ def indexing_rate(corpus: Corpus, embedder: Embedder, params: BuildParams) -> di
         report = build_index(
             corpus, Path(scratch) / "index", embedder, params, source_label="bench"
         )
-        index = SearchIndex.open(Path(scratch) / "index")
+        store = open_store(Path(scratch) / "index", writable=False)
+        reader = store.reader()
         texts = [
-            passage_representation(p, index.documents[p.doc_id].title, params.title_prefix)
-            for p in index.passages
+            passage_representation(passage, stored.document.title, params.title_prefix)
+            for stored in reader.documents(0, reader.document_count)
+            for passage in stored.passages
         ]
+        store.close()
     started = time.perf_counter()
     embedder.encode(texts)
     encode_seconds = time.perf_counter() - started

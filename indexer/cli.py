@@ -15,16 +15,14 @@ from pydantic import ValidationError
 from indexer.backends import BACKENDS, onnx_variant
 from indexer.embedding import DEFAULT_BATCH_SIZE, Embedder, ModelLoadError
 from indexer.evaluation import as_json, evaluate, format_table, load_collection
-from indexer.index import (
-    BuildError,
-    IndexLoadError,
-    SearchIndex,
-    build_index,
-    stale_reason,
-)
+from indexer.filters import Filter, FilterError, parse_filter_json
+from indexer.index import BuildError, api_writes, build_index, stale_reason
 from indexer.loading import Corpus, load_corpus
-from indexer.search import DEFAULT_MODE, MODES, Query, Searcher, UnknownDocumentError
+from indexer.manifest import ManifestError
+from indexer.search import DEFAULT_MODE, MODES, ModelMismatchError, Query, Searcher
 from indexer.settings import IndexSettings
+from indexer.stores import open_store
+from indexer.stores.faiss_store import StoreOpenError
 
 app = typer.Typer(help="Build, query and evaluate semantic search indexes.", no_args_is_help=True)
 
@@ -154,7 +152,18 @@ def build(
         int, typer.Option(min=1, help="Passages per embedding batch.")
     ] = DEFAULT_BATCH_SIZE,
     if_stale: Annotated[
-        bool, typer.Option("--if-stale", help="Only rebuild when the corpus or settings changed.")
+        bool,
+        typer.Option(
+            "--if-stale",
+            help="Only rebuild when the corpus or settings changed, and never an index that "
+            "has taken writes through the API (it is served as it is).",
+        ),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace an index that has taken writes through the API (lost)."
+        ),
     ] = False,
     progress: ProgressOption = True,
 ) -> None:
@@ -175,6 +184,15 @@ def build(
     if onnx_variant(settings.backend) is not None:
         # Even for an up-to-date index: the service runs the model from this export.
         _ensure_onnx_export(settings)
+    if if_stale and not force:
+        writes = api_writes(out_dir)
+        if writes:
+            typer.echo(
+                f"index at {out_dir} has taken {_count(writes, 'write')} through the API since "
+                f"it was built; serving it as it is (to rebuild it from {source}, losing them: "
+                f"python -m indexer build --source {source} --out {out_dir} --force)"
+            )
+            return
     if if_stale:
         reason = stale_reason(out_dir, corpus, settings.model, params)
         if reason is None:
@@ -192,6 +210,7 @@ def build(
             source_label=str(source),
             progress=progress,
             batch_size=batch_size,
+            force=force,
         )
     except BuildError as error:
         raise _fail(str(error)) from None
@@ -214,6 +233,13 @@ def search(
     k: Annotated[int, typer.Option("-k", "--k", min=1, max=100, help="How many passages.")] = 5,
     source: Annotated[
         list[str] | None, typer.Option(help="Only search this document (repeatable).")
+    ] = None,
+    filter_json: Annotated[
+        str | None,
+        typer.Option(
+            "--filter",
+            help='Only documents matching this filter, e.g. \'{"year": {"gte": 2019}}\'.',
+        ),
     ] = None,
     min_score: Annotated[
         float | None, typer.Option(help="Drop results scoring below this.")
@@ -238,26 +264,36 @@ def search(
         semantic_weight=semantic_weight,
     )
     try:
-        searcher = Searcher(
-            SearchIndex.open(settings.index_dir), _embedder(settings), settings.fusion_params
+        query_filter = parse_filter_json(filter_json) if filter_json else None
+    except FilterError as error:
+        raise _fail(str(error)) from None
+    if source:
+        query_filter = (
+            query_filter.with_doc_ids(source) if query_filter else Filter.of_doc_ids(source)
         )
+    try:
+        store = open_store(settings.index_dir, writable=False)
+    except (ManifestError, StoreOpenError) as error:
+        raise _fail(
+            f"{error}; build it with: python -m indexer build --out {settings.index_dir} "
+            f"--model {settings.model}"
+        ) from None
+    try:
+        searcher = Searcher(store, _embedder(settings), settings.fusion_params)
         hits = searcher.search(
             Query(
                 query.strip(),
                 mode=mode.value,  # type: ignore[arg-type]
                 k=k,
-                sources=source,
+                filter=query_filter,
                 min_score=min_score,
                 group_by_document=group_by_document,
             )
         )
-    except IndexLoadError as error:
-        raise _fail(
-            f"{error}; build it with: python -m indexer build --out {settings.index_dir} "
-            f"--model {settings.model}"
-        ) from None
-    except UnknownDocumentError as error:
-        raise _fail(f"unknown document id(s): {', '.join(error.doc_ids)}") from None
+    except ModelMismatchError as error:
+        raise _fail(str(error)) from None
+    finally:
+        store.close()
     if not hits:
         typer.echo("no passages matched")
     for hit in hits:
@@ -332,8 +368,12 @@ def evaluate_command(
             build_index(
                 corpus, out, embedder, params, source_label=str(collection_dir), progress=progress
             )
-        searcher = Searcher(SearchIndex.open(out), embedder, fusion_params)
-        results = evaluate(searcher, collection, modes, progress=progress)  # type: ignore[arg-type]
+        store = open_store(out, writable=False)
+        try:
+            searcher = Searcher(store, embedder, fusion_params)
+            results = evaluate(searcher, collection, modes, progress=progress)  # type: ignore[arg-type]
+        finally:
+            store.close()
     typer.echo(
         f"{collection_dir.name}: {len(corpus.documents)} documents, "
         f"{len(collection.queries)} queries with judgements; {params}; {fusion_params}"

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from indexer.metadata import MetadataError, validate_metadata
 from indexer.types import Document
 
 SUPPORTED_SUFFIXES = (".txt", ".jsonl")
@@ -32,15 +33,18 @@ class Corpus:
 
 def document_checksum(document: Document) -> str:
     """A fingerprint of what gets indexed; a changed checksum means a stale index."""
-    payload = f"{document.title}\x1f{document.text}".encode()
-    return hashlib.sha256(payload).hexdigest()
+    payload = f"{document.title}\x1f{document.text}"
+    if document.metadata:  # so that indexes of documents without metadata keep their sums
+        payload += "\x1f" + json.dumps(document.metadata, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def load_corpus(source: Path) -> Corpus:
     """Load every supported file in ``source`` (a file, or a directory searched recursively).
 
     Document ids are file names relative to ``source`` for ``.txt`` files and the ``_id``
-    field for ``.jsonl`` records. Files are read in sorted order so builds are reproducible.
+    field for ``.jsonl`` records, which may also carry ``metadata`` (a flat object). Files
+    are read in sorted order so builds are reproducible.
     """
     if not source.exists():
         raise FileNotFoundError(f"corpus source {source} does not exist")
@@ -118,4 +122,14 @@ def _jsonl_documents(path: Path, text: str) -> Iterator[Document | Skipped]:
         elif not isinstance(title, str):
             yield Skipped(where, "'title' is not a string")
         else:
-            yield Document(doc_id=str(doc_id), title=title.strip() or str(doc_id), text=body)
+            try:
+                metadata = validate_metadata(record.get("metadata"))
+            except MetadataError as error:
+                yield Skipped(where, str(error))
+                continue
+            yield Document(
+                doc_id=str(doc_id),
+                title=title.strip() or str(doc_id),
+                text=body,
+                metadata=metadata,
+            )

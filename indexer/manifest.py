@@ -1,12 +1,15 @@
-"""``manifest.json``: what an index directory holds and how it was built.
+"""``manifest.json``: what an index version holds and how it was built.
 
-The service reads it first to refuse an index it cannot serve (unknown format, another
-model), and ``build --if-stale`` compares it with the corpus and settings to skip rebuilds.
+Every field is read back: the service refuses an index it cannot serve (unknown format,
+another model) and prepares written documents with the recorded chunking, keyword and
+title-prefix settings; the store opens the recorded vector index and checks the counts;
+``build --if-stale`` compares the checksums and settings with the corpus on disk.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -17,7 +20,8 @@ from indexer.keyword import KeywordParams
 
 MANIFEST_FILE = "manifest.json"
 # 2: a BM25 keyword index (bm25/) and title-prefixed passage representations.
-FORMAT_VERSION = 2
+# 3: a live index: versions under CURRENT, a translog, metadata, query-time BM25 (keyword/).
+FORMAT_VERSION = 3
 
 
 class ModelInfo(BaseModel):
@@ -32,8 +36,10 @@ class StoreInfo(BaseModel):
 
 
 class CorpusInfo(BaseModel):
-    source: str
-    checksums: dict[str, str] = Field(description="sha256 of each document's title and text")
+    source: str = Field(description="What the index was first built from.")
+    checksums: dict[str, str] = Field(
+        description="sha256 of each document's title, text and metadata, in this version"
+    )
 
 
 class Counts(BaseModel):
@@ -53,8 +59,9 @@ class Manifest(BaseModel):
     )
     store: StoreInfo
     corpus: CorpusInfo
+    seq: int = Field(0, description="The last write (translog sequence number) in this version.")
     counts: Counts
-    built_at: datetime
+    built_at: datetime = Field(description="When this version was written (build or merge).")
     build_seconds: float
 
 
@@ -91,6 +98,7 @@ def _declared_version(raw: bytes) -> object:
 
 
 def write_manifest(directory: Path, manifest: Manifest) -> None:
-    (directory / MANIFEST_FILE).write_text(
-        manifest.model_dump_json(indent=2) + "\n", encoding="utf-8"
-    )
+    with (directory / MANIFEST_FILE).open("w", encoding="utf-8") as handle:
+        handle.write(manifest.model_dump_json(indent=2) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -10,8 +10,10 @@ import numpy as np
 import numpy.typing as npt
 
 from indexer.embedding import Embedder, Vectors
+from indexer.filters import Filter
 from indexer.fusion import FusionParams, Ranking, union
-from indexer.index import IndexLoadError, SearchIndex
+from indexer.keyword import Analyzer
+from indexer.stores.base import Reader, Store
 from indexer.types import Evidence, Hit
 
 Mode = Literal["semantic", "keyword", "hybrid"]
@@ -22,10 +24,8 @@ DEFAULT_MODE: Mode = "hybrid"
 CANDIDATE_POOL = 1000
 
 
-class UnknownDocumentError(KeyError):
-    def __init__(self, doc_ids: Collection[str]) -> None:
-        super().__init__(", ".join(sorted(doc_ids)))
-        self.doc_ids = sorted(doc_ids)
+class ModelMismatchError(ValueError):
+    """The embedder is not the model the index was built with."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +34,8 @@ class Query:
     mode: Mode = DEFAULT_MODE
     k: int = 5
     offset: int = 0
-    sources: Collection[str] | None = None
-    """Only search these document ids."""
+    filter: Filter | None = None
+    """Only passages of documents that pass it (applied before ranking, in every mode)."""
     min_score: float | None = None
     """Drop results whose score (the mode's: cosine, BM25 or fused) is below this."""
     group_by_document: bool = False
@@ -70,67 +70,61 @@ def _optional(value: np.floating) -> float | None:
 
 
 class Searcher:
+    """Answers queries from a store: each query reads one consistent view of it."""
+
     def __init__(
         self,
-        index: SearchIndex,
+        store: Store,
         embedder: Embedder,
         fusion: FusionParams | None = None,
         candidate_pool: int = CANDIDATE_POOL,
     ) -> None:
-        if embedder.model_name != index.manifest.model.name:
-            raise IndexLoadError(
-                f"the index was built with model {index.manifest.model.name!r}, "
+        model = store.manifest.model
+        if embedder.model_name != model.name:
+            raise ModelMismatchError(
+                f"the index was built with model {model.name!r}, "
                 f"but the configured model is {embedder.model_name!r}"
             )
-        if embedder.dimension != index.manifest.model.dimension:
-            raise IndexLoadError(
-                f"the index holds {index.manifest.model.dimension}-dimensional vectors, "
+        if embedder.dimension != model.dimension:
+            raise ModelMismatchError(
+                f"the index holds {model.dimension}-dimensional vectors, "
                 f"but model {embedder.model_name!r} makes {embedder.dimension}-dimensional ones"
             )
-        self.index = index
+        self.store = store
         self.embedder = embedder
         self.fusion = fusion or FusionParams()
         self.candidate_pool = candidate_pool
+        # Highlights find the query's words the way the keyword index analyses them.
+        self.analyzer = Analyzer(store.manifest.keyword.stemmer)
 
     def search(self, query: Query) -> list[Hit]:
         return self.search_many([query])[0]
 
     def search_many(self, queries: Sequence[Query]) -> list[list[Hit]]:
         """Answer several queries, embedding all their texts in one batch."""
-        allowed = [self._allowed_rows(q.sources) for q in queries]
         semantic = [i for i, q in enumerate(queries) if q.mode != "keyword"]
         vectors: dict[int, Vectors] = {}
         if semantic:
             encoded = self.embedder.encode([queries[i].text for i in semantic])
             vectors = {i: encoded[position : position + 1] for position, i in enumerate(semantic)}
-        return [
-            self._search_one(query, vectors.get(i), allowed[i]) for i, query in enumerate(queries)
-        ]
+        reader = self.store.reader()
+        return [self._search_one(reader, q, vectors.get(i)) for i, q in enumerate(queries)]
 
-    def _allowed_rows(self, sources: Collection[str] | None) -> list[int] | None:
-        if not sources:
-            return None
-        unknown = set(sources) - self.index.documents.keys()
-        if unknown:
-            raise UnknownDocumentError(unknown)
-        return self.index.rows_of(set(sources))
-
-    def _search_one(
-        self, query: Query, vector: Vectors | None, allowed: list[int] | None
-    ) -> list[Hit]:
+    def _search_one(self, reader: Reader, query: Query, vector: Vectors | None) -> list[Hit]:
         wanted = query.offset + query.k
         pooled = query.mode == "hybrid" or query.group_by_document
         depth = max(self.candidate_pool, wanted) if pooled else wanted
-        ranked = self._rank(query, vector, allowed, depth)
+        ranked = self._rank(reader, query, vector, depth)
         order, other_matches = ranked.order, None
         if query.group_by_document:
-            order, other_matches = self._best_per_document(ranked.rows, order)
+            order, other_matches = self._best_per_document(reader, ranked.rows, order)
         page = order[query.offset : wanted]
         if not len(page):
             return []
-        terms = frozenset(self.index.keyword.analyzer.terms(query.text))
+        terms = frozenset(self.analyzer.terms(query.text))
         return [
             self._hit(
+                reader,
                 query.offset + position + 1,
                 ranked,
                 int(at),
@@ -140,18 +134,13 @@ class Searcher:
             for position, at in enumerate(page)
         ]
 
-    def _rank(
-        self, query: Query, vector: Vectors | None, allowed: list[int] | None, depth: int
-    ) -> _Ranked:
+    def _rank(self, reader: Reader, query: Query, vector: Vectors | None, depth: int) -> _Ranked:
         semantic = keyword = Ranking.of([], [])
         if vector is not None:
-            scores, rows = self.index.store.search(vector, depth, allowed=allowed)
-            found = rows[0] >= 0
-            semantic = Ranking.of(rows[0][found], scores[0][found])
+            scores, rows = reader.vector_search(vector, depth, query.filter)
+            semantic = Ranking.of(rows, scores)
         if query.mode != "semantic":
-            keyword_scores, keyword_rows = self.index.keyword.search(
-                query.text, depth, allowed=allowed
-            )
+            keyword_scores, keyword_rows = reader.keyword_search(query.text, depth, query.filter)
             keyword = Ranking.of(keyword_rows, keyword_scores)
 
         rows, (semantic_at, keyword_at) = union([semantic, keyword])
@@ -177,26 +166,35 @@ class Searcher:
         ranked.order = candidates[np.lexsort((rows[candidates], -score[candidates]))]
         return ranked
 
+    @staticmethod
     def _best_per_document(
-        self, rows: npt.NDArray[np.int64], order: npt.NDArray[np.intp]
+        reader: Reader, rows: npt.NDArray[np.int64], order: npt.NDArray[np.intp]
     ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
         """Each document's first (best) candidate, in ranking order, and how many more it had."""
-        documents = self.index.document_numbers[rows[order]]
+        documents = np.array([reader.passage(int(row)).doc_id for row in rows[order]], dtype=object)
         _, first, counts = np.unique(documents, return_index=True, return_counts=True)
         by_rank = np.argsort(first)
         return order[first[by_rank]], counts[by_rank] - 1
 
     def _hit(
-        self, rank: int, ranked: _Ranked, at: int, terms: frozenset[str], others: int | None
+        self,
+        reader: Reader,
+        rank: int,
+        ranked: _Ranked,
+        at: int,
+        terms: frozenset[str],
+        others: int | None,
     ) -> Hit:
         row = int(ranked.rows[at])
-        passage = self.index.passages[row]
+        passage = reader.passage(row)
+        document = reader.document_of(row)
         return Hit(
             rank=rank,
             score=float(ranked.score[at]),
             passage=passage,
-            title=self.index.documents[passage.doc_id].title,
+            title=document.title,
+            metadata=document.metadata,
             evidence=ranked.evidence(at),
-            highlights=tuple(self.index.keyword.analyzer.spans(passage.text, terms)),
+            highlights=tuple(self.analyzer.spans(passage.text, terms)),
             other_matches=others,
         )

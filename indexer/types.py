@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +22,8 @@ class Document:
     doc_id: str
     title: str
     text: str
+    metadata: Mapping[str, str | int | float | bool] = field(default_factory=dict)
+    """Flat, validated by ``indexer.metadata``; filters apply to it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +56,27 @@ class Hit:
     score: float
     passage: Passage
     title: str
+    metadata: Mapping[str, str | int | float | bool] = field(default_factory=dict)
+    """The document's."""
     evidence: Evidence = field(default_factory=Evidence)
     highlights: tuple[tuple[int, int], ...] = ()
     """Character spans inside ``passage.text`` of words matching the query's (stemmed) terms."""
     other_matches: int | None = None
     """With grouping by document: how many more of this document's passages matched."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedDocument:
+    """A document ready to store: its passages and one unit vector per passage."""
+
+    document: Document
+    passages: tuple[Passage, ...]
+    vectors: Matrix
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDocument:
+    """A document as a store holds it, with its passages."""
+
+    document: Document
+    passages: tuple[Passage, ...]

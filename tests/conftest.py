@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from indexer.chunking import ChunkingParams
 from indexer.embedding import DEFAULT_MODEL, SentenceTransformerEmbedder
-from indexer.index import BuildParams, SearchIndex, build_index
+from indexer.index import BuildParams, build_index
 from indexer.loading import load_corpus
+from indexer.stores import FaissStore
+from indexer.types import Passage
 from tests.fakes import HashingEmbedder
 
 REPO = Path(__file__).resolve().parent.parent
@@ -16,6 +19,16 @@ RUSSIA_DOC = "004_6fdace10fca785c4.txt"
 # Small windows, so the two seed articles make enough passages to page and group.
 SEED_PARAMS = BuildParams(chunking=ChunkingParams(max_tokens=64))
 OPPOSITION_DOC = "000_0909487afc4c8a60.txt"
+
+
+def all_passages(index_dir: Path) -> list[Passage]:
+    """Every passage of the index at ``index_dir``, in document order."""
+    store = FaissStore.open(index_dir, writable=False)
+    try:
+        reader = store.reader()
+        return [p for s in reader.documents(0, reader.document_count) for p in s.passages]
+    finally:
+        store.close()
 
 
 def write_articles(directory: Path, articles: dict[str, str]) -> Path:
@@ -63,8 +76,11 @@ def seed_index_dir(tmp_path: Path, fake_embedder: HashingEmbedder) -> Path:
 
 
 @pytest.fixture
-def seed_index(seed_index_dir: Path) -> SearchIndex:
-    return SearchIndex.open(seed_index_dir)
+def seed_store(seed_index_dir: Path) -> Iterator[FaissStore]:
+    """The seed index, opened for reading."""
+    store = FaissStore.open(seed_index_dir, writable=False)
+    yield store
+    store.close()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,11 +34,14 @@ def wait_for(check: Callable[[], bool], what: str, seconds: float = 60.0) -> flo
 
 @contextmanager
 def running_service(index_dir: Path, onnx_dir: Path, log: Path, **env: str) -> Iterator[str]:
-    """``python -m app`` as `make run` starts it; yields its base URL once /ready says 200,
-    and checks on leaving that SIGTERM shut it down cleanly."""
+    """``python -m app`` as `make run` starts it, on its own copy of ``index_dir`` (one
+    service writes to an index); yields its base URL once /ready says 200, and checks on
+    leaving that SIGTERM shut it down cleanly."""
     port = free_port()
     env = {"SEARCH_ONNX_DIR": str(onnx_dir), **env}
-    with server(index_dir, port, env, log) as (process, _):
+    own = log.parent / f"index-{port}"
+    shutil.copytree(index_dir, own, ignore=shutil.ignore_patterns("LOCK"))
+    with server(own, port, env, log) as (process, _):
         yield f"http://127.0.0.1:{port}"
     # uvicorn shuts down gracefully, then re-raises SIGTERM so supervisors see the signal.
     assert process.returncode in (0, -signal.SIGTERM)

@@ -1,37 +1,76 @@
-"""``/documents``: what is indexed, and the full text a passage's offsets point into."""
+"""``/documents``: what is indexed, the full text offsets point into, and writes.
+
+Reads of one document are real-time (the latest write, searchable or not yet); the listing,
+like searches, shows what the last refresh published. Deletes are visible at once.
+"""
 
 from __future__ import annotations
 
-from itertools import islice
+import time
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Response, status
 
-from app.deps import IndexDep
-from app.schemas import DocumentDetail, DocumentList, DocumentSummary, PassageSpan
+from app.deps import DeleterDep, ReaderDep, ServiceDep, WriterDep, require_json
+from app.schemas import (
+    DOC_ID_PATTERN,
+    MAX_BULK_DOCUMENTS,
+    BulkItem,
+    BulkRequest,
+    BulkResponse,
+    DocumentDetail,
+    DocumentIn,
+    DocumentList,
+    DocumentSummary,
+    PassageSpan,
+    RefreshParam,
+    WriteResponse,
+)
+from app.security import ReadKey, WriteKey
+from indexer.types import Document, StoredDocument
 
 router = APIRouter(tags=["documents"])
 
+# Pages deeper than this are refused rather than walked (and a huge number is a 422, not a 500).
+MAX_LIST_OFFSET = 10_000_000
 
-@router.get("/documents", response_model=DocumentList, summary="List documents")
+DocIdPath = Annotated[str, Path(max_length=512, pattern=DOC_ID_PATTERN)]
+
+_READ_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"description": "A read key is configured (SEARCH_READ_API_KEY) and none was sent."},
+    403: {"description": "The key sent is not valid."},
+    503: {"description": "The index is not open yet."},
+}
+_WRITE_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"description": "No API key was sent."},
+    403: {"description": "The key is wrong, or writes are disabled (no SEARCH_API_KEY)."},
+    413: {"description": "The body is too large (SEARCH_MAX_BODY_BYTES)."},
+    415: {"description": "The body is not JSON."},
+    422: {"description": "Invalid document: the detail names the field."},
+    503: {
+        "description": "The model is still loading, or the index is read-only; nothing was written."
+    },
+    507: {"description": "The disk holding the index is full; nothing was written."},
+}
+
+
+@router.get(
+    "/documents",
+    response_model=DocumentList,
+    summary="List documents",
+    dependencies=[ReadKey],
+    responses=_READ_ERRORS,
+)
 def list_documents(
-    index: IndexDep,
+    reader: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="Documents per page.")] = 100,
-    offset: Annotated[int, Query(ge=0, description="Documents to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_LIST_OFFSET, description="Documents to skip.")] = 0,
 ) -> DocumentList:
-    """Indexed documents in index order, with their titles and sizes."""
-    page = islice(index.documents.values(), offset, offset + limit)
+    """Searchable documents in the order they were written (a replaced one moves to the end),
+    with their titles, sizes and metadata."""
     return DocumentList(
-        total=len(index.documents),
-        documents=[
-            DocumentSummary(
-                doc_id=d.doc_id,
-                title=d.title,
-                chars=len(d.text),
-                passages=index.passage_count(d.doc_id),
-            )
-            for d in page
-        ],
+        total=reader.document_count,
+        documents=[_summary(stored) for stored in reader.documents(offset, limit)],
     )
 
 
@@ -39,21 +78,115 @@ def list_documents(
     "/documents/{doc_id:path}",
     response_model=DocumentDetail,
     summary="Get one document",
-    responses={404: {"description": "No document with this id."}},
+    dependencies=[ReadKey],
+    responses={404: {"description": "No document with this id."}, **_READ_ERRORS},
 )
-def get_document(doc_id: str, index: IndexDep) -> DocumentDetail:
-    """The full text of one document; search results' `start`/`end` index into `text`."""
-    document = index.documents.get(doc_id)
-    if document is None:
+def get_document(doc_id: str, service: ServiceDep) -> DocumentDetail:
+    """The full text of one document, as last written; search results' `start`/`end` index
+    into `text`."""
+    stored = service.get(doc_id) if service.store is not None else None
+    if stored is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no document with id {doc_id!r}")
-    rows = index.rows_of([doc_id])
+    document = stored.document
     return DocumentDetail(
         doc_id=document.doc_id,
         title=document.title,
         text=document.text,
         chars=len(document.text),
+        metadata=dict(document.metadata),
         passages=[
-            PassageSpan(chunk_id=p.chunk_id, start=p.start, end=p.end)
-            for p in (index.passages[row] for row in rows)
+            PassageSpan(chunk_id=p.chunk_id, start=p.start, end=p.end) for p in stored.passages
         ],
+    )
+
+
+@router.put(
+    "/documents/{doc_id:path}",
+    response_model=WriteResponse,
+    status_code=status.HTTP_201_CREATED,
+    summary="Add or replace a document",
+    dependencies=[WriteKey, Depends(require_json)],
+    responses={
+        200: {"model": WriteResponse, "description": "Replaced an existing document."},
+        201: {"description": "Created."},
+        **_WRITE_ERRORS,
+    },
+)
+def put_document(
+    doc_id: DocIdPath,
+    document: Annotated[DocumentIn, Body()],
+    writer: WriterDep,
+    response: Response,
+    refresh: Annotated[RefreshParam, Query()] = "false",
+) -> WriteResponse:
+    """Chunked, embedded and keyword-indexed with the index's own settings, durable when this
+    returns. Needs the write key."""
+    seq, existed, passages = writer.write(
+        [Document(doc_id, document.title, document.text, document.metadata)],
+        wait=refresh == "wait_for",
+    )
+    response.status_code = status.HTTP_200_OK if existed[0] else status.HTTP_201_CREATED
+    return WriteResponse(
+        doc_id=doc_id,
+        result="replaced" if existed[0] else "created",
+        passages=passages[0],
+        seq=seq,
+    )
+
+
+@router.post(
+    "/documents",
+    response_model=BulkResponse,
+    summary=f"Add or replace up to {MAX_BULK_DOCUMENTS} documents",
+    dependencies=[WriteKey, Depends(require_json)],
+    responses=_WRITE_ERRORS,
+)
+def put_documents(
+    body: BulkRequest, writer: WriterDep, refresh: Annotated[RefreshParam, Query()] = "false"
+) -> BulkResponse:
+    """All documents are validated first (one invalid document: 422, nothing written), then
+    embedded together and written with one fsync. Needs the write key."""
+    started = time.perf_counter()
+    documents = [Document(d.doc_id, d.title, d.text, d.metadata) for d in body.documents]
+    seq, existed, passages = writer.write(documents, wait=refresh == "wait_for")
+    return BulkResponse(
+        seq=seq,
+        took_ms=round((time.perf_counter() - started) * 1000, 3),
+        items=[
+            BulkItem(
+                doc_id=document.doc_id,
+                status=200 if replaced else 201,
+                result="replaced" if replaced else "created",
+                passages=count,
+            )
+            for document, replaced, count in zip(documents, existed, passages, strict=True)
+        ],
+    )
+
+
+@router.delete(
+    "/documents/{doc_id:path}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a document",
+    dependencies=[WriteKey],
+    responses={
+        404: {"description": "No document with this id."},
+        **{code: _WRITE_ERRORS[code] for code in (401, 403, 503, 507)},
+    },
+)
+def delete_document(doc_id: DocIdPath, writer: DeleterDep) -> Response:
+    """Durable, and gone from every search and listing, when this returns. Needs the write key."""
+    if not writer.delete(doc_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no document with id {doc_id!r}")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _summary(stored: StoredDocument) -> DocumentSummary:
+    document = stored.document
+    return DocumentSummary(
+        doc_id=document.doc_id,
+        title=document.title,
+        chars=len(document.text),
+        passages=len(stored.passages),
+        metadata=dict(document.metadata),
     )

@@ -8,8 +8,9 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
 
-from app.deps import IndexDep, ServiceDep
+from app.deps import ReaderDep, ServiceDep
 from app.schemas import Health, Info, Readiness
+from app.security import ReadKey
 from indexer.search import DEFAULT_MODE
 
 router = APIRouter(tags=["service"])
@@ -41,17 +42,20 @@ def ready(service: ServiceDep) -> Readiness | JSONResponse:
     return JSONResponse(body.model_dump(), status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
 
 
-@router.get("/info", response_model=Info)
-def info(index: IndexDep, service: ServiceDep) -> Info:
-    """What is being served: model, index size, when it was built and how."""
-    manifest = index.manifest
+@router.get("/info", response_model=Info, dependencies=[ReadKey])
+def info(reader: ReaderDep, service: ServiceDep) -> Info:
+    """What is being served: model, index size, how it was built, whether it takes writes."""
+    assert service.store is not None  # the reader came from it
+    manifest = service.store.manifest
     return Info(
         version=service_version(),
         model=manifest.model.name,
         backend=service.settings.backend,
         dimension=manifest.model.dimension,
-        documents=manifest.counts.documents,
-        passages=manifest.counts.passages,
+        documents=reader.document_count,
+        passages=reader.passage_count,
+        seq=reader.seq,
+        writes=service.writes_problem or "enabled",
         built_at=manifest.built_at,
         index_format_version=manifest.format_version,
         chunking=asdict(manifest.chunking),

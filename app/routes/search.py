@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Body, Depends, Query
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import ValidationError, WithJsonSchema
 
 from app.deps import SearcherDep, require_json
 from app.schemas import (
     EXAMPLE_QUERY,
+    FILTER_SCHEMA,
     BatchSearchRequest,
     BatchSearchResponse,
     GroupByParam,
@@ -27,14 +28,18 @@ from app.schemas import (
     SourcesParam,
     TopK,
 )
-from indexer.search import DEFAULT_MODE, Searcher, UnknownDocumentError
+from app.security import ReadKey
+from indexer.filters import FilterError, parse_filter_json
+from indexer.search import DEFAULT_MODE, Searcher
 from indexer.search import Query as CoreQuery
 from indexer.types import Hit
 
-router = APIRouter(tags=["search"])
+router = APIRouter(tags=["search"], dependencies=[ReadKey])
 
 _ERRORS: dict[int | str, dict[str, object]] = {
-    422: {"description": "Invalid parameters, or an unknown document in `source`."},
+    401: {"description": "A read key is configured (SEARCH_READ_API_KEY) and none was sent."},
+    403: {"description": "The key sent is not valid."},
+    422: {"description": "Invalid parameters or filter: the detail names the problem."},
     503: {"description": "The model is still loading."},
 }
 _JSON_ERRORS: dict[int | str, dict[str, object]] = {
@@ -53,17 +58,46 @@ def search_get(
     k: Annotated[TopK, Query()] = 5,
     offset: Annotated[Offset, Query()] = 0,
     mode: Annotated[SearchMode, Query()] = DEFAULT_MODE,
+    filter: Annotated[
+        str | None,
+        WithJsonSchema({"type": "string"}),  # a text box in Swagger UI, not an "any of"
+        Query(
+            description="Only documents matching this filter: the JSON of POST /search's "
+            '`filter`, e.g. `{"section": "world", "year": {"gte": 2019}}`.',
+            openapi_examples={
+                "none": {"summary": "No filter", "value": ""},
+                "one article": {
+                    "summary": "One article",
+                    "value": '{"doc_id": "004_6fdace10fca785c4.txt"}',
+                },
+            },
+        ),
+    ] = None,
     source: Annotated[SourcesParam, Query()] = None,
     min_score: Annotated[MinScoreParam, Query()] = None,
     group_by: Annotated[GroupByParam, Query()] = None,
 ) -> SearchResponse:
     """Search with query parameters, e.g. `/search?q=Russian+military+presence&k=5`."""
     try:
+        parsed = parse_filter_json(filter) if filter else None
+    except FilterError as error:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", "filter"),
+                    "msg": str(error),
+                    "input": filter,
+                }
+            ]
+        ) from None
+    try:
         request = SearchRequest(
             query=q,
             k=k,
             offset=offset,
             mode=mode,
+            filter=parsed,
             source=source,
             min_score=min_score,
             group_by=group_by,
@@ -93,8 +127,15 @@ def search_post(
                         "query": EXAMPLE_QUERY,
                         "k": 3,
                         "mode": "keyword",
-                        "source": ["004_6fdace10fca785c4.txt"],
+                        "filter": {"doc_id": "004_6fdace10fca785c4.txt"},
                         "min_score": 1.0,
+                    },
+                },
+                "metadata": {
+                    "summary": "Filtered on metadata",
+                    "value": {
+                        "query": EXAMPLE_QUERY,
+                        "filter": FILTER_SCHEMA["examples"][0],
                     },
                 },
                 "grouped": {
@@ -143,13 +184,7 @@ def search_batch(
 
 def _answer(searcher: Searcher, requests: list[SearchRequest]) -> list[SearchResponse]:
     started = time.perf_counter()
-    try:
-        pages = searcher.search_many([_core_query(r) for r in requests])
-    except UnknownDocumentError as error:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"unknown document id(s) in source: {', '.join(error.doc_ids)}; see GET /documents",
-        ) from None
+    pages = searcher.search_many([_core_query(r) for r in requests])
     took_ms = _elapsed_ms(started)
     return [
         SearchResponse(
@@ -169,7 +204,7 @@ def _core_query(request: SearchRequest) -> CoreQuery:
         mode=request.mode,
         k=request.k,
         offset=request.offset,
-        sources=request.source,
+        filter=request.effective_filter,
         min_score=request.min_score,
         group_by_document=request.group_by == "document",
     )
@@ -184,6 +219,7 @@ def _result(hit: Hit) -> SearchResult:
         text=passage.text,
         title=hit.title,
         doc_id=passage.doc_id,
+        metadata=dict(hit.metadata),
         chunk_id=passage.chunk_id,
         start=passage.start,
         end=passage.end,

@@ -1,4 +1,4 @@
-"""Vector stores: the protocol (``base``), the implementations, and the registry below.
+"""Stores: the protocol (``base``), the implementations, and the registry below.
 
 A store is chosen by the kind recorded in an index's manifest. Every registered store runs
 the same contract suite (``tests/contract``).
@@ -6,17 +6,27 @@ the same contract suite (``tests/contract``).
 
 from __future__ import annotations
 
-from indexer.stores.base import VectorStore
-from indexer.stores.faiss_store import FaissStore
+from pathlib import Path
+from typing import Any
 
-STORES: dict[str, type[VectorStore]] = {FaissStore.kind: FaissStore}
+from indexer.stores.base import Reader, Store
+from indexer.stores.faiss_store import FaissStore, read_current_manifest
+
+STORES: dict[str, type[Store]] = {FaissStore.kind: FaissStore}
 
 
-def store_class(kind: str) -> type[VectorStore]:
+def store_class(kind: str) -> type[Store]:
     """The store implementation registered under ``kind`` (as recorded in a manifest)."""
     if kind not in STORES:
-        raise ValueError(f"unknown vector store {kind!r}; known: {', '.join(sorted(STORES))}")
+        raise ValueError(f"unknown store {kind!r}; known: {', '.join(sorted(STORES))}")
     return STORES[kind]
 
 
-__all__ = ["STORES", "FaissStore", "VectorStore", "store_class"]
+def open_store(location: Path, *, writable: bool = True, **options: Any) -> Store:
+    """The store at ``location``, of the kind its manifest records."""
+    kind = read_current_manifest(location).store.kind
+    opened: Store = store_class(kind).open(location, writable=writable, **options)
+    return opened
+
+
+__all__ = ["STORES", "FaissStore", "Reader", "Store", "open_store", "store_class"]

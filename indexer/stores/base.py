@@ -1,51 +1,149 @@
-"""The vector store protocol.
+"""What a store is: a live corpus of documents, their passages and vectors, searchable.
 
-The service and the index builder talk only to this protocol, so another engine can be
-added without touching either. Every store must pass ``tests/contract/test_store_contract.py``.
+The searcher, the service and the index builder talk only to these protocols, so another
+engine can be added without touching them; every store must pass the contract suite in
+``tests/contract``. A store takes documents already chunked and embedded (``IndexedDocument``),
+keeps them durably, and answers vector and keyword searches restricted by a filter. Searches
+run on a ``Reader``: a consistent point-in-time view, so the two rankings of one hybrid query
+and the passages they point to all come from the same state of the corpus.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol, Self
 
-from indexer.types import Ids, Matrix, Scores
+from indexer.filters import Filter
+from indexer.manifest import Manifest
+from indexer.types import (
+    Document,
+    Ids,
+    IndexedDocument,
+    Matrix,
+    Passage,
+    Scores,
+    StoredDocument,
+)
+
+__all__ = ["IndexedDocument", "StoredDocument"]  # value types, defined with the others
 
 
-class VectorStore(Protocol):
-    """Vectors keyed by int64 ids, searched by inner product (cosine on unit vectors)."""
+@dataclass(frozen=True, slots=True)
+class Written:
+    """The outcome of a write that the store has made durable."""
+
+    seq: int
+    """The store's sequence number after this write: every write increments it by one per
+    document. ``wait_for(seq)`` returns once searches see it."""
+    existed: tuple[bool, ...]
+    """Per document: there was one with that id before (replaced or deleted)."""
+
+
+class StoreWriteError(Exception):
+    """A write could not be made durable; nothing of it was applied. Reads go on."""
+
+
+class ReadOnlyStoreError(StoreWriteError):
+    """The store cannot be written here (a read-only directory or mount, or no permission)."""
+
+
+class StorageFullError(StoreWriteError):
+    """The disk holding the store is full."""
+
+
+class Reader(Protocol):
+    """A point-in-time view of a store; safe to use from many threads."""
+
+    @property
+    def seq(self) -> int:
+        """The last write this view contains."""
+        ...
+
+    @property
+    def document_count(self) -> int: ...
+
+    @property
+    def passage_count(self) -> int: ...
+
+    def vector_search(
+        self, vector: Matrix, k: int, filter: Filter | None = None
+    ) -> tuple[Scores, Ids]:
+        """The ``k`` passages most similar to ``vector`` (inner product) among those whose
+        document passes ``filter``: scores and passage ids, best first, ties by id."""
+        ...
+
+    def keyword_search(
+        self, query: str, k: int, filter: Filter | None = None
+    ) -> tuple[Scores, Ids]:
+        """The ``k`` best BM25 matches of ``query`` with a positive score, like
+        ``vector_search``."""
+        ...
+
+    def passage(self, passage_id: int) -> Passage: ...
+
+    def document_of(self, passage_id: int) -> Document:
+        """The document a passage belongs to (its title and metadata go with results)."""
+        ...
+
+    def documents(self, offset: int, limit: int) -> list[StoredDocument]:
+        """Documents in the order they were written (a replaced one moves to the end)."""
+        ...
+
+
+class Store(Protocol):
+    """A durable, live corpus. ``put`` and ``delete`` return once the write is durable."""
 
     kind: ClassVar[str]
-    dimension: int
+
+    @property
+    def location(self) -> Path:
+        """Where it lives: what ``open`` takes."""
+        ...
+
+    @property
+    def manifest(self) -> Manifest:
+        """How the corpus is chunked and embedded: writes must be prepared the same way."""
+        ...
+
+    @property
+    def read_only(self) -> str | None:
+        """Why writes are refused here, or None if they are accepted."""
+        ...
 
     @classmethod
-    def create(cls, dimension: int, spec: str = "") -> Self:
-        """An empty store; ``spec`` is the engine's own description of the index to make."""
+    def create(
+        cls, location: Path, manifest: Manifest, documents: Sequence[IndexedDocument]
+    ) -> Self:
+        """A new store at ``location`` holding ``documents``, replacing nothing."""
         ...
-
-    def tune(self, params: str) -> None:
-        """Apply search-time parameters (engine-specific, e.g. ``nprobe=32``); "" for none."""
-        ...
-
-    def add(self, ids: Ids, vectors: Matrix) -> None: ...
-
-    def search(
-        self, queries: Matrix, k: int, *, allowed: Collection[int] | None = None
-    ) -> tuple[Scores, Ids]:
-        """Best ``k`` per query row, best first; missing slots have id -1.
-
-        ``allowed`` restricts the search to those ids.
-        """
-        ...
-
-    def remove(self, ids: Ids) -> int:
-        """Remove these ids; returns how many were present."""
-        ...
-
-    def save(self, directory: Path) -> None: ...
 
     @classmethod
-    def load(cls, directory: Path) -> Self: ...
+    def open(cls, location: Path, *, writable: bool = True) -> Self: ...
 
-    def __len__(self) -> int: ...
+    def reader(self) -> Reader:
+        """The latest published view (near-real-time: writes appear at the next refresh)."""
+        ...
+
+    def get(self, doc_id: str) -> StoredDocument | None:
+        """A document as last written (real-time: it need not be searchable yet)."""
+        ...
+
+    def put(self, documents: Sequence[IndexedDocument]) -> Written:
+        """Add or replace documents (by id). Searchable after the next refresh."""
+        ...
+
+    def delete(self, doc_ids: Sequence[str]) -> Written:
+        """Remove documents; no reader taken after this returns contains them."""
+        ...
+
+    def refresh(self) -> None:
+        """Publish every write so far to new readers now."""
+        ...
+
+    def wait_for(self, seq: int, timeout: float) -> bool:
+        """Block until readers contain write ``seq``; False if ``timeout`` passed first."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,97 +1,489 @@
-"""The FAISS implementation of the vector store: exact inner-product search by default."""
+"""The local store: FAISS and BM25 in memory, durable through a translog and merged versions.
+
+Elasticsearch's model, on one machine:
+
+- **write**: a put or delete is appended to the translog and fsynced, then applied to the
+  in-memory index (``LocalIndex``), then acknowledged. It survives ``kill -9`` from then on.
+- **refresh**: a background thread publishes the writes of the last ``refresh_interval``
+  seconds as a new view for searches (near-real-time). Deletes publish at once: once a
+  delete is acknowledged, no search returns the document.
+- **merge**: when enough rows were added or removed, a background thread compacts a view into
+  a new version directory (vectors, keyword index, documents; removed rows gone), switches
+  CURRENT to it and drops the translog generations it contains. Writes go on meanwhile; the
+  ones that arrive during the merge are applied to the merged index before the switch.
+- **open**: the current version, then every translog record after its sequence number.
+"""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Collection
+import errno
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Self
 
-import faiss
-import numpy as np
+from indexer.manifest import Manifest, ManifestError, read_manifest
+from indexer.stores.base import (
+    IndexedDocument,
+    ReadOnlyStoreError,
+    StorageFullError,
+    StoredDocument,
+    StoreWriteError,
+    Written,
+)
+from indexer.stores.layout import (
+    TRANSLOG_DIR,
+    IndexLock,
+    LayoutError,
+    commit_version,
+    current_version,
+    fsync_directory,
+    fsync_tree,
+    new_version_dir,
+    remove_unused,
+    set_current,
+    version_name,
+)
+from indexer.stores.local import LocalIndex, LocalView
+from indexer.stores.operations import (
+    Delete,
+    Operation,
+    Put,
+    decode,
+    encode_delete,
+    encode_put,
+    numbered,
+)
+from indexer.stores.translog import (
+    DiskFullError,
+    ReadOnlyError,
+    Translog,
+    TranslogCorruptError,
+    replay,
+)
 
-from indexer.types import Ids, Matrix, Scores
+logger = logging.getLogger("indexer")
 
-VECTORS_FILE = "vectors.faiss"
+DEFAULT_REFRESH_INTERVAL = 1.0
+# After a failed merge (a full disk, say), wait this long before trying again.
+_MERGE_RETRY_SECONDS = 60.0
+# Writes that arrive during a merge are applied to the merged index in batches outside the
+# lock; the last few, under it, so that the switch misses none.
+_CATCH_UP_UNDER_LOCK = 64
+
+
+@dataclass(frozen=True, slots=True)
+class MergePolicy:
+    """Merge once the rows added or removed since the last version reach ``ratio`` of the
+    live rows (and at least ``min_rows``): merging rewrites everything, so geometric growth
+    keeps its total cost linear, and replaying the translog at start-up stays short."""
+
+    min_rows: int = 1000
+    ratio: float = 0.25
+
+    def due(self, base_rows: int, added: int, removed: int) -> bool:
+        changed = added + removed
+        return changed >= max(self.min_rows, self.ratio * (base_rows + added - removed))
+
+
+class StoreOpenError(Exception):
+    """The directory holds no index this store can serve; the message says why."""
 
 
 class FaissStore:
+    """A live index in a local directory (see the module docstring)."""
+
     kind: ClassVar[str] = "faiss"
 
-    def __init__(self, index: faiss.Index) -> None:
+    def __init__(
+        self,
+        root: Path,
+        index: LocalIndex,
+        *,
+        lock: IndexLock | None,
+        translog: Translog | None,
+        read_only: str | None,
+        refresh_interval: float,
+        merge_policy: MergePolicy,
+    ) -> None:
+        self.root = root
         self._index = index
-        self.dimension = int(index.d)
+        self._lock_file = lock
+        self._translog = translog
+        self._read_only = read_only
+        self.refresh_interval = refresh_interval
+        self.merge_policy = merge_policy
+        self._write_lock = threading.Lock()
+        self._visible = threading.Condition()
+        self._view = index.publish()
+        self._closed = threading.Event()
+        self._wake = threading.Condition()
+        self._merging = False
+        self._collecting = False
+        self._merge_ops: list[Operation] = []
+        self._merge_thread: threading.Thread | None = None
+        self._next_merge_at = 0.0
+        self.merges = 0
+        self._refresher: threading.Thread | None = None
+        if translog is not None:
+            self._refresher = threading.Thread(
+                target=self._refresh_loop, name="index-refresh", daemon=True
+            )
+            self._refresher.start()
+
+    # -- making and opening -----------------------------------------------------------------
 
     @classmethod
-    def create(cls, dimension: int, spec: str = "") -> Self:
-        """``spec`` is a FAISS index factory string: "Flat" (exact, the default), "HNSW32",
-        "IVF1024,Flat", ... IDMap2 around it keeps our own ids (passage rows)."""
-        factory = spec or "Flat"
-        try:
-            index = faiss.index_factory(dimension, f"IDMap2,{factory}", faiss.METRIC_INNER_PRODUCT)
-        except RuntimeError as error:
-            raise ValueError(f"FAISS cannot make index {factory!r}: {_reason(error)}") from None
-        return cls(index)
+    def create(
+        cls, location: Path, manifest: Manifest, documents: Sequence[IndexedDocument]
+    ) -> Self:
+        """Write a new index directory at ``location``; refuses to replace anything."""
+        if location.exists() and any(location.iterdir()):
+            raise FileExistsError(f"{location} exists and is not empty")
+        write_index(location, LocalIndex.build(manifest, documents), started=time.perf_counter())
+        return cls.open(location)
 
-    def tune(self, params: str) -> None:
-        """FAISS ParameterSpace settings, e.g. "efSearch=128" or "nprobe=16,efSearch=64".
-        Set before vectors are added, "efConstruction=200" also deepens an HNSW build."""
-        if not params:
+    @classmethod
+    def open(
+        cls,
+        location: Path,
+        *,
+        writable: bool = True,
+        refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
+        merge_policy: MergePolicy | None = None,
+    ) -> Self:
+        """Open the index at ``location``: its current version plus the translog after it.
+
+        ``writable``: take the index's lock and accept writes. If the directory cannot be
+        written (a read-only mount, no permission), the store opens read-only and says why.
+        """
+        root = location
+        try:  # before taking the lock: never leave a LOCK file in a directory that is no index
+            current_version(root)
+        except LayoutError as error:
+            raise StoreOpenError(str(error)) from error
+        lock, translog, read_only = None, None, None
+        if writable:
+            lock = IndexLock(root)
+            try:
+                lock.acquire()
+            except OSError as error:
+                if error.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                    raise
+                lock, read_only = None, f"the index directory {root} is read-only"
+        try:
+            index = _load(root)
+            if writable and read_only is None:
+                remove_unused(root)
+                translog = Translog.open(root / TRANSLOG_DIR)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        if not writable:
+            read_only = "opened for reading only"
+        return cls(
+            root,
+            index,
+            lock=lock,
+            translog=translog,
+            read_only=read_only,
+            refresh_interval=refresh_interval,
+            merge_policy=merge_policy or MergePolicy(),
+        )
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def location(self) -> Path:
+        return self.root
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._index.manifest
+
+    @property
+    def read_only(self) -> str | None:
+        return self._read_only
+
+    @property
+    def seq(self) -> int:
+        """The last write made durable (it may not be visible yet)."""
+        return self._index.seq
+
+    def reader(self) -> LocalView:
+        return self._view
+
+    def get(self, doc_id: str) -> StoredDocument | None:
+        return self._index.get(doc_id)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def put(self, documents: Sequence[IndexedDocument]) -> Written:
+        bodies = [encode_put(item) for item in documents]  # outside the lock: it is slow
+        with self._write_lock:
+            translog = self._writable()
+            first = self._index.seq + 1
+            puts = [Put(first + i, item) for i, item in enumerate(documents)]
+            self._append(translog, [numbered(p.seq, b) for p, b in zip(puts, bodies, strict=True)])
+            existed = tuple(self._index.put(p.item, p.seq) for p in puts)
+            self._after_write(puts)
+            seq = self._index.seq
+        self._nudge()
+        return Written(seq, existed)
+
+    def delete(self, doc_ids: Sequence[str]) -> Written:
+        with self._write_lock:
+            translog = self._writable()
+            present = tuple(doc_id in self._index for doc_id in doc_ids)
+            # Only documents that exist are logged: deleting nothing is not a write.
+            first = self._index.seq + 1
+            gone = [d for d, here in zip(doc_ids, present, strict=True) if here]
+            deletes = [Delete(first + i, doc_id) for i, doc_id in enumerate(gone)]
+            if deletes:
+                self._append(translog, [numbered(d.seq, encode_delete(d.doc_id)) for d in deletes])
+                for delete in deletes:
+                    self._index.delete(delete.doc_id, delete.seq)
+                self._after_write(deletes)
+                # A delete is visible the moment it is acknowledged: publish now.
+                self._publish()
+            seq = self._index.seq
+        return Written(seq, present)
+
+    def refresh(self) -> None:
+        with self._write_lock:
+            self._publish()
+
+    def wait_for(self, seq: int, timeout: float) -> bool:
+        with self._visible:
+            return self._visible.wait_for(lambda: self._view.seq >= seq, timeout)
+
+    def _writable(self) -> Translog:
+        if self._translog is None or self._read_only is not None:
+            raise ReadOnlyStoreError(
+                f"writes are disabled: {self._read_only or 'the index is not open for writing'}"
+            )
+        return self._translog
+
+    def _append(self, translog: Translog, payloads: list[bytes]) -> None:
+        try:
+            translog.append(payloads)
+        except DiskFullError as error:
+            raise StorageFullError(str(error)) from error
+        except ReadOnlyError as error:
+            raise ReadOnlyStoreError(str(error)) from error
+        except OSError as error:  # TranslogWriteError's message already names the log
+            raise StoreWriteError(str(error)) from error
+
+    def _after_write(self, operations: Sequence[Operation]) -> None:
+        if self._collecting:  # a merge will apply these to the index it is building
+            self._merge_ops.extend(operations)
+
+    def _publish(self) -> None:
+        """Make every applied write visible (the caller holds the write lock)."""
+        view = self._index.publish()
+        with self._visible:
+            self._view = view
+            self._visible.notify_all()
+
+    # -- background: refresh and merge ------------------------------------------------------
+
+    def _nudge(self) -> None:
+        with self._wake:
+            self._wake.notify()
+
+    def _refresh_loop(self) -> None:
+        while not self._closed.is_set():
+            with self._wake:
+                # Sleep until something was written (or a merge retry is due).
+                self._wake.wait_for(lambda: self._index.dirty or self._closed.is_set(), 5.0)
+            if self._closed.is_set():
+                return
+            if self._index.dirty:
+                # Let writes gather for one interval, then publish them together.
+                if self._closed.wait(self.refresh_interval):
+                    return
+                with self._write_lock:
+                    self._publish()
+            self._maybe_merge()
+
+    def _maybe_merge(self) -> None:
+        if self._merging or time.monotonic() < self._next_merge_at:
             return
+        if not self.merge_policy.due(*self._index.growth()):
+            return
+        self.start_merge()
+
+    def start_merge(self) -> threading.Thread | None:
+        """Merge in the background now (also what the policy triggers); None if one runs.
+
+        One merge at a time, from its start until the version it replaced is deleted: a
+        second one must never see (and clean up) the first's directories.
+        """
+        with self._write_lock:
+            if self._merging or self._translog is None:
+                return None
+            self._publish()
+            view = self._view
+            generation = self._translog.roll()
+            self._merging = self._collecting = True
+            self._merge_ops = []
+        thread = threading.Thread(
+            target=self._merge, args=(view, generation), name="index-merge", daemon=True
+        )
+        self._merge_thread = thread
+        thread.start()
+        return thread
+
+    def _merge(self, view: LocalView, generation: int) -> None:
+        started = time.perf_counter()
+        replaced = current_version(self.root)
+        unfinished: Path | None = None  # removed if the merge fails before the switch
         try:
-            faiss.ParameterSpace().set_index_parameters(self._index, params)  # type: ignore[arg-type]
-        except RuntimeError as error:
-            raise ValueError(f"FAISS parameters {params!r}: {_reason(error)}") from None
+            merged = LocalIndex.compact(view)
+            unfinished, final = new_version_dir(self.root)
+            merged.save(unfinished, started=started, now=time.perf_counter())
+            commit_version(unfinished, final)
+            unfinished = final
+            applied = 0
+            while True:
+                with self._write_lock:
+                    pending = self._merge_ops[applied:]
+                    if len(pending) <= _CATCH_UP_UNDER_LOCK or self._closed.is_set():
+                        _apply(merged, pending)
+                        set_current(self.root, final)  # the commit point
+                        unfinished = None
+                        self._index = merged
+                        self._collecting = False
+                        self._merge_ops = []
+                        self._publish()
+                        break
+                _apply(merged, pending)  # the merged index is this thread's alone until then
+                applied += len(pending)
+        except Exception as error:
+            logger.error("merging the index failed (will retry; writes go on): %s", error)
+            if unfinished is not None:
+                shutil.rmtree(unfinished, ignore_errors=True)
+            with self._write_lock:
+                self._merging = self._collecting = False
+                self._merge_ops = []
+            self._next_merge_at = time.monotonic() + _MERGE_RETRY_SECONDS
+            return
+        try:  # what the new version replaced; if this fails, the next open cleans up
+            with self._write_lock:
+                assert self._translog is not None
+                self._translog.trim(generation)
+            shutil.rmtree(replaced)
+        except OSError as error:
+            logger.warning("could not delete what the merge replaced: %s", error)
+        finally:
+            with self._write_lock:
+                self._merging = False
+        self.merges += 1
+        logger.info(
+            "merged %d documents, %d passages into %s in %.2f s",
+            view.document_count,
+            view.passage_count,
+            final.name,
+            time.perf_counter() - started,
+        )
 
-    def add(self, ids: Ids, vectors: Matrix) -> None:
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
-            raise ValueError(
-                f"expected vectors of shape (n, {self.dimension}), got {vectors.shape}"
+    def close(self) -> None:
+        self._closed.set()
+        self._nudge()
+        if self._refresher is not None:
+            self._refresher.join(timeout=10)
+        if self._merge_thread is not None:
+            self._merge_thread.join(timeout=60)
+        with self._write_lock:
+            if self._translog is not None:
+                self._translog.close()
+                self._translog = None
+            if self._lock_file is not None:
+                self._lock_file.release()
+                self._lock_file = None
+
+
+def _load(root: Path) -> LocalIndex:
+    """The current version with the translog replayed on top."""
+    try:
+        version = current_version(root)
+        index = LocalIndex.load(version)
+    except (LayoutError, ManifestError) as error:
+        raise StoreOpenError(str(error)) from error
+    except (OSError, KeyError, TypeError, ValueError, RuntimeError) as error:
+        # RuntimeError: FAISS's for an unreadable vector file.
+        raise StoreOpenError(f"the index at {root} is damaged: {error}") from error
+    expected = index.seq + 1
+    try:
+        operations = [decode(payload) for payload in replay(root / TRANSLOG_DIR)]
+    except (TranslogCorruptError, ValueError, KeyError) as error:
+        raise StoreOpenError(
+            f"the index log at {root / TRANSLOG_DIR} is damaged: {error}"
+        ) from error
+    for operation in operations:
+        if operation.seq < expected:
+            continue  # already in the version
+        if operation.seq > expected:
+            logger.error(
+                "the index log at %s skips from write %d to %d: writes are missing",
+                root / TRANSLOG_DIR,
+                expected - 1,
+                operation.seq,
             )
-        if len(ids) != len(vectors):
-            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
-        try:
-            if not self._index.is_trained:  # IVF and PQ indexes learn their partitions first
-                self._index.train(vectors)
-            self._index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
-        except RuntimeError as error:  # e.g. fewer vectors than IVF partitions to train
-            raise ValueError(f"FAISS cannot index these vectors: {_reason(error)}") from None
-
-    def search(
-        self, queries: Matrix, k: int, *, allowed: Collection[int] | None = None
-    ) -> tuple[Scores, Ids]:
-        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dimension)
-        if k <= 0 or len(self) == 0 or (allowed is not None and len(allowed) == 0):
-            return (
-                np.full((len(queries), max(k, 0)), -np.inf, dtype=np.float32),
-                np.full((len(queries), max(k, 0)), -1, dtype=np.int64),
-            )
-        params = None
-        if allowed is not None:
-            params = faiss.SearchParameters()
-            params.sel = faiss.IDSelectorBatch(np.fromiter(allowed, dtype=np.int64))
-        scores, ids = self._index.search(queries, k, params=params)
-        return scores.astype(np.float32, copy=False), ids.astype(np.int64, copy=False)
-
-    def remove(self, ids: Ids) -> int:
-        inner = faiss.downcast_index(self._index.index)  # type: ignore[attr-defined]
-        if "HNSW" in type(inner).__name__:
-            raise NotImplementedError("FAISS HNSW indexes cannot remove vectors; rebuild instead")
-        selector = faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))
-        return int(self._index.remove_ids(selector))
-
-    def save(self, directory: Path) -> None:
-        faiss.write_index(self._index, str(directory / VECTORS_FILE))
-
-    @classmethod
-    def load(cls, directory: Path) -> Self:
-        return cls(faiss.read_index(str(directory / VECTORS_FILE)))
-
-    def __len__(self) -> int:
-        return int(self._index.ntotal)
+        _apply(index, [operation])
+        expected = operation.seq + 1
+    return index
 
 
-def _reason(error: RuntimeError) -> str:
-    """FAISS's own words, without the C++ function signature and source line before them."""
-    return re.sub(r"(?s)^Error in .*?:\d+: ", "", str(error)).strip()
+def _apply(index: LocalIndex, operations: Sequence[Operation]) -> None:
+    for operation in operations:
+        if isinstance(operation, Put):
+            index.put(operation.item, operation.seq)
+        else:
+            index.delete(operation.doc_id, operation.seq)
+
+
+def write_index(location: Path, index: LocalIndex, *, started: float) -> Manifest:
+    """Write a complete index directory (version 1, an empty translog) at ``location``: built
+    in a temporary sibling and renamed into place, replacing what is there."""
+    location.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{location.name}.building-", dir=location.parent))
+    try:
+        version = staging / version_name(1)
+        version.mkdir()
+        manifest = index.save(version, started=started, now=time.perf_counter())
+        (staging / TRANSLOG_DIR).mkdir()
+        fsync_tree(version)
+        set_current(staging, version)
+        staging.chmod(0o755)  # mkdtemp makes it private; the server may run as another user
+        _swap_into_place(staging, location)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _swap_into_place(staging: Path, out: Path) -> None:
+    if not out.exists():
+        staging.rename(out)
+    else:
+        retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        retired.rmdir()
+        out.rename(retired)
+        staging.rename(out)
+        shutil.rmtree(retired, ignore_errors=True)
+    fsync_directory(out.parent)
+
+
+def read_current_manifest(location: Path) -> Manifest:
+    """The manifest of the version being served (cheap: no data is loaded)."""
+    try:
+        return read_manifest(current_version(location))
+    except LayoutError as error:
+        raise ManifestError(str(error)) from error

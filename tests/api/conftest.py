@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from app.main import create_app
 from app.settings import Settings
@@ -30,3 +31,35 @@ def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings, HashingEmbedder), raise_server_exceptions=False) as client:
         wait_until_ready(client)
         yield client
+
+
+API_KEY = "test-write-key"
+READ_KEY = "test-read-key"
+WRITE_HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+
+
+@pytest.fixture
+def live_settings(settings: Settings) -> Settings:
+    """Writes enabled (a key), and a short refresh so that visibility tests run quickly."""
+    return settings.model_copy(
+        update={"api_key": SecretStr(API_KEY), "refresh_interval": 0.2, "max_body_bytes": 65_536}
+    )
+
+
+@pytest.fixture
+def live_client(live_settings: Settings) -> Iterator[TestClient]:
+    app = create_app(live_settings, HashingEmbedder)
+    with TestClient(app, raise_server_exceptions=False, headers=WRITE_HEADERS) as client:
+        wait_until_ready(client)
+        yield client
+
+
+def article(title: str, text: str, **metadata: object) -> dict[str, object]:
+    return {"title": title, "text": text, "metadata": metadata}
+
+
+def found(client: TestClient, query: str, mode: str = "hybrid", **params: object) -> list[str]:
+    """The doc ids a search returns, in order."""
+    response = client.get("/search", params={"q": query, "k": 100, "mode": mode, **params})
+    assert response.status_code == 200, response.text
+    return [r["doc_id"] for r in response.json()["results"]]

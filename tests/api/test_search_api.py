@@ -9,7 +9,7 @@ from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC
 
 QUERY = "Russian troops in Caracas"
 RESULT_FIELDS = {
-    *("rank", "score", "text", "title", "doc_id", "chunk_id", "start", "end"),
+    *("rank", "score", "text", "title", "doc_id", "metadata", "chunk_id", "start", "end"),
     *("scores", "ranks", "highlights", "other_matches"),
 }
 
@@ -62,10 +62,11 @@ def test_min_score_filters(client: TestClient) -> None:
     assert all(r["score"] >= floor for r in kept)
 
 
-def test_unknown_source_is_a_422_naming_it(client: TestClient) -> None:
+def test_an_unknown_source_matches_nothing(client: TestClient) -> None:
+    # The corpus is live: a document listed a moment ago may be gone. Not an error.
     response = client.get("/search", params={"q": QUERY, "source": "nope.txt"})
-    assert response.status_code == 422
-    assert "nope.txt" in response.json()["detail"]
+    assert response.status_code == 200
+    assert response.json()["results"] == []
 
 
 def _error_locations(body: dict[str, Any]) -> list[str]:
@@ -254,8 +255,10 @@ def test_bad_batches_are_422(client: TestClient, body: dict[str, Any]) -> None:
     assert client.post("/search/batch", json=body).status_code == 422
 
 
-def test_a_batch_with_an_unknown_source_names_it(client: TestClient) -> None:
-    body = {"searches": [{"query": "x"}, {"query": "y", "source": ["ghost.txt"]}]}
+def test_a_batch_with_an_unknown_source_answers_it_with_nothing(client: TestClient) -> None:
+    body = {"searches": [{"query": "Caracas"}, {"query": "Caracas", "source": ["ghost.txt"]}]}
     response = client.post("/search/batch", json=body)
-    assert response.status_code == 422
-    assert "ghost.txt" in response.json()["detail"]
+    assert response.status_code == 200
+    first, second = response.json()["responses"]
+    assert first["results"]
+    assert second["results"] == []

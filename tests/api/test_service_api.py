@@ -23,7 +23,9 @@ def test_health_ready_and_info(client: TestClient) -> None:
     assert info["dimension"] == 64
     assert info["documents"] == 2
     assert info["passages"] > 2
-    assert info["index_format_version"] == 2
+    assert info["index_format_version"] == 3
+    assert info["seq"] == 0
+    assert info["writes"] == "no SEARCH_API_KEY is set"
     assert info["chunking"] == {"max_tokens": 64, "overlap": 0.2, "segmenter": "nupunkt"}
     assert info["keyword"]["stemmer"] == "english"
     assert info["title_prefix"] is True
@@ -149,7 +151,7 @@ def test_startup_refuses_a_missing_or_mismatched_index_in_one_sentence(
 ) -> None:
     if damage == "missing":
         settings = settings.model_copy(update={"index_dir": tmp_path / "nothing-here"})
-        expected = "manifest.json does not exist. Build it with: python -m indexer build"
+        expected = "nothing-here does not exist. Build it with: python -m indexer build"
     else:
         settings = settings.model_copy(update={"model": "sentence-transformers/all-MiniLM-L6-v2"})
         expected = "was built with model 'test/hashing-64', but SEARCH_MODEL is"

@@ -1,114 +1,349 @@
-"""The contract every vector store must meet; add a store to ``store_class`` and it runs here."""
+"""The contract every store must meet: register a store in ``indexer.stores.STORES`` and give
+it a variant below, and this whole suite runs against it unchanged.
+
+Documents are made here with chosen vectors (no model), so rankings can be checked exactly.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from indexer.stores import STORES, VectorStore, store_class
+from indexer.filters import Filter, parse_filter
+from indexer.index import BuildParams, new_manifest
+from indexer.stores import STORES, Store
+from indexer.stores.base import ReadOnlyStoreError
+from indexer.types import Document, IndexedDocument, Passage
 
-STORE_KINDS = sorted(STORES)
-DIM = 8
+DIM = 16
+# Each store kind with the index variants it offers; every one must pass the whole contract.
+VARIANTS: dict[str, list[tuple[str, str]]] = {
+    "faiss": [("Flat", ""), ("HNSW32", "efSearch=200"), ("IVF4,Flat", "nprobe=4")],
+}
+CASES = [(kind, spec, params) for kind in sorted(STORES) for spec, params in VARIANTS[kind]]
+WORDS = ["troops", "oil", "election", "court", "harvest", "storm", "market", "vaccine"]
+SECTIONS = ["world", "business", "science"]
+
+StoreFactory = Callable[[Sequence[IndexedDocument]], Store]
 
 
-def unit_vectors(n: int, seed: int = 0) -> np.ndarray:
-    vectors = np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+def unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    vectors = rng.normal(size=(n, DIM)).astype(np.float32)
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-@pytest.fixture(params=STORE_KINDS)
-def store(request: pytest.FixtureRequest) -> VectorStore:
-    return store_class(request.param).create(DIM)
+def article(number: int, rng: np.random.Generator, passages: int = 2) -> IndexedDocument:
+    """A document whose passages each use one word of WORDS (so keyword searches can be
+    predicted), with metadata that filters can select."""
+    pieces = [f"{WORDS[(number + i) % len(WORDS)]} report {number}-{i}." for i in range(passages)]
+    text = " ".join(pieces)
+    spans, start = [], 0
+    for piece in pieces:
+        spans.append((start, start + len(piece)))
+        start += len(piece) + 1
+    document = Document(
+        doc_id=f"doc-{number:03d}",
+        title=f"Article {number}",
+        text=text,
+        metadata={
+            "section": SECTIONS[number % len(SECTIONS)],
+            "year": 2000 + number % 25,
+            "published": f"20{number % 25:02d}-0{1 + number % 9}-15",
+            "breaking": number % 7 == 0,
+        },
+    )
+    own = tuple(Passage(document.doc_id, i, s, e, text[s:e]) for i, (s, e) in enumerate(spans))
+    return IndexedDocument(document, own, unit(rng, passages))
 
 
-def filled(store: VectorStore, n: int = 50) -> np.ndarray:
-    vectors = unit_vectors(n)
-    store.add(np.arange(100, 100 + n, dtype=np.int64), vectors)
-    return vectors
+def corpus(n: int = 60, seed: int = 0) -> list[IndexedDocument]:
+    rng = np.random.default_rng(seed)
+    return [article(i, rng, passages=1 + i % 3) for i in range(n)]
 
 
-def test_starts_empty_and_counts_what_is_added(store: VectorStore) -> None:
-    assert len(store) == 0
-    assert store.dimension == DIM
-    filled(store, 20)
-    assert len(store) == 20
+@pytest.fixture(params=CASES, ids=lambda case: "-".join(p for p in case if p))
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    kind, spec, params = request.param
+    opened: list[Store] = []
+
+    def make(documents: Sequence[IndexedDocument]) -> Store:
+        build = BuildParams(index_factory=spec, search_params=params)
+        manifest = new_manifest("test/contract", DIM, build, "contract")
+        store = STORES[kind].create(tmp_path / f"store-{len(opened)}", manifest, documents)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
 
 
-def test_search_returns_exact_inner_product_ranking_with_caller_ids(store: VectorStore) -> None:
-    vectors = filled(store)
-    query = unit_vectors(1, seed=1)
-    scores, ids = store.search(query, 5)
-    expected = np.argsort(-(vectors @ query[0]))[:5] + 100
-    assert ids.shape == scores.shape == (1, 5)
-    assert ids[0].tolist() == expected.tolist()
-    np.testing.assert_allclose(scores[0], np.sort(vectors @ query[0])[::-1][:5], rtol=1e-5)
+def reopen(store: Store) -> Store:
+    store.close()
+    return type(store).open(store.location)
 
 
-def test_a_stored_vector_finds_itself_first(store: VectorStore) -> None:
-    vectors = filled(store)
-    scores, ids = store.search(vectors[[7, 30]], 1)
-    assert ids[:, 0].tolist() == [107, 130]
-    np.testing.assert_allclose(scores[:, 0], [1.0, 1.0], rtol=1e-5)
+def keys(store: Store, ids: np.ndarray) -> list[tuple[str, int]]:
+    reader = store.reader()
+    return [(reader.passage(int(i)).doc_id, reader.passage(int(i)).chunk_id) for i in ids]
 
 
-def test_asking_for_more_than_stored_pads_with_minus_one(store: VectorStore) -> None:
-    filled(store, 3)
-    _, ids = store.search(unit_vectors(1), 5)
-    assert sorted(ids[0][:3].tolist()) == [100, 101, 102]
-    assert ids[0][3:].tolist() == [-1, -1]
+def expected_ranking(items: Sequence[IndexedDocument], query: np.ndarray, k: int) -> list:
+    scored = [
+        (float(vector @ query), item.document.doc_id, chunk)
+        for item in items
+        for chunk, vector in enumerate(item.vectors)
+    ]
+    scored.sort(key=lambda s: -s[0])
+    return [(doc_id, chunk) for _, doc_id, chunk in scored[:k]]
 
 
-def test_allowed_restricts_the_search(store: VectorStore) -> None:
-    filled(store)
-    _, ids = store.search(unit_vectors(1, seed=2), 10, allowed=[105, 110, 149])
-    assert sorted(i for i in ids[0].tolist() if i >= 0) == [105, 110, 149]
-    _, none = store.search(unit_vectors(1, seed=2), 3, allowed=[])
-    assert none[0].tolist() == [-1, -1, -1]
+# -- reading what was created ---------------------------------------------------------------
 
 
-def test_empty_store_searches_to_nothing(store: VectorStore) -> None:
-    _, ids = store.search(unit_vectors(2), 3)
-    assert ids.tolist() == [[-1, -1, -1], [-1, -1, -1]]
+def test_a_created_store_holds_its_documents_and_passages(make_store: StoreFactory) -> None:
+    items = corpus()
+    store = make_store(items)
+    reader = store.reader()
+    assert reader.document_count == len(items)
+    assert reader.passage_count == sum(len(i.passages) for i in items)
+    assert reader.seq == 0
+    listed = reader.documents(0, 1000)
+    assert [s.document.doc_id for s in listed] == [i.document.doc_id for i in items]
+    stored = store.get("doc-007")
+    assert stored is not None
+    assert stored.document == items[7].document
+    assert stored.passages == items[7].passages
+    assert store.get("nope") is None
+    assert [s.document.doc_id for s in reader.documents(10, 5)] == [
+        f"doc-{i:03d}" for i in range(10, 15)
+    ]
 
 
-def test_remove_drops_ids_and_reports_how_many_were_there(store: VectorStore) -> None:
-    vectors = filled(store)
-    assert store.remove(np.array([107, 999], dtype=np.int64)) == 1
-    assert len(store) == 49
-    _, ids = store.search(vectors[[7]], 3)
-    assert 107 not in ids[0].tolist()
+def test_vector_search_is_an_inner_product_ranking(make_store: StoreFactory) -> None:
+    items = corpus()
+    store = make_store(items)
+    query = unit(np.random.default_rng(99), 1)
+    scores, ids = store.reader().vector_search(query, 10)
+    assert keys(store, ids) == expected_ranking(items, query[0], 10)
+    assert (np.diff(scores) <= 0).all()
+    reader = store.reader()
+    first = reader.passage(int(ids[0]))
+    item = next(i for i in items if i.document.doc_id == first.doc_id)
+    np.testing.assert_allclose(scores[0], item.vectors[first.chunk_id] @ query[0], rtol=1e-5)
+    assert reader.document_of(int(ids[0])) == item.document
 
 
-def test_wrong_dimension_is_rejected(store: VectorStore) -> None:
-    with pytest.raises(ValueError, match="shape"):
-        store.add(np.array([1], dtype=np.int64), np.ones((1, DIM + 1), dtype=np.float32))
-    with pytest.raises(ValueError, match="ids"):
-        store.add(np.array([1, 2], dtype=np.int64), np.ones((1, DIM), dtype=np.float32))
+def test_a_stored_vector_finds_itself_first(make_store: StoreFactory) -> None:
+    items = corpus()
+    store = make_store(items)
+    scores, ids = store.reader().vector_search(items[14].vectors[1:2], 1)
+    assert keys(store, ids) == [("doc-014", 1)]
+    np.testing.assert_allclose(scores, [1.0], rtol=1e-5)
 
 
-def test_save_and_load_round_trip(store: VectorStore, tmp_path: Path) -> None:
-    vectors = filled(store)
-    store.save(tmp_path)
-    loaded = type(store).load(tmp_path)
-    assert len(loaded) == len(store)
-    assert loaded.dimension == DIM
-    query = unit_vectors(1, seed=3)
-    assert loaded.search(query, 10)[1].tolist() == store.search(query, 10)[1].tolist()
-    assert store_class(store.kind) is type(store)
-    del vectors
+def test_asking_for_more_than_stored_returns_what_there_is(make_store: StoreFactory) -> None:
+    items = corpus(3)
+    store = make_store(items)
+    scores, ids = store.reader().vector_search(unit(np.random.default_rng(1), 1), 50)
+    assert len(ids) == len(scores) == sum(len(i.passages) for i in items)
+    assert (ids >= 0).all()
 
 
-@pytest.mark.parametrize("kind", STORE_KINDS)
-def test_an_unknown_spec_or_parameter_is_a_value_error(kind: str) -> None:
-    """What the builder turns into a one-line message, before any embedding work."""
-    with pytest.raises(ValueError, match="no-such-index"):
-        store_class(kind).create(DIM, "no-such-index")
-    with pytest.raises(ValueError, match="no_such_parameter"):
-        store_class(kind).create(DIM).tune("no_such_parameter=3")
+def test_keyword_search_ranks_passages_that_contain_the_words(make_store: StoreFactory) -> None:
+    items = corpus()
+    store = make_store(items)
+    scores, ids = store.reader().keyword_search("harvest", 100)
+    found = keys(store, ids)
+    expected = {
+        (i.document.doc_id, p.chunk_id) for i in items for p in i.passages if "harvest" in p.text
+    }
+    assert set(found) == expected
+    assert (scores > 0).all()
+    assert store.reader().keyword_search("zyzzyva", 10)[1].tolist() == []
 
 
-def test_unknown_store_kind_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="unknown vector store 'nope'"):
-        store_class("nope")
+def test_an_empty_store_answers_with_nothing(make_store: StoreFactory) -> None:
+    store = make_store([])
+    reader = store.reader()
+    assert (reader.document_count, reader.passage_count) == (0, 0)
+    assert reader.vector_search(unit(np.random.default_rng(0), 1), 5)[1].tolist() == []
+    assert reader.keyword_search("oil", 5)[1].tolist() == []
+    assert reader.documents(0, 10) == []
+
+
+# -- filters ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "matches"),
+    [
+        ({"section": "science"}, lambda d: d.metadata["section"] == "science"),
+        ({"section": ["world", "science"]}, lambda d: d.metadata["section"] != "business"),
+        ({"year": {"gte": 2010, "lt": 2015}}, lambda d: 2010 <= d.metadata["year"] < 2015),
+        ({"breaking": True}, lambda d: d.metadata["breaking"] is True),
+        (
+            {"published": {"gt": "2012-01-01"}, "section": "world"},
+            lambda d: d.metadata["published"] > "2012-01-01" and d.metadata["section"] == "world",
+        ),
+        (
+            {"doc_id": ["doc-003", "doc-040", "missing"]},
+            lambda d: d.doc_id in {"doc-003", "doc-040"},
+        ),
+        ({"year": 1999}, lambda d: False),
+    ],
+)
+def test_filters_apply_before_ranking_in_both_searches(
+    make_store: StoreFactory, raw: dict[str, object], matches: Callable[[Document], bool]
+) -> None:
+    items = corpus()
+    store = make_store(items)
+    allowed = [i for i in items if matches(i.document)]
+    wanted = {(i.document.doc_id, p.chunk_id) for i in allowed for p in i.passages}
+    condition = parse_filter(raw)
+    query = unit(np.random.default_rng(5), 1)
+    _, ids = store.reader().vector_search(query, 1000, condition)
+    assert keys(store, ids) == expected_ranking(allowed, query[0], 1000)
+    _, keyword_ids = store.reader().keyword_search(" ".join(WORDS), 1000, condition)
+    assert set(keys(store, keyword_ids)) == wanted
+
+
+def test_a_filter_matching_three_passages_of_thousands_returns_those_three(
+    make_store: StoreFactory,
+) -> None:
+    rng = np.random.default_rng(3)
+    items = [article(i, rng, passages=1) for i in range(3000)]
+    rare = [7, 1500, 2999]
+    for at in rare:
+        document = items[at].document
+        items[at] = IndexedDocument(
+            Document(document.doc_id, document.title, document.text, {"desk": "rare"}),
+            items[at].passages,
+            items[at].vectors,
+        )
+    store = make_store(items)
+    only = parse_filter({"desk": "rare"})
+    query = -items[7].vectors  # as far from one of them as a vector can be
+    _, ids = store.reader().vector_search(query, 10, only)
+    assert sorted(keys(store, ids)) == sorted((items[at].document.doc_id, 0) for at in rare)
+    _, keyword_ids = store.reader().keyword_search("report", 10, only)
+    assert sorted(keys(store, keyword_ids)) == sorted((items[at].document.doc_id, 0) for at in rare)
+
+
+# -- writes -----------------------------------------------------------------------------------
+
+
+def test_a_put_is_durable_at_once_and_searchable_after_a_refresh(make_store: StoreFactory) -> None:
+    items = corpus()
+    store = make_store(items[:40])
+    before = store.reader()
+    written = store.put(items[40:43])
+    assert written.existed == (False, False, False)
+    assert written.seq == 3  # one per document
+    assert store.get("doc-041") is not None  # real-time get
+    assert store.wait_for(written.seq, 10)
+    reader = store.reader()
+    assert reader.seq == 3
+    assert reader.document_count == 43
+    _, ids = reader.vector_search(items[41].vectors[0:1], 1)
+    assert keys(store, ids) == [("doc-041", 0)]
+    # A reader is a point in time: the one from before still does not see the writes.
+    assert before.document_count == 40
+    _, seen_before = before.vector_search(items[41].vectors[0:1], 100)
+    assert "doc-041" not in {before.passage(int(i)).doc_id for i in seen_before}
+
+
+def test_a_replaced_document_is_found_only_by_its_new_content(make_store: StoreFactory) -> None:
+    items = corpus()
+    store = make_store(items)
+    old = items[5]
+    rng = np.random.default_rng(11)
+    text = "storm storm over the harbour"
+    new = IndexedDocument(
+        Document(old.document.doc_id, "Replaced", text, {"section": "weather"}),
+        (Passage(old.document.doc_id, 0, 0, len(text), text),),
+        unit(rng, 1),
+    )
+    written = store.put([new])
+    assert written.existed == (True,)
+    store.refresh()
+    reader = store.reader()
+    assert reader.document_count == len(items)
+    _, ids = reader.vector_search(old.vectors[0:1], 1000)
+    assert ("doc-005", 1) not in keys(store, ids)
+    assert keys(store, reader.vector_search(new.vectors, 1)[1]) == [("doc-005", 0)]
+    _, by_filter = reader.vector_search(new.vectors, 10, parse_filter({"section": "weather"}))
+    assert keys(store, by_filter) == [("doc-005", 0)]
+    old_section = parse_filter({"section": "world", "doc_id": "doc-005"})
+    assert not reader.vector_search(new.vectors, 10, old_section)[1].size
+    stored = store.get("doc-005")
+    assert stored is not None
+    assert stored.document.title == "Replaced"
+    assert [s.document.doc_id for s in reader.documents(0, 1000)][-1] == "doc-005"  # moved last
+
+
+def test_a_delete_is_gone_from_every_search_and_listing_once_it_returns(
+    make_store: StoreFactory,
+) -> None:
+    items = corpus()
+    store = make_store(items)
+    written = store.delete(["doc-009", "nope"])
+    assert written.existed == (True, False)
+    assert written.seq == 1  # deleting nothing is not a write
+    reader = store.reader()  # no refresh: deletes publish themselves
+    assert reader.document_count == len(items) - 1
+    assert "doc-009" not in {s.document.doc_id for s in reader.documents(0, 1000)}
+    _, ids = reader.vector_search(items[9].vectors[0:1], 1000)
+    assert all(doc_id != "doc-009" for doc_id, _ in keys(store, ids))
+    _, keyword_ids = reader.keyword_search(" ".join(WORDS), 1000)
+    assert all(doc_id != "doc-009" for doc_id, _ in keys(store, keyword_ids))
+    assert store.get("doc-009") is None
+    assert store.delete(["doc-009"]).existed == (False,)
+
+
+def test_writes_survive_closing_and_reopening(make_store: StoreFactory) -> None:
+    items = corpus()
+    store = make_store(items[:50])
+    store.put(items[50:55])
+    store.delete(["doc-001", "doc-052"])
+    query = unit(np.random.default_rng(8), 1)
+    store.refresh()
+    ranking = keys(store, store.reader().vector_search(query, 20)[1])
+    store = reopen(store)
+    reader = store.reader()
+    assert reader.seq == 7
+    assert reader.document_count == 50 + 5 - 2
+    assert keys(store, reader.vector_search(query, 20)[1]) == ranking
+    assert store.get("doc-052") is None
+    assert store.get("doc-053") is not None
+    assert store.put(items[55:56]).seq == 8  # numbering goes on
+
+
+def test_a_read_only_store_refuses_writes_and_still_reads(make_store: StoreFactory) -> None:
+    store = make_store(corpus(5))
+    store.close()
+    reading = type(store).open(store.location, writable=False)
+    try:
+        assert reading.read_only is not None
+        with pytest.raises(ReadOnlyStoreError):
+            reading.put(corpus(6)[5:])
+        with pytest.raises(ReadOnlyStoreError):
+            reading.delete(["doc-001"])
+        assert reading.reader().document_count == 5
+    finally:
+        reading.close()
+
+
+def test_a_filter_object_and_its_json_select_the_same(make_store: StoreFactory) -> None:
+    store = make_store(corpus())
+    condition = parse_filter({"year": {"gte": 2020}})
+    assert condition is not None
+    again = parse_filter(condition.to_json())
+    query = unit(np.random.default_rng(2), 1)
+    assert store.reader().vector_search(query, 50, again)[1].tolist() == (
+        store.reader().vector_search(query, 50, condition)[1].tolist()
+    )
+    assert isinstance(Filter.of_doc_ids(["doc-001"]), Filter)

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from indexer.cli import app
-from tests.conftest import RUSSIA_DOC, SEEDS
+from indexer.embedding import DEFAULT_MODEL
+from indexer.stores.faiss_store import read_current_manifest
+from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC, SEEDS
 
 runner = CliRunner()
 
@@ -23,8 +24,8 @@ def test_build_then_search_from_the_command_line(tmp_path: Path) -> None:
     assert {"export.json", "model.onnx", "tokenizer.json"} <= {p.name for p in onnx.iterdir()}
     assert lines[-1].startswith("indexed 2 documents into ")
     assert "passages/s" in built.output
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["model"] == {"name": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384}
+    manifest = read_current_manifest(out)
+    assert (manifest.model.name, manifest.model.dimension) == (DEFAULT_MODEL, 384)
 
     again = runner.invoke(app, ["build", "--source", str(SEEDS), *paths, "--if-stale"])
     assert again.output == f"index at {out} is up to date (2 documents)\n"
@@ -37,3 +38,12 @@ def test_build_then_search_from_the_command_line(tmp_path: Path) -> None:
     start, end = map(int, first.split("[")[1].split("]")[0].split(":"))
     text = (SEEDS / RUSSIA_DOC).read_bytes().decode("utf-8")[start:end]
     assert " ".join(text.split())[:60] in " ".join(found.output.split())
+
+    only_the_other = ["--filter", f'{{"doc_id": {{"in": ["{OPPOSITION_DOC}"]}}}}']
+    filtered = runner.invoke(app, ["search", *paths, *only_the_other, "Russian military presence"])
+    assert filtered.exit_code == 0, filtered.output
+    assert RUSSIA_DOC not in filtered.output
+    assert OPPOSITION_DOC in filtered.output.splitlines()[0]
+    bad = runner.invoke(app, ["search", *paths, "--filter", '{"year": {"gtee": 1}}', "x"])
+    assert bad.exit_code == 1
+    assert "unknown operator 'gtee'" in bad.output

@@ -10,17 +10,14 @@ import pytest
 
 from indexer.backends import load_embedder
 from indexer.embedding import DEFAULT_MODEL, ModelLoadError, SentenceTransformerEmbedder
-from indexer.index import SearchIndex
-from tests.conftest import RUSSIA_DOC
+from tests.conftest import RUSSIA_DOC, all_passages
 from tests.processes import running_service, startup_refusal
 
 
 def test_onnx_vectors_match_sentence_transformers(
     onnx_dir: Path, real_embedder: SentenceTransformerEmbedder, real_index_dir: Path
 ) -> None:
-    texts = [p.text for p in SearchIndex.open(real_index_dir).passages] + [
-        "Russian military presence"
-    ]
+    texts = [p.text for p in all_passages(real_index_dir)] + ["Russian military presence"]
     torch_vectors = real_embedder.encode(texts)
     onnx = load_embedder(DEFAULT_MODEL, "onnx", onnx_dir)
     assert (onnx.model_name, onnx.dimension) == (DEFAULT_MODEL, 384)

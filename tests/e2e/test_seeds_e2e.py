@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from indexer.embedding import HuggingFaceTokenizer
-from indexer.index import SearchIndex
-from tests.conftest import RUSSIA_DOC
+from indexer.stores.faiss_store import read_current_manifest
+from tests.conftest import RUSSIA_DOC, all_passages
 from tests.e2e.seed_questions import SEED_QUESTIONS
 from tests.processes import running_service, startup_refusal
 
@@ -44,11 +44,11 @@ def test_every_result_round_trips_against_the_document_endpoint(real_client: Tes
 
 
 def test_passages_respect_the_model_token_limit(real_index_dir: Path) -> None:
-    index = SearchIndex.open(real_index_dir)
-    tokenizer = HuggingFaceTokenizer.from_model(index.manifest.model.name)
-    limit = index.manifest.chunking.max_tokens
-    assert max(len(tokenizer.token_spans(p.text)) for p in index.passages) <= limit
-    assert index.manifest.model.dimension == 384
+    manifest = read_current_manifest(real_index_dir)
+    tokenizer = HuggingFaceTokenizer.from_model(manifest.model.name)
+    limit = manifest.chunking.max_tokens
+    assert max(len(tokenizer.token_spans(p.text)) for p in all_passages(real_index_dir)) <= limit
+    assert manifest.model.dimension == 384
 
 
 def test_swagger_and_redoc_reference_no_external_host(real_client: TestClient) -> None:

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 
 from indexer.evaluation import as_json, evaluate, format_table, load_collection
-from indexer.index import BuildParams, SearchIndex, build_index
+from indexer.index import BuildParams, build_index
 from indexer.loading import load_corpus
 from indexer.search import Searcher
+from indexer.stores import FaissStore
 from tests.fakes import HashingEmbedder
 
 CORPUS = [
@@ -46,7 +47,7 @@ def test_evaluate_scores_documents_by_their_best_passage(
     out = tmp_path / "index"
     corpus = load_corpus(collection_dir / "corpus.jsonl")
     build_index(corpus, out, HashingEmbedder(), BuildParams(), source_label="tiny")
-    searcher = Searcher(SearchIndex.open(out), HashingEmbedder())
+    searcher = Searcher(FaissStore.open(out, writable=False), HashingEmbedder())
     [keyword] = evaluate(searcher, load_collection(collection_dir), ["keyword"])
     # q1 finds d1 first; q2 finds d3 then d2 (the ideal order): every measure is perfect.
     assert keyword.mode == "keyword"

@@ -7,53 +7,55 @@ from unittest import mock
 import faiss
 import pytest
 
-from indexer.index import (
-    BuildError,
-    BuildParams,
-    IndexLoadError,
-    SearchIndex,
-    build_index,
-    stale_reason,
-)
+from indexer.index import BuildError, BuildParams, api_writes, build_index, stale_reason
+from indexer.ingest import Preparer
 from indexer.loading import load_corpus
 from indexer.manifest import FORMAT_VERSION, read_manifest
+from indexer.stores import FaissStore
+from indexer.stores.faiss_store import StoreOpenError
+from indexer.types import Document
 from tests.conftest import SEED_PARAMS, SEEDS, write_articles
 from tests.fakes import HashingEmbedder
 
 
-def test_index_directory_has_manifest_vectors_passages_and_documents(seed_index_dir: Path) -> None:
-    assert sorted(p.name for p in seed_index_dir.iterdir()) == [
-        "bm25",
+def version(index_dir: Path) -> Path:
+    return index_dir / (index_dir / "CURRENT").read_text().strip()
+
+
+def test_index_directory_has_a_current_version_and_a_translog(seed_index_dir: Path) -> None:
+    assert sorted(p.name for p in seed_index_dir.iterdir()) == ["CURRENT", "translog", "v000001"]
+    assert sorted(p.name for p in version(seed_index_dir).iterdir()) == [
         "documents.jsonl",
+        "keyword",
         "manifest.json",
         "passages.jsonl",
         "vectors.faiss",
     ]
-    manifest = json.loads((seed_index_dir / "manifest.json").read_text())
+    manifest = json.loads((version(seed_index_dir) / "manifest.json").read_text())
     assert manifest["format_version"] == FORMAT_VERSION
     assert manifest["model"] == {"name": "test/hashing-64", "dimension": 64}
     assert manifest["chunking"] == {"max_tokens": 64, "overlap": 0.2, "segmenter": "nupunkt"}
-    assert manifest["keyword"] == {
-        "k1": 1.2,
-        "b": 0.75,
-        "method": "lucene",
-        "stemmer": "english",
-    }
+    assert manifest["keyword"] == {"k1": 1.2, "b": 0.75, "stemmer": "english"}
     assert manifest["title_prefix"] is True
+    assert manifest["seq"] == 0
     assert manifest["counts"]["documents"] == 2
     assert set(manifest["corpus"]["checksums"]) == {p.name for p in SEEDS.iterdir()}
     passages = [
-        json.loads(line) for line in (seed_index_dir / "passages.jsonl").read_text().splitlines()
+        json.loads(line)
+        for line in (version(seed_index_dir) / "passages.jsonl").read_text().splitlines()
     ]
     assert manifest["counts"]["passages"] == len(passages) > 2
+    assert set(passages[0]) == {"doc_id", "chunk_id", "start", "end"}  # the text is the document's
     assert manifest["built_at"].endswith("Z")
 
 
-def test_opened_index_round_trips_passages_against_documents(seed_index: SearchIndex) -> None:
-    assert len(seed_index.store) == len(seed_index.passages)
-    for passage in seed_index.passages:
-        document = seed_index.documents[passage.doc_id]
-        assert document.text[passage.start : passage.end] == passage.text
+def test_opened_index_round_trips_passages_against_documents(seed_store: FaissStore) -> None:
+    reader = seed_store.reader()
+    stored = reader.documents(0, 10)
+    assert sum(len(s.passages) for s in stored) == reader.passage_count
+    for document in stored:
+        for passage in document.passages:
+            assert document.document.text[passage.start : passage.end] == passage.text
 
 
 def test_rebuild_replaces_the_index_and_leaves_no_temporary_directories(
@@ -61,14 +63,14 @@ def test_rebuild_replaces_the_index_and_leaves_no_temporary_directories(
 ) -> None:
     corpus = load_corpus(write_articles(tmp_path / "other", {"x.txt": "Other\n\nA new corpus."}))
     build_index(corpus, seed_index_dir, HashingEmbedder(), BuildParams(), source_label="other")
-    assert SearchIndex.open(seed_index_dir).manifest.counts.documents == 1
+    assert read_manifest(version(seed_index_dir)).counts.documents == 1
     assert sorted(p.name for p in seed_index_dir.parent.iterdir()) == ["index", "other"]
 
 
 def test_a_crash_mid_build_keeps_the_previous_index(seed_index_dir: Path) -> None:
-    before = (seed_index_dir / "manifest.json").read_bytes()
+    before = (version(seed_index_dir) / "manifest.json").read_bytes()
     with (
-        mock.patch("indexer.index.write_manifest", side_effect=OSError("disk full")),
+        mock.patch("indexer.stores.local.write_manifest", side_effect=OSError("disk full")),
         pytest.raises(OSError, match="disk full"),
     ):
         build_index(
@@ -78,7 +80,7 @@ def test_a_crash_mid_build_keeps_the_previous_index(seed_index_dir: Path) -> Non
             BuildParams(),
             source_label="s",
         )
-    assert (seed_index_dir / "manifest.json").read_bytes() == before
+    assert (version(seed_index_dir) / "manifest.json").read_bytes() == before
     assert [p.name for p in seed_index_dir.parent.iterdir()] == ["index"]
 
 
@@ -120,23 +122,36 @@ def test_stale_reason_detects_every_kind_of_change(seed_index_dir: Path, tmp_pat
 def test_opening_a_missing_or_damaged_index_says_what_is_wrong(
     seed_index_dir: Path, tmp_path: Path
 ) -> None:
-    with pytest.raises(IndexLoadError, match=r"manifest\.json does not exist"):
-        SearchIndex.open(tmp_path / "missing")
-    (seed_index_dir / "vectors.faiss").write_bytes(b"garbage")
-    with pytest.raises(IndexLoadError, match="is damaged"):
-        SearchIndex.open(seed_index_dir)
-    (seed_index_dir / "manifest.json").write_text("{}")
-    with pytest.raises(IndexLoadError, match="not a valid manifest"):
-        SearchIndex.open(seed_index_dir)
+    with pytest.raises(StoreOpenError, match="does not exist"):
+        FaissStore.open(tmp_path / "missing")
+    (version(seed_index_dir) / "vectors.faiss").write_bytes(b"garbage")
+    with pytest.raises(StoreOpenError, match="is damaged"):
+        FaissStore.open(seed_index_dir)
+    (version(seed_index_dir) / "manifest.json").write_text("{}")
+    with pytest.raises(StoreOpenError, match="not a valid manifest"):
+        FaissStore.open(seed_index_dir)
+
+
+def test_a_version_whose_files_disagree_with_its_manifest_is_refused(seed_index_dir: Path) -> None:
+    passages = version(seed_index_dir) / "passages.jsonl"
+    passages.write_text("".join(passages.read_text().splitlines(keepends=True)[:-1]))
+    with pytest.raises(StoreOpenError, match="its manifest says"):
+        FaissStore.open(seed_index_dir)
+
+
+def test_an_index_of_the_previous_format_is_refused_with_its_age(tmp_path: Path) -> None:
+    old = write_articles(tmp_path / "old", {"manifest.json": '{"format_version": 2}'})
+    with pytest.raises(StoreOpenError, match="older format"):
+        FaissStore.open(old)
 
 
 def test_manifest_of_a_future_format_is_refused(seed_index_dir: Path) -> None:
-    path = seed_index_dir / "manifest.json"
+    path = version(seed_index_dir) / "manifest.json"
     manifest = json.loads(path.read_text())
     manifest["format_version"] = FORMAT_VERSION + 1
     path.write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="format version"):
-        read_manifest(seed_index_dir)
+        read_manifest(version(seed_index_dir))
 
 
 def test_the_index_directory_is_readable_by_other_users(seed_index_dir: Path) -> None:
@@ -157,18 +172,19 @@ def test_the_vector_index_type_is_a_build_setting_recorded_in_the_manifest(tmp_p
     params = BuildParams(index_factory="HNSW16", search_params="efConstruction=77,efSearch=64")
     out = tmp_path / "hnsw"
     build_index(load_corpus(SEEDS), out, HashingEmbedder(), params, source_label="seeds")
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = json.loads((version(out) / "manifest.json").read_text())
     assert manifest["store"] == {
         "kind": "faiss",
         "spec": "HNSW16",
         "search_params": "efConstruction=77,efSearch=64",
     }
-    stored = faiss.read_index(str(out / "vectors.faiss"))  # owns the inner index: keep it
-    hnsw = faiss.downcast_index(stored.index).hnsw
+    hnsw = faiss.downcast_index(faiss.read_index(str(version(out) / "vectors.faiss"))).hnsw
     assert (hnsw.efConstruction, hnsw.efSearch) == (77, 64)
-    index = SearchIndex.open(out)
-    vector = HashingEmbedder().encode([index.passages[3].text])
-    assert index.store.search(vector, 1)[1][0].tolist() == [3]
+    store = FaissStore.open(out, writable=False)
+    reader = store.reader()
+    vector = HashingEmbedder().encode([reader.passage(3).text])
+    assert reader.vector_search(vector, 1)[1].tolist() == [3]
+    store.close()
     corpus = load_corpus(SEEDS)
     assert stale_reason(out, corpus, "test/hashing-64", params) is None
     assert "HNSW16" in (stale_reason(out, corpus, "test/hashing-64", BuildParams()) or "")
@@ -192,3 +208,41 @@ def test_bad_vector_index_settings_fail_the_build_in_one_line(
     assert not (tmp_path / "index").exists()
     if "IVF" not in params.index_factory:  # a mistyped setting fails before the embedding work
         assert embedder.encoded == []
+
+
+def _write_through_the_api(index_dir: Path, doc_id: str = "live.txt") -> None:
+    store = FaissStore.open(index_dir)
+    preparer = Preparer(HashingEmbedder(), SEED_PARAMS.chunking, True)
+    store.put(preparer.prepare([Document(doc_id, "Live", "Written through the API.")]))
+    store.close()
+
+
+def test_an_index_that_took_writes_is_never_replaced_unless_forced(seed_index_dir: Path) -> None:
+    assert api_writes(seed_index_dir) == 0
+    _write_through_the_api(seed_index_dir)
+    assert api_writes(seed_index_dir) == 1
+    corpus, embedder = load_corpus(SEEDS), HashingEmbedder()
+    with pytest.raises(BuildError, match="holds 1 write made through the API") as refused:
+        build_index(corpus, seed_index_dir, embedder, SEED_PARAMS, source_label="seeds")
+    assert "--force" in str(refused.value)
+    store = FaissStore.open(seed_index_dir, writable=False)
+    assert store.get("live.txt") is not None
+    store.close()
+    build_index(corpus, seed_index_dir, embedder, SEED_PARAMS, source_label="seeds", force=True)
+    assert api_writes(seed_index_dir) == 0
+
+
+def test_an_index_held_by_a_running_store_is_never_replaced(seed_index_dir: Path) -> None:
+    serving = FaissStore.open(seed_index_dir)  # what the service does
+    try:
+        with pytest.raises(BuildError, match="in use by another process"):
+            build_index(
+                load_corpus(SEEDS),
+                seed_index_dir,
+                HashingEmbedder(),
+                SEED_PARAMS,
+                source_label="seeds",
+                force=True,
+            )
+    finally:
+        serving.close()

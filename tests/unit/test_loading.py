@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from indexer.loading import document_checksum, load_corpus
+from indexer.types import Document
 from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC, SEEDS, write_articles
 
 
@@ -98,3 +99,28 @@ def test_seeds_are_the_shared_articles_byte_for_byte() -> None:
     assert sorted(p.name for p in SEEDS.iterdir()) == sorted(p.name for p in shared.iterdir())
     for path in shared.iterdir():
         assert (SEEDS / path.name).read_bytes() == path.read_bytes()
+
+
+def test_jsonl_records_may_carry_metadata_and_bad_metadata_is_reported(tmp_path: Path) -> None:
+    records = [
+        {"_id": "a", "title": "A", "text": "x", "metadata": {"section": "world", "year": 2019}},
+        {"_id": "b", "title": "B", "text": "y", "metadata": {"nested": {"no": 1}}},
+        {"_id": "c", "title": "C", "text": "z"},
+    ]
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
+    corpus = load_corpus(path)
+    assert [(d.doc_id, d.metadata) for d in corpus.documents] == [
+        ("a", {"section": "world", "year": 2019}),
+        ("c", {}),
+    ]
+    [skipped] = corpus.skipped
+    assert skipped.where.endswith("corpus.jsonl:2")
+    assert "metadata key 'nested'" in skipped.reason
+
+
+def test_metadata_is_part_of_the_checksum_only_when_present() -> None:
+    plain = Document("d", "T", "text")
+    tagged = Document("d", "T", "text", {"section": "world"})
+    assert document_checksum(plain) != document_checksum(tagged)
+    assert document_checksum(plain) == document_checksum(Document("d", "T", "text", {}))

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import pytest
 
+from indexer.filters import Filter
 from indexer.fusion import FusionParams
-from indexer.index import IndexLoadError, SearchIndex
-from indexer.search import MODES, Mode, Query, Searcher, UnknownDocumentError
+from indexer.search import MODES, Mode, ModelMismatchError, Query, Searcher
+from indexer.stores import FaissStore
 from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC
 from tests.fakes import HashingEmbedder
 
@@ -17,8 +18,8 @@ def embedder() -> HashingEmbedder:
 
 
 @pytest.fixture
-def searcher(seed_index: SearchIndex, embedder: HashingEmbedder) -> Searcher:
-    return Searcher(seed_index, embedder)
+def searcher(seed_store: FaissStore, embedder: HashingEmbedder) -> Searcher:
+    return Searcher(seed_store, embedder)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -28,7 +29,9 @@ def test_hits_are_ranked_by_the_modes_score_and_trace_back(searcher: Searcher, m
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     best = hits[0]
     assert "Russian troops" in best.passage.text
-    document = searcher.index.documents[best.passage.doc_id]
+    stored = searcher.store.get(best.passage.doc_id)
+    assert stored is not None
+    document = stored.document
     assert document.text[best.passage.start : best.passage.end] == best.passage.text
     assert best.title == document.title
 
@@ -51,8 +54,8 @@ def test_the_score_is_the_modes_own_and_the_evidence_shows_both_rankings(
     assert all(h.score == h.evidence.fused_score and 0 <= h.score <= 1 for h in hybrid)
 
 
-def test_rrf_fusion_scores_sum_reciprocal_ranks(seed_index: SearchIndex) -> None:
-    searcher = Searcher(seed_index, HashingEmbedder(), FusionParams("rrf", rrf_k=60))
+def test_rrf_fusion_scores_sum_reciprocal_ranks(seed_store: FaissStore) -> None:
+    searcher = Searcher(seed_store, HashingEmbedder(), FusionParams("rrf", rrf_k=60))
     for hit in searcher.search(Query(QUERY, mode="hybrid", k=5)):
         e = hit.evidence
         ranks = [r for r in (e.semantic_rank, e.keyword_rank) if r is not None]
@@ -69,8 +72,8 @@ def test_hybrid_puts_a_passage_both_rankings_like_first(searcher: Searcher) -> N
     assert hybrid.evidence.keyword_rank is not None
 
 
-def test_convex_fusion_scores_are_weighted_normalised_scores(seed_index: SearchIndex) -> None:
-    searcher = Searcher(seed_index, HashingEmbedder(), FusionParams("convex", semantic_weight=1.0))
+def test_convex_fusion_scores_are_weighted_normalised_scores(seed_store: FaissStore) -> None:
+    searcher = Searcher(seed_store, HashingEmbedder(), FusionParams("convex", semantic_weight=1.0))
     hybrid = searcher.search(Query(QUERY, mode="hybrid", k=5))
     semantic = searcher.search(Query(QUERY, mode="semantic", k=5))
     assert [h.passage for h in hybrid] == [h.passage for h in semantic]
@@ -94,29 +97,31 @@ def test_offset_pages_through_one_consistent_ranking(
 
 
 def test_paging_past_the_end_returns_nothing(searcher: Searcher) -> None:
-    total = len(searcher.index.passages)
+    total = searcher.store.reader().passage_count
     assert len(searcher.search(Query("Venezuela", mode="semantic", k=100))) == total
     assert searcher.search(Query("Venezuela", mode="semantic", k=5, offset=total)) == []
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_sources_restrict_results_to_those_documents(searcher: Searcher, mode: Mode) -> None:
-    hits = searcher.search(Query(QUERY, mode=mode, k=100, sources=[OPPOSITION_DOC]))
+def test_a_document_filter_restricts_results_to_those_documents(
+    searcher: Searcher, mode: Mode
+) -> None:
+    only = Filter.of_doc_ids([OPPOSITION_DOC])
+    hits = searcher.search(Query(QUERY, mode=mode, k=100, filter=only))
     assert hits
     assert {h.passage.doc_id for h in hits} == {OPPOSITION_DOC}
 
 
-def test_semantic_search_within_sources_reaches_every_passage(searcher: Searcher) -> None:
-    both = searcher.search(
-        Query(QUERY, mode="semantic", k=100, sources=[OPPOSITION_DOC, RUSSIA_DOC])
-    )
-    assert len(both) == len(searcher.index.passages)
+def test_semantic_search_within_a_filter_reaches_every_passage(searcher: Searcher) -> None:
+    both = Filter.of_doc_ids([OPPOSITION_DOC, RUSSIA_DOC])
+    hits = searcher.search(Query(QUERY, mode="semantic", k=100, filter=both))
+    assert len(hits) == searcher.store.reader().passage_count
 
 
-def test_unknown_sources_are_named(searcher: Searcher) -> None:
-    with pytest.raises(UnknownDocumentError) as raised:
-        searcher.search(Query("x", sources=[RUSSIA_DOC, "nope.txt", "also-nope.txt"]))
-    assert raised.value.doc_ids == ["also-nope.txt", "nope.txt"]
+@pytest.mark.parametrize("mode", MODES)
+def test_unknown_document_ids_in_a_filter_match_nothing(searcher: Searcher, mode: Mode) -> None:
+    # A live corpus: the document may have been deleted a moment ago; that is not an error.
+    assert searcher.search(Query(QUERY, mode=mode, filter=Filter.of_doc_ids(["nope.txt"]))) == []
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -165,6 +170,6 @@ def test_search_many_embeds_all_semantic_queries_in_one_batch(
     assert answers == [searcher.search(q) for q in queries]
 
 
-def test_a_searcher_refuses_an_index_built_with_another_model(seed_index: SearchIndex) -> None:
-    with pytest.raises(IndexLoadError, match="built with model 'test/hashing-64'"):
-        Searcher(seed_index, HashingEmbedder("another/model"))
+def test_a_searcher_refuses_an_index_built_with_another_model(seed_store: FaissStore) -> None:
+    with pytest.raises(ModelMismatchError, match="built with model 'test/hashing-64'"):
+        Searcher(seed_store, HashingEmbedder("another/model"))

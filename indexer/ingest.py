@@ -1,0 +1,56 @@
+"""Turning documents into what a store keeps: passages, their representations and vectors.
+
+The one path for both the offline build and writes over HTTP, with the index's recorded
+settings, so a document written live and the same document built offline get identical
+passages and vectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from indexer.chunking import Chunker, ChunkingParams
+from indexer.embedding import DEFAULT_BATCH_SIZE, Embedder
+from indexer.types import Document, IndexedDocument, Passage
+
+
+def passage_representation(passage: Passage, title: str, title_prefix: bool) -> str:
+    """The text that is embedded and keyword-indexed for a passage: with its document's title
+    first, so that a passage that never names its subject still carries it."""
+    if title_prefix and title and not passage.text.startswith(title):
+        return f"{title}\n\n{passage.text}"
+    return passage.text
+
+
+class Preparer:
+    """Chunks and embeds documents the way one index was built."""
+
+    def __init__(self, embedder: Embedder, chunking: ChunkingParams, title_prefix: bool) -> None:
+        self.embedder = embedder
+        self.title_prefix = title_prefix
+        self._chunker = Chunker(embedder.tokenizer(), chunking)
+
+    def prepare(
+        self,
+        documents: Sequence[Document],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: bool = False,
+    ) -> list[IndexedDocument]:
+        """Every document's passages and vectors; all passages embedded in shared batches."""
+        passages = [tuple(self._chunker.chunk(document)) for document in documents]
+        texts = [
+            passage_representation(p, document.title, self.title_prefix)
+            for document, own in zip(documents, passages, strict=True)
+            for p in own
+        ]
+        vectors = self.embedder.encode(texts, batch_size=batch_size, progress=progress)
+        bounds = np.cumsum([0, *(len(own) for own in passages)])
+        return [
+            IndexedDocument(document, own, vectors[start:end])
+            for document, own, start, end in zip(
+                documents, passages, bounds[:-1], bounds[1:], strict=True
+            )
+        ]

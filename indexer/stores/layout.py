@@ -1,0 +1,181 @@
+"""The on-disk layout of a local index, and writing it the way databases do.
+
+    data/index/              SEARCH_INDEX_DIR
+      CURRENT                the name of the serving version (replaced atomically)
+      v000003/               an immutable version: manifest.json (written last), documents,
+                             passages, vectors, keyword index
+      translog/              writes since that version (see translog.py)
+      LOCK                   held by the one process that may write (flock)
+
+A version is written into a temporary sibling, fsynced file by file, renamed into place and
+the directory fsynced; only then does CURRENT point at it. A crash at any moment leaves
+CURRENT naming a complete version, and the translog holding every write after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import re
+import shutil
+from pathlib import Path
+
+from indexer.manifest import MANIFEST_FILE
+
+CURRENT_FILE = "CURRENT"
+TRANSLOG_DIR = "translog"
+LOCK_FILE = "LOCK"
+_VERSION = re.compile(r"v(\d{6,})")
+_TEMPORARY_PREFIX = ".tmp-"
+
+
+class LayoutError(ValueError):
+    """The directory is not an index this version can open; the message says why."""
+
+
+class IndexLockedError(RuntimeError):
+    """Another process holds the index for writing."""
+
+
+def version_name(number: int) -> str:
+    return f"v{number:06d}"
+
+
+def version_number(name: str) -> int:
+    match = _VERSION.fullmatch(name)
+    if match is None:
+        raise LayoutError(f"{name!r} is not an index version name")
+    return int(match.group(1))
+
+
+def current_version(root: Path) -> Path:
+    """The directory of the version that CURRENT names."""
+    pointer = root / CURRENT_FILE
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        if (root / MANIFEST_FILE).exists():  # an index of format 2 or older: no versions
+            raise LayoutError(f"{root} holds an index of an older format") from None
+        if not root.exists():
+            raise LayoutError(f"{root} does not exist") from None
+        raise LayoutError(f"{root} is not an index directory (no {CURRENT_FILE})") from None
+    except OSError as error:
+        raise LayoutError(f"{pointer} is unreadable: {error.strerror or error}") from error
+    version_number(name)
+    return root / name
+
+
+def is_index(root: Path) -> bool:
+    return (root / CURRENT_FILE).is_file() or (root / MANIFEST_FILE).is_file()
+
+
+def versions(root: Path) -> list[Path]:
+    found = [p for p in root.iterdir() if p.is_dir() and _VERSION.fullmatch(p.name)]
+    return sorted(found, key=lambda p: version_number(p.name))
+
+
+def new_version_dir(root: Path) -> tuple[Path, Path]:
+    """A temporary directory to write the next version into, and its final name."""
+    existing = [version_number(p.name) for p in versions(root)]
+    final = root / version_name(max(existing, default=0) + 1)
+    temporary = root / f"{_TEMPORARY_PREFIX}{final.name}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir()
+    return temporary, final
+
+
+def commit_version(temporary: Path, final: Path) -> None:
+    """Make a fully written version directory durable under its final name."""
+    fsync_tree(temporary)
+    temporary.rename(final)
+    fsync_directory(final.parent)
+
+
+def set_current(root: Path, version: Path) -> None:
+    write_atomically(root / CURRENT_FILE, f"{version.name}\n".encode())
+
+
+def remove_unused(root: Path) -> None:
+    """Delete versions other than the current one, and temporary leftovers of a crash."""
+    current = current_version(root)
+    for path in root.iterdir():
+        leftover = path.name.startswith(_TEMPORARY_PREFIX)
+        if path.is_dir() and (leftover or (_VERSION.fullmatch(path.name) and path != current)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: a reader (or a crash) sees the old file or the new one."""
+    temporary = path.with_name(f"{_TEMPORARY_PREFIX}{path.name}")
+    with temporary.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    temporary.replace(path)
+    fsync_directory(path.parent)
+
+
+def fsync_tree(directory: Path) -> None:
+    """fsync every file and directory under ``directory``, then itself."""
+    for path in sorted(directory.rglob("*"), reverse=True):
+        if path.is_file():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+        else:
+            fsync_directory(path)
+    fsync_directory(directory)
+
+
+def fsync_directory(directory: Path) -> None:
+    """So that a rename or a new file in it survives a crash."""
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+class IndexLock:
+    """An exclusive advisory lock on the index (``flock`` on LOCK, like Lucene's write.lock):
+    one process writes; a second writer, or a rebuild of a served index, is refused. The
+    kernel drops it when the process dies, even by ``kill -9``."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / LOCK_FILE
+        self._descriptor: int | None = None
+
+    def acquire(self) -> None:
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip()
+            os.close(descriptor)
+            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                who = f" (process {holder})" if holder else ""
+                message = f"{self.path.parent} is in use by another process{who}"
+                raise IndexLockedError(message) from None
+            raise
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        self._descriptor = descriptor
+
+    def held_elsewhere(self) -> str | None:
+        """Who holds the lock, if another process does (for refusing a rebuild)."""
+        try:
+            self.acquire()
+        except IndexLockedError as error:
+            return str(error)
+        except OSError:
+            return None  # cannot even create the lock file: nobody writes here either
+        self.release()
+        return None
+
+    def release(self) -> None:
+        if self._descriptor is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._descriptor, fcntl.LOCK_UN)
+            os.close(self._descriptor)
+            self._descriptor = None

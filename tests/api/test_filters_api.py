@@ -1,0 +1,151 @@
+"""Filters on /search (GET and POST) and /search/batch: applied before ranking, 422 when bad."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import article, found
+from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC
+
+MODES = ("semantic", "keyword", "hybrid")
+NEWS = {
+    "oslo.txt": article(
+        "Talks in Oslo",
+        "Government and opposition delegates met in Oslo to discuss elections.",
+        section="world",
+        year=2019,
+        published="2019-05-28",
+        breaking=True,
+    ),
+    "oil.txt": article(
+        "Oil output falls",
+        "Venezuela's oil output fell again as sanctions hit the state oil company.",
+        section="business",
+        year=2019,
+        published="2019-07-02T08:30:00Z",
+        breaking=False,
+    ),
+    "vote.txt": article(
+        "A vote is called",
+        "The opposition called a vote on new elections for the autumn.",
+        section="world",
+        year=2021,
+        published="2021-01-15",
+        breaking=False,
+    ),
+}
+QUERY = "opposition elections oil"
+
+
+@pytest.fixture
+def news(live_client: TestClient) -> TestClient:
+    documents = [{"doc_id": doc_id, **body} for doc_id, body in NEWS.items()]
+    response = live_client.post("/documents?refresh=wait_for", json={"documents": documents})
+    assert response.status_code == 200, response.text
+    return live_client
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        ({"section": "world"}, {"oslo.txt", "vote.txt"}),
+        ({"section": ["business", "sport"]}, {"oil.txt"}),
+        ({"year": {"gte": 2020}}, {"vote.txt"}),
+        ({"year": 2019, "breaking": False}, {"oil.txt"}),
+        ({"published": {"gte": "2019-06-01", "lt": "2020-01-01"}}, {"oil.txt"}),
+        ({"published": {"gt": "2019-05-28T00:00:00+02:00"}}, {"oslo.txt", "oil.txt", "vote.txt"}),
+        ({"doc_id": ["oslo.txt", OPPOSITION_DOC]}, {"oslo.txt", OPPOSITION_DOC}),
+        ({"section": "world", "doc_id": "oil.txt"}, set()),
+        ({"year": "2019"}, set()),  # a string never equals a number
+    ],
+)
+def test_get_and_post_filter_before_ranking_in_every_mode(
+    news: TestClient, mode: str, condition: dict[str, object], expected: set[str]
+) -> None:
+    got = set(found(news, QUERY, mode, filter=json.dumps(condition)))
+    assert got <= expected
+    if mode != "keyword":  # every allowed document has a passage in a semantic ranking
+        assert got == expected
+    posted = news.post(
+        "/search", json={"query": QUERY, "k": 100, "mode": mode, "filter": condition}
+    ).json()
+    assert {r["doc_id"] for r in posted["results"]} == got
+
+
+def test_results_carry_their_documents_metadata(news: TestClient) -> None:
+    results = news.get("/search", params={"q": "oil output", "k": 1}).json()["results"]
+    assert results[0]["doc_id"] == "oil.txt"
+    assert results[0]["metadata"] == NEWS["oil.txt"]["metadata"]
+    seed = news.get("/search", params={"q": "Russian troops Caracas", "k": 1}).json()["results"]
+    assert seed[0]["metadata"] == {}
+
+
+def test_a_filter_and_source_combine(news: TestClient) -> None:
+    body = {"query": QUERY, "k": 100, "filter": {"section": "world"}, "source": ["vote.txt"]}
+    results = news.post("/search", json=body).json()["results"]
+    assert {r["doc_id"] for r in results} == {"vote.txt"}
+
+
+def test_a_batch_filters_each_search_on_its_own(news: TestClient) -> None:
+    searches = [
+        {"query": QUERY, "k": 100, "filter": {"section": "business"}},
+        {"query": QUERY, "k": 100, "filter": {"year": {"lt": 2000}}},
+        {"query": QUERY, "k": 100},
+    ]
+    responses = news.post("/search/batch", json={"searches": searches}).json()["responses"]
+    assert {r["doc_id"] for r in responses[0]["results"]} == {"oil.txt"}
+    assert responses[1]["results"] == []
+    assert {r["doc_id"] for r in responses[2]["results"]} >= {RUSSIA_DOC, "oil.txt"}
+
+
+def test_grouping_and_paging_work_within_a_filter(news: TestClient) -> None:
+    condition = json.dumps({"doc_id": [RUSSIA_DOC, OPPOSITION_DOC]})
+    grouped = news.get(
+        "/search", params={"q": QUERY, "group_by": "document", "filter": condition}
+    ).json()["results"]
+    assert sorted(r["doc_id"] for r in grouped) == sorted([RUSSIA_DOC, OPPOSITION_DOC])
+    page = news.get("/search", params={"q": QUERY, "k": 2, "offset": 2, "filter": condition})
+    assert {r["doc_id"] for r in page.json()["results"]} <= {RUSSIA_DOC, OPPOSITION_DOC}
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ('{"year": {"gtee": 2019}}', "unknown operator 'gtee'"),
+        ('{"year": {"gte": true}}', "range bounds must be numbers or ISO dates"),
+        ('{"doc_id": 5}', "doc_id"),
+        ('{"section": null}', "null"),
+        ('{"section": []}', "1 to 1000 values"),
+        ('["section"]', "must be a JSON object"),
+        ('{"bad key": 1}', "bad key"),
+        ("{not json", "JSON"),
+    ],
+)
+def test_a_malformed_filter_is_a_422_that_names_the_problem(
+    news: TestClient, raw: str, message: str
+) -> None:
+    got = news.get("/search", params={"q": QUERY, "filter": raw})
+    assert got.status_code == 422, got.text
+    [problem] = got.json()["detail"]
+    assert problem["loc"] == ["query", "filter"]
+    assert message in problem["msg"]
+    if raw.startswith(("{", "[")) and raw != "{not json":
+        posted = news.post("/search", json={"query": QUERY, "filter": json.loads(raw)})
+        assert posted.status_code == 422, posted.text
+        assert any(
+            p["loc"][:2] == ["body", "filter"] and message in p["msg"]
+            for p in posted.json()["detail"]
+        ), posted.json()
+
+
+def test_the_filter_schema_is_documented_for_swagger(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    params = {p["name"]: p for p in spec["paths"]["/search"]["get"]["parameters"]}
+    assert params["filter"]["schema"]["type"] == "string"
+    body = spec["components"]["schemas"]["SearchRequest"]["properties"]["filter"]
+    assert body["type"] == "object"
+    assert "gte" in json.dumps(body)

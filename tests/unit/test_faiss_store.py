@@ -1,0 +1,306 @@
+"""The local store's own machinery: merges, tombstones, the translog across restarts, and
+crash safety under kill -9 (the contract suite covers what every store must do)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.index import BuildParams, build_index
+from indexer.ingest import Preparer
+from indexer.loading import Corpus
+from indexer.search import MODES, Query, Searcher
+from indexer.stores import FaissStore, local
+from indexer.stores.faiss_store import MergePolicy
+from indexer.stores.layout import TRANSLOG_DIR, current_version, version_number
+from indexer.stores.translog import generations
+from indexer.types import Document
+from tests.conftest import REPO
+from tests.durability import Expected, assert_same_ranking, content, version_of
+from tests.fakes import HashingEmbedder
+
+PARAMS = BuildParams()
+
+
+def documents(ids: range, version: int = 1) -> list[Document]:
+    return [Document(f"doc-{i:03d}", **content(f"doc-{i:03d}", version)) for i in ids]  # type: ignore[arg-type]
+
+
+def built(directory: Path, docs: list[Document], params: BuildParams = PARAMS) -> Path:
+    build_index(Corpus(docs), directory, HashingEmbedder(), params, source_label="test")
+    return directory
+
+
+def prepare(store: FaissStore, docs: list[Document]) -> list:  # type: ignore[type-arg]
+    preparer = Preparer(HashingEmbedder(), store.manifest.chunking, store.manifest.title_prefix)
+    return preparer.prepare(docs)
+
+
+def held(store: FaissStore) -> dict[str, int | None]:
+    reader = store.reader()
+    return {
+        s.document.doc_id: version_of(s.document.title)
+        for s in reader.documents(0, reader.document_count)
+    }
+
+
+def rankings(store: FaissStore, queries: list[str]) -> list[list[tuple[str, int, float]]]:
+    searcher = Searcher(store, HashingEmbedder())
+    return [
+        [
+            (h.passage.doc_id, h.passage.chunk_id, h.score)
+            for h in searcher.search(Query(q, mode=m, k=20))
+        ]
+        for q in queries
+        for m in MODES
+    ]
+
+
+def test_a_merge_drops_removed_rows_and_ranks_as_before(tmp_path: Path) -> None:
+    store = FaissStore.open(built(tmp_path / "index", documents(range(10))))
+    store.put(prepare(store, documents(range(5, 15), version=2)))
+    store.delete(["doc-000", "doc-014"])
+    store.refresh()
+    queries = ["storm harvest", "minister budget tax", "river bridge"]
+    before = rankings(store, queries)
+    _, added, removed = store._index.growth()
+    assert (added, removed) != (0, 0)
+    merge = store.start_merge()
+    assert merge is not None
+    merge.join(30)
+    assert store.merges == 1
+    assert store._index.growth()[1:] == (0, 0)  # everything in the new base, nothing removed
+    assert rankings(store, queries) == before
+    assert sorted(p.name for p in store.location.iterdir()) == [
+        "CURRENT",
+        "LOCK",
+        "translog",
+        "v000002",
+    ]
+    assert held(store) == {f"doc-{i:03d}": 1 if i < 5 else 2 for i in range(1, 14)}
+    store.close()
+    reopened = FaissStore.open(store.location)
+    for ours, theirs in zip(rankings(reopened, queries), before, strict=True):
+        assert_same_ranking(ours, theirs)
+    reopened.close()
+
+
+def test_writes_during_a_merge_are_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = FaissStore.open(built(tmp_path / "index", documents(range(10))))
+    store.put(prepare(store, documents(range(10, 20))))
+    gate = threading.Event()
+    real_compact = local.LocalIndex.compact
+
+    def slow_compact(view: local.LocalView) -> local.LocalIndex:
+        gate.wait(10)
+        return real_compact(view)
+
+    monkeypatch.setattr(local.LocalIndex, "compact", staticmethod(slow_compact))
+    merge = store.start_merge()
+    assert merge is not None
+    store.put(prepare(store, documents(range(20, 25))))  # while the merge waits
+    store.delete(["doc-003"])
+    gate.set()
+    merge.join(30)
+    assert store.merges == 1
+    expected = {f"doc-{i:03d}": 1 for i in range(25) if i != 3}
+    assert held(store) == expected
+    store.close()
+    reopened = FaissStore.open(store.location)
+    assert held(reopened) == expected
+    assert reopened.seq == 16
+    reopened.close()
+
+
+def test_the_translog_is_replayed_at_start_and_trimmed_by_a_merge(tmp_path: Path) -> None:
+    index_dir = built(tmp_path / "index", documents(range(3)))
+    store = FaissStore.open(index_dir)
+    store.put(prepare(store, documents(range(3, 6))))
+    store.close()
+    assert generations(index_dir / TRANSLOG_DIR) == [1]
+    store = FaissStore.open(index_dir)  # replays; a new writer starts a new generation
+    assert held(store) == {f"doc-{i:03d}": 1 for i in range(6)}
+    store.delete(["doc-001"])
+    assert generations(index_dir / TRANSLOG_DIR) == [1, 2]
+    merge = store.start_merge()
+    assert merge is not None
+    merge.join(30)
+    assert generations(index_dir / TRANSLOG_DIR) == []  # all in the new version
+    store.put(prepare(store, documents(range(6, 7))))
+    store.close()
+    store = FaissStore.open(index_dir)
+    assert set(held(store)) == {f"doc-{i:03d}" for i in range(7) if i != 1}
+    store.close()
+
+
+def test_the_merge_policy_merges_on_its_own(tmp_path: Path) -> None:
+    index_dir = built(tmp_path / "index", documents(range(4)))
+    store = FaissStore.open(index_dir, refresh_interval=0.01, merge_policy=MergePolicy(5, 0.1))
+    for i in range(4, 30):
+        store.put(prepare(store, documents(range(i, i + 1))))
+    deadline = time.monotonic() + 20
+    while store.merges == 0:
+        assert time.monotonic() < deadline, "no merge happened"
+        time.sleep(0.05)
+    store.close()
+    # A quarter of the live rows changed (3100 of 11 900), and at least 1000 rows:
+    assert MergePolicy(1000, 0.25).due(base_rows=10_000, added=2500, removed=600)
+    assert not MergePolicy(1000, 0.25).due(base_rows=10_000, added=500, removed=400)
+    assert not MergePolicy(1000, 0.25).due(base_rows=0, added=999, removed=0)
+
+
+@pytest.mark.parametrize(("spec", "params"), [("HNSW16", "efSearch=64"), ("IVF2,Flat", "nprobe=2")])
+def test_approximate_indexes_take_deletes_as_tombstones_until_a_merge(
+    tmp_path: Path, spec: str, params: str
+) -> None:
+    config = BuildParams(index_factory=spec, search_params=params)
+    store = FaissStore.open(built(tmp_path / "index", documents(range(40)), config))
+    victim = store.get("doc-007")
+    assert victim is not None
+    vector = HashingEmbedder().encode([victim.passages[0].text])
+    store.delete(["doc-007"])
+    _, ids = store.reader().vector_search(vector, 200)
+    assert "doc-007" not in {store.reader().passage(int(i)).doc_id for i in ids}
+    rows_before = store.reader().vectors.rows
+    merge = store.start_merge()
+    assert merge is not None
+    merge.join(30)
+    assert store.reader().vectors.rows < rows_before  # the tombstones are gone
+    _, ids = store.reader().vector_search(vector, 200)
+    assert "doc-007" not in {store.reader().passage(int(i)).doc_id for i in ids}
+    store.close()
+
+
+def test_a_reader_taken_before_a_merge_keeps_answering(tmp_path: Path) -> None:
+    store = FaissStore.open(built(tmp_path / "index", documents(range(10))))
+    store.delete(["doc-002"])
+    reader = store.reader()
+    query = HashingEmbedder().encode(["storm harvest"])
+    before = reader.vector_search(query, 5)
+    merge = store.start_merge()
+    assert merge is not None
+    merge.join(30)
+    after = reader.vector_search(query, 5)
+    np.testing.assert_array_equal(before[1], after[1])
+    assert reader.passage(int(after[1][0])).doc_id != "doc-002"
+    store.close()
+
+
+def test_leftovers_of_a_crashed_merge_are_cleaned_at_open(tmp_path: Path) -> None:
+    index_dir = built(tmp_path / "index", documents(range(3)))
+    (index_dir / ".tmp-v000002").mkdir()
+    (index_dir / "v000005").mkdir()
+    store = FaissStore.open(index_dir)
+    assert sorted(p.name for p in index_dir.iterdir()) == ["CURRENT", "LOCK", "translog", "v000001"]
+    store.close()
+
+
+def test_a_second_writer_on_the_same_index_is_refused(tmp_path: Path) -> None:
+    index_dir = built(tmp_path / "index", documents(range(3)))
+    first = FaissStore.open(index_dir)
+    with pytest.raises(RuntimeError, match="in use by another process"):
+        FaissStore.open(index_dir)
+    reading = FaissStore.open(index_dir, writable=False)  # readers need no lock
+    assert reading.reader().document_count == 3
+    reading.close()
+    first.close()
+    FaissStore.open(index_dir).close()
+
+
+# -- kill -9 ------------------------------------------------------------------------------
+
+WRITER = textwrap.dedent(
+    """
+    import random, sys
+    from pathlib import Path
+    from indexer.ingest import Preparer
+    from indexer.stores.faiss_store import FaissStore, MergePolicy
+    from indexer.types import Document
+    from tests.durability import content, next_op, version_of
+    from tests.fakes import HashingEmbedder
+
+    store = FaissStore.open(
+        Path(sys.argv[1]), refresh_interval=0.01, merge_policy=MergePolicy(min_rows=6, ratio=0.05)
+    )
+    preparer = Preparer(HashingEmbedder(), store.manifest.chunking, store.manifest.title_prefix)
+    reader = store.reader()
+    state = {
+        s.document.doc_id: version_of(s.document.title)
+        for s in reader.documents(0, reader.document_count)
+    }
+    rng = random.Random(int(sys.argv[2]))
+    while True:
+        op = next_op(rng, state)
+        print("begin", op.line(), flush=True)
+        if op.kind == "put":
+            document = Document(op.doc_id, **content(op.doc_id, op.version))
+            store.put(preparer.prepare([document]))
+            state[op.doc_id] = op.version
+        else:
+            store.delete([op.doc_id])
+            state[op.doc_id] = None
+        print("ack", op.line(), flush=True)
+    """
+)
+
+
+def test_kill_9_at_random_moments_loses_no_acknowledged_write(tmp_path: Path) -> None:
+    """Writes, deletes and merges (a tiny merge threshold) killed mid-flight, six times; each
+    restart holds every acknowledged write, nothing deleted comes back, and the end state
+    ranks exactly like a fresh build of the same documents."""
+    index_dir = built(tmp_path / "index", documents(range(5)))
+    expected = Expected({f"doc-{i:03d}": 1 for i in range(5)})
+    rng = random.Random(1234)
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    for round_number in range(6):
+        log = tmp_path / f"writer-{round_number}.log"
+        with log.open("w") as sink:
+            writer = subprocess.Popen(
+                [sys.executable, "-c", WRITER, str(index_dir), str(round_number)],
+                cwd=REPO,
+                env=environment,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 60
+        while "begin" not in log.read_text():
+            assert writer.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the writer never started"
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.3, 1.5))
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(10)
+        lines = log.read_text().splitlines()
+        complete = lines if log.read_text().endswith("\n") else lines[:-1]
+        assert not any("Traceback" in line for line in complete), log.read_text()
+        in_flight = expected.read_log(complete)
+        store = FaissStore.open(index_dir, writable=False)
+        try:
+            expected.check(held(store), in_flight)
+        finally:
+            store.close()
+    assert expected.acknowledged > 30
+    assert version_number(current_version(index_dir).name) > 3  # merges ran between the kills
+    live = {doc_id: v for doc_id, v in expected.versions.items() if v is not None}
+    store = FaissStore.open(index_dir, writable=False)
+    order = [s.document.doc_id for s in store.reader().documents(0, 10_000)]
+    assert set(order) == set(live)
+    fresh = FaissStore.open(
+        built(tmp_path / "fresh", [Document(d, **content(d, live[d])) for d in order]),  # type: ignore[arg-type]
+        writable=False,
+    )
+    queries = ["storm harvest minister", "river bridge", "tax tariff pipeline", "museum"]
+    for ours, theirs in zip(rankings(store, queries), rankings(fresh, queries), strict=True):
+        assert_same_ranking(ours, theirs)
+    store.close()
+    fresh.close()
