@@ -64,7 +64,10 @@ RUN groupadd --gid 10001 app \
     && useradd --uid 10001 --gid app --create-home --home-dir /home/app --shell /usr/sbin/nologin app
 # The venv holds the dependencies and the installed app/ and indexer/ packages.
 COPY --from=build /opt/venv /opt/venv
-COPY --from=build /srv/index /srv/index
+# The seed index belongs to the app user, who writes to it (documents written over the API).
+# Mount a named volume at /srv/index to keep those writes across containers: Docker and podman
+# fill a new, empty named volume with this seed index the first time.
+COPY --from=build --chown=10001:10001 /srv/index /srv/index
 COPY --from=build /srv/onnx /srv/onnx
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -5,10 +5,21 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    url: str
+    params: dict[str, str] = field(default_factory=dict)
+    json: Any = None
+    ok: tuple[int, ...] = (200,)
+    """The status codes that count as success."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,31 +43,80 @@ def run_load(
     requests: int,
     params: dict[str, str],
 ) -> LoadResult:
-    return asyncio.run(_load(base_url, queries, concurrency, requests, params))
+    """``requests`` searches, cycling through ``queries``, ``concurrency`` at a time."""
+    searches = (
+        Request("GET", "/search", {"q": query, **params})
+        for query in itertools.islice(itertools.cycle(queries), requests)
+    )
+    return run_requests(base_url, searches, concurrency=concurrency)
+
+
+def run_requests(
+    base_url: str,
+    requests: Iterable[Request],
+    *,
+    concurrency: int,
+    headers: dict[str, str] | None = None,
+    background: Iterator[Request] | None = None,
+    background_rate: float = 0.0,
+) -> LoadResult:
+    """Send ``requests``, ``concurrency`` at a time; with ``background``, also send those at
+    ``background_rate`` per second until the foreground is done (not counted)."""
+    return asyncio.run(
+        _load(base_url, iter(requests), concurrency, headers or {}, background, background_rate)
+    )
 
 
 async def _load(
-    base_url: str, queries: Sequence[str], concurrency: int, requests: int, params: dict[str, str]
+    base_url: str,
+    upcoming: Iterator[Request],
+    concurrency: int,
+    headers: dict[str, str],
+    background: Iterator[Request] | None,
+    background_rate: float,
 ) -> LoadResult:
-    upcoming = itertools.islice(itertools.cycle(queries), requests)
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
+    done = asyncio.Event()
+    limits = httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(
+        base_url=base_url, limits=limits, timeout=120, headers=headers
+    ) as client:
+
+        async def send(request: Request) -> bool:
+            try:
+                response = await client.request(
+                    request.method, request.url, params=request.params, json=request.json
+                )
+            except httpx.HTTPError:
+                return False
+            return response.status_code in request.ok
 
         async def worker() -> None:
             nonlocal errors
-            for query in upcoming:  # shared iterator: workers take the next query in turn
+            for request in upcoming:  # shared iterator: workers take the next request in turn
                 started = time.perf_counter()
-                try:
-                    response = await client.get("/search", params={"q": query, **params})
-                    ok = response.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
+                ok = await send(request)
                 latencies.append(time.perf_counter() - started)
                 errors += not ok
 
+        async def paced() -> None:
+            assert background is not None
+            interval = 1 / background_rate
+            next_at = time.perf_counter()
+            for request in background:
+                if done.is_set():
+                    return
+                if not await send(request):
+                    raise RuntimeError(f"background {request.method} {request.url} failed")
+                next_at += interval
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+
+        pacer = asyncio.create_task(paced()) if background is not None else None
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
+        done.set()
+        if pacer is not None:
+            await pacer
     return LoadResult(concurrency, len(latencies), errors, elapsed, latencies)

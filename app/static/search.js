@@ -31,6 +31,11 @@
   const documentText = $("document-text");
   const backButton = $("back");
   const info = $("info");
+  const keyForm = $("key-form");
+  const keyLabel = $("key-label");
+  const keyInput = $("api-key");
+  // A read key (SEARCH_READ_API_KEY), when the service asks for one: kept for this tab only.
+  const KEY_STORAGE = "semantic-search-api-key";
 
   let current = null; // the last successful search: {key, search, response}
   let summary = ""; // the status line describing `current`
@@ -206,6 +211,49 @@
     retrySearch = null;
   }
 
+  // ---- the API key ---------------------------------------------------------------------------
+
+  function apiKey() {
+    try {
+      return sessionStorage.getItem(KEY_STORAGE) || "";
+    } catch {
+      return ""; // storage disabled: the key cannot be kept
+    }
+  }
+
+  function apiHeaders() {
+    const headers = { Accept: "application/json" };
+    const key = apiKey();
+    if (key) headers["X-API-Key"] = key;
+    return headers;
+  }
+
+  // 401: no key was sent; 403: the key sent was refused. Either way, ask for one.
+  function askForKey() {
+    const refused = apiKey() !== "";
+    keyLabel.textContent = refused
+      ? "That API key was not accepted. Enter another key to search."
+      : "This service needs an API key to search.";
+    keyForm.hidden = false;
+    setStatus("");
+    keyInput.focus();
+  }
+
+  keyForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const key = keyInput.value.trim();
+    if (!key) return;
+    try {
+      sessionStorage.setItem(KEY_STORAGE, key);
+    } catch {
+      // Storage is disabled: the key cannot be kept, so this page cannot search.
+    }
+    keyInput.value = "";
+    keyForm.hidden = true;
+    route();
+    loadInfo();
+  });
+
   // ---- search --------------------------------------------------------------------------------
 
   // Resolves once the first answer is in (a 503 schedules its retries and resolves).
@@ -227,7 +275,7 @@
       const params = searchParams(search);
       params.set("k", search.k); // the page's default, not the API's
       response = await fetch(`${base}/search?${params}`, {
-        headers: { Accept: "application/json" },
+        headers: apiHeaders(),
         signal: abort.signal,
       });
     } catch (error) {
@@ -249,7 +297,10 @@
       return;
     }
     const detail = describeDetail(body?.detail);
-    if (response.status === 503) {
+    if (response.status === 401 || response.status === 403) {
+      hideError();
+      askForKey();
+    } else if (response.status === 503) {
       const wait = Math.min(30, Math.max(1, Number(response.headers.get("Retry-After")) || 2));
       const loading = !detail || /still loading|not loaded yet/i.test(detail);
       const what = loading
@@ -394,7 +445,7 @@
     let response;
     try {
       response = await fetch(`${base}/documents/${encodeURIComponent(docId)}`, {
-        headers: { Accept: "application/json" },
+        headers: apiHeaders(),
         signal: abort.signal,
       });
     } catch (error) {
@@ -406,6 +457,11 @@
     }
     const body = await readJson(response);
     if (seq !== documentSeq) return;
+    if (response.status === 401 || response.status === 403) {
+      documentTitle.textContent = "The document could not be loaded";
+      askForKey();
+      return;
+    }
     if (!response.ok || !body || typeof body.text !== "string") {
       documentTitle.textContent = "The document could not be loaded";
       const detail = describeDetail(body?.detail) || response.statusText;
@@ -570,20 +626,23 @@
   window.addEventListener("popstate", () => route());
 
   // Facts about the index, for the footer; not needed for searching.
-  fetch(`${base}/info`, { headers: { Accept: "application/json" } })
-    .then((response) => (response.ok ? response.json() : null))
-    .then((body) => {
-      if (!body) return;
-      const model = String(body.model ?? "").split("/").pop();
-      info.textContent = [
-        plural(Number(body.documents) || 0, "document", "documents"),
-        plural(Number(body.passages) || 0, "passage", "passages"),
-        model && `model ${model}`,
-      ]
-        .filter(Boolean)
-        .join(" · ");
-    })
-    .catch(() => {});
+  function loadInfo() {
+    fetch(`${base}/info`, { headers: apiHeaders() })
+      .then((response) => (response.ok ? response.json() : null))
+      .then((body) => {
+        if (!body) return;
+        const model = String(body.model ?? "").split("/").pop();
+        info.textContent = [
+          plural(Number(body.documents) || 0, "document", "documents"),
+          plural(Number(body.passages) || 0, "passage", "passages"),
+          model && `model ${model}`,
+        ]
+          .filter(Boolean)
+          .join(" · ");
+      })
+      .catch(() => {});
+  }
 
+  loadInfo();
   route();
 })();

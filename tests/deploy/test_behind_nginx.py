@@ -19,6 +19,8 @@ from tests.processes import running_nginx, running_service
 
 PREFIX = "/search-api"
 QUERY = "Russian military presence"
+KEY = "deploy-write-key"
+READ_KEY = "deploy-read-key"
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,11 @@ def proxied(
     workdir = tmp_path_factory.mktemp("behind-nginx")
     with (
         running_service(
-            real_index_dir, onnx_dir, workdir / "service.log", SEARCH_ROOT_PATH=PREFIX
+            real_index_dir,
+            onnx_dir,
+            workdir / "service.log",
+            SEARCH_ROOT_PATH=PREFIX,
+            SEARCH_API_KEY=KEY,
         ) as app,
         running_nginx(workdir / "nginx", int(app.rsplit(":", 1)[1])) as proxy,
     ):
@@ -51,14 +57,28 @@ def test_search_and_openapi_work_through_the_prefix(proxied: str) -> None:
 def test_proxy_errors_are_json_too(proxied: str) -> None:
     too_big = httpx.post(
         f"{proxied}{PREFIX}/search",
-        content=b"x" * 200_000,
+        content=b"x" * 6_000_000,  # over nginx's 5 MiB
         headers={"content-type": "application/json"},
     )
     assert too_big.status_code == 413
     assert too_big.json() == {"detail": "request body too large"}
-    service_too_big = httpx.post(f"{proxied}{PREFIX}/search", json={"query": "x" * 70_000})
+    # Between the service's 4 MiB and nginx's 5 MiB: the service's own answer.
+    service_too_big = httpx.post(f"{proxied}{PREFIX}/search", json={"query": "x" * 4_300_000})
     assert service_too_big.status_code == 413, service_too_big.text
-    assert "larger than 65536 bytes" in service_too_big.json()["detail"]
+    assert "larger than 4194304 bytes" in service_too_big.json()["detail"]
+
+
+def test_writes_with_the_key_pass_through_the_proxy(proxied: str) -> None:
+    article = {"title": "Harbour storm", "text": "A storm closed the harbour at Bergen."}
+    url = f"{proxied}{PREFIX}/documents/harbour.txt"
+    assert httpx.put(url, json=article).status_code == 401
+    written = httpx.put(
+        f"{url}?refresh=wait_for", json=article, headers={"Authorization": f"Bearer {KEY}"}
+    )
+    assert written.status_code == 201, written.text
+    found = httpx.get(f"{proxied}{PREFIX}/search", params={"q": "Bergen harbour storm", "k": 1})
+    assert found.json()["results"][0]["doc_id"] == "harbour.txt"
+    assert httpx.delete(url, headers={"X-API-Key": KEY}).status_code == 204
 
 
 def test_swagger_try_it_out_runs_a_search_through_the_prefix(
@@ -96,6 +116,77 @@ def test_swagger_try_it_out_runs_a_search_through_the_prefix(
     assert request_url.endswith("&group_by=document")
     assert RUSSIA_DOC in body
     assert body.count('"doc_id"') == 2  # one passage per seed article, not k=5 passages
+
+
+def test_swagger_authorize_then_try_it_out_writes_a_document(
+    proxied: str, browser: webdriver.Chrome
+) -> None:
+    """The "Authorize" button takes the key (the OpenAPI security schemes), and "Try it out"
+    sends it with a PUT."""
+    browser.get(f"{proxied}{PREFIX}/docs")
+    wait = WebDriverWait(browser, 30)
+    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button.authorize"))).click()
+    dialog = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, ".modal-ux")))
+    # The dialog has one block per scheme; the X-API-Key one has a value box.
+    container = next(
+        block
+        for block in dialog.find_elements(By.CSS_SELECTOR, ".auth-container")
+        if "X-API-Key" in block.text
+    )
+    container.find_element(By.CSS_SELECTOR, "input").send_keys(KEY)
+    container.find_element(By.CSS_SELECTOR, "button.authorize").click()
+    dialog.find_element(By.CSS_SELECTOR, "button.btn-done").click()
+    operation = "#operations-documents-put_document_documents__doc_id__put"
+    wait.until(
+        ec.element_to_be_clickable((By.CSS_SELECTOR, f"{operation} .opblock-summary"))
+    ).click()
+    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, f"{operation} .try-out__btn"))).click()
+    doc_id = wait.until(
+        ec.presence_of_element_located(
+            (By.CSS_SELECTOR, f"{operation} tr[data-param-name='doc_id'] input")
+        )
+    )
+    doc_id.send_keys("swagger.txt")
+    browser.find_element(By.CSS_SELECTOR, f"{operation} .execute").click()
+    status = wait.until(
+        ec.presence_of_element_located(
+            (By.CSS_SELECTOR, f"{operation} .live-responses-table tbody .response-col_status")
+        )
+    )
+    curl = browser.find_element(By.CSS_SELECTOR, f"{operation} .curl-command").text
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", status)
+    screenshot(browser, "swagger-authorize-put.png")
+    assert status.text.strip() == "201", curl
+    assert f"X-API-Key: {KEY}" in curl
+    stored = httpx.get(f"{proxied}{PREFIX}/documents/swagger.txt").json()
+    assert stored["title"] == "Venezuela talks resume"  # the example body
+    assert (
+        httpx.delete(
+            f"{proxied}{PREFIX}/documents/swagger.txt", headers={"X-API-Key": KEY}
+        ).status_code
+        == 204
+    )
+
+
+def test_the_search_page_asks_for_a_read_key_when_the_service_needs_one(
+    real_index_dir: Path, onnx_dir: Path, tmp_path: Path, browser: webdriver.Chrome
+) -> None:
+    with running_service(
+        real_index_dir, onnx_dir, tmp_path / "service.log", SEARCH_READ_API_KEY=READ_KEY
+    ) as app:
+        browser.get(f"{app}/?q=Russian+military+presence")
+        wait = WebDriverWait(browser, 30)
+        key_box = wait.until(ec.visibility_of_element_located((By.ID, "api-key")))
+        assert "needs an API key" in browser.find_element(By.ID, "key-label").text
+        key_box.send_keys("wrong", Keys.ENTER)
+        wait.until(ec.text_to_be_present_in_element((By.ID, "key-label"), "was not accepted"))
+        box = browser.find_element(By.ID, "api-key")
+        box.send_keys(READ_KEY, Keys.ENTER)
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#results li.result")))
+        screenshot(browser, "search-page-read-key.png")
+        first = browser.find_element(By.CSS_SELECTOR, "#results li.result .source")
+        assert first.text == RUSSIA_DOC
+        assert not browser.find_element(By.ID, "key-form").is_displayed()
 
 
 def test_redoc_renders_under_the_prefix(proxied: str, browser: webdriver.Chrome) -> None:

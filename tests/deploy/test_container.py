@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 import uuid
@@ -12,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from indexer.stores.faiss_store import read_current_manifest
 from tests.conftest import REPO, RUSSIA_DOC
 from tests.deploy.conftest import ARTIFACTS, require
 from tests.processes import free_port, running_nginx, wait_for
@@ -138,8 +138,8 @@ def test_the_image_indexes_your_own_articles(image: str, tmp_path: Path) -> None
         "--no-progress",
     )  # fmt: skip
     assert "indexed 1 document into 1 passage in" in built.stdout
-    manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
-    assert manifest["model"]["name"] == "sentence-transformers/all-MiniLM-L6-v2"
+    manifest = read_current_manifest(tmp_path / "index")
+    assert manifest.model.name == "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def test_it_stops_cleanly_on_sigterm(image: str) -> None:
@@ -157,3 +157,55 @@ def test_it_stops_cleanly_on_sigterm(image: str) -> None:
         assert exit_code in ("0", "143")
     finally:
         podman("rm", "-f", name, check=False)
+
+
+def test_writes_survive_restarts_and_kill_9_in_a_named_volume(image: str) -> None:
+    """As the README shows: a named volume at /srv/index starts as the seed index, takes writes
+    with the key, and keeps them when the container is stopped, killed or replaced."""
+    volume, port = f"search-data-{uuid.uuid4().hex[:8]}", free_port()
+    base = f"http://127.0.0.1:{port}"
+    key = {"X-API-Key": "container-test-key"}
+    article = {
+        "title": "Lighthouse keepers",
+        "text": "The last keeper left the island lighthouse in 1998.",
+        "metadata": {"section": "history"},
+    }
+
+    def run(name: str) -> None:
+        podman(
+            "run", "-d", "--name", name, "-e", f"PORT={port}",
+            "-e", "SEARCH_API_KEY=container-test-key", "-v", f"{volume}:/srv/index", image,
+        )  # fmt: skip
+        wait_for(lambda: httpx.get(f"{base}/ready").status_code == 200, "ready", seconds=120)
+
+    def lighthouse_found() -> bool:
+        response = httpx.get(
+            f"{base}/search", params={"q": "island lighthouse keeper", "k": 1, "mode": "keyword"}
+        )
+        return [r["doc_id"] for r in response.json()["results"]] == ["lighthouse.txt"]
+
+    names = [f"search-vol-{i}-{uuid.uuid4().hex[:6]}" for i in range(3)]
+    try:
+        run(names[0])
+        assert httpx.put(f"{base}/documents/lighthouse.txt", json=article).status_code == 401
+        written = httpx.put(
+            f"{base}/documents/lighthouse.txt?refresh=wait_for", json=article, headers=key
+        )
+        assert written.status_code == 201, written.text
+        assert lighthouse_found()
+        podman("stop", "--time", "20", names[0])
+        podman("rm", names[0])
+        run(names[1])  # a new container, the same volume
+        assert lighthouse_found()
+        gone = httpx.delete(f"{base}/documents/{RUSSIA_DOC}", headers=key)
+        assert gone.status_code == 204
+        podman("kill", "--signal", "KILL", names[1])
+        podman("rm", names[1])
+        run(names[2])
+        assert lighthouse_found()
+        assert httpx.get(f"{base}/documents/{RUSSIA_DOC}").status_code == 404
+        assert httpx.get(f"{base}/info").json()["seq"] == 2
+    finally:
+        for name in names:
+            podman("rm", "-f", name, check=False)
+        podman("volume", "rm", "-f", volume, check=False)
