@@ -26,6 +26,7 @@ from bench.service import (
     seed_start_to_ready,
 )
 from bench.stats import table
+from bench.writes import write_benchmarks
 from indexer.backends import load_embedder, onnx_variant
 from indexer.index import BuildParams
 from indexer.loading import load_corpus
@@ -66,6 +67,13 @@ def main(
     skip_indexing: Annotated[
         bool, typer.Option(help="Skip the indexing-rate measurement.")
     ] = False,
+    skip_writes: Annotated[bool, typer.Option(help="Skip the write benchmarks.")] = False,
+    churn_cycles: Annotated[
+        int, typer.Option(help="Replace/delete cycles for the memory measurement.")
+    ] = 10_000,
+    log_writes: Annotated[
+        int, typer.Option(help="Translog length for the start-up-with-replay measurement.")
+    ] = 10_000,
     label: Annotated[str, typer.Option(help="A name for this run in the JSON file.")] = "",
     env: Annotated[
         list[str] | None,
@@ -118,6 +126,7 @@ def main(
     typer.echo("in-process floor ...")
     floor = in_process_floor(searcher, queries, DEFAULT_MODE)
     results["in_process"] = floor
+    store.close()
     typer.echo("HTTP load ...")
     # Cache off: the load cycles through the queries, and repeats would only measure the cache.
     server_env = {
@@ -130,6 +139,18 @@ def main(
     run = http_levels(index_dir, free_port(), queries, concurrency, requests, server_env)
     results["http"] = asdict(run)
     results["seed_index"] = seed_start_to_ready(embedder, free_port(), server_env)
+    if not skip_writes:
+        typer.echo("writes ...")
+        results["writes"] = write_benchmarks(
+            corpus.documents,
+            queries,
+            index_dir,
+            embedder,
+            free_port(),
+            server_env,
+            churn_cycles=churn_cycles,
+            log_writes=log_writes,
+        )
     by_level = {level["concurrency"]: level for level in run.levels}
     first, last = by_level[min(by_level)], by_level[max(by_level)]
     results["ratios"] = {
@@ -216,6 +237,25 @@ def _report(results: dict[str, object]) -> str:
     ]
     if "indexing" in results:
         lines.append(f"indexing: {results['indexing']}")
+    if "writes" in results:
+        writes: dict[str, dict[str, object]] = results["writes"]  # type: ignore[assignment]
+        search = writes["search_c16"]
+        lines += [
+            "",
+            f"PUT at concurrency 4: {writes['put_c4']}",
+            f"bulk ingest: {writes['bulk']}",
+            "searches at concurrency 16, idle and while writing 10 documents/s:",
+            table(
+                [
+                    {"while": "idle", **search["idle"]},  # type: ignore[dict-item]
+                    {"while": "10 docs/s", **search["writing_10_docs_per_s"]},  # type: ignore[dict-item]
+                ],
+                ["while", "requests", "errors", "requests_per_s", "p50_ms", "p90_ms", "p99_ms"],
+            ),
+            f"ratios: p50 {search['p50_ratio']}, requests/s {search['rps_ratio']} (goal <= 1.5)",
+            f"churn: {writes['churn']}",
+            f"start-up with a translog: {writes['replay']}",
+        ]
     return "\n".join(lines)
 
 

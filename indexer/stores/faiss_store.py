@@ -95,6 +95,10 @@ class StoreOpenError(Exception):
     """The directory holds no index this store can serve; the message says why."""
 
 
+class _AbandonedError(Exception):
+    """A merge given up because the store is closing."""
+
+
 class FaissStore:
     """A live index in a local directory (see the module docstring)."""
 
@@ -352,9 +356,11 @@ class FaissStore:
             unfinished = final
             applied = 0
             while True:
+                if self._closed.is_set():  # shutting down: the translog holds it all anyway
+                    raise _AbandonedError
                 with self._write_lock:
                     pending = self._merge_ops[applied:]
-                    if len(pending) <= _CATCH_UP_UNDER_LOCK or self._closed.is_set():
+                    if len(pending) <= _CATCH_UP_UNDER_LOCK:
                         _apply(merged, pending)
                         set_current(self.root, final)  # the commit point
                         unfinished = None
@@ -366,7 +372,8 @@ class FaissStore:
                 _apply(merged, pending)  # the merged index is this thread's alone until then
                 applied += len(pending)
         except Exception as error:
-            logger.error("merging the index failed (will retry; writes go on): %s", error)
+            if not isinstance(error, _AbandonedError):
+                logger.error("merging the index failed (will retry; writes go on): %s", error)
             if unfinished is not None:
                 shutil.rmtree(unfinished, ignore_errors=True)
             with self._write_lock:
@@ -399,7 +406,8 @@ class FaissStore:
         if self._refresher is not None:
             self._refresher.join(timeout=10)
         if self._merge_thread is not None:
-            self._merge_thread.join(timeout=60)
+            # A merge gives up at its next step; giving up is safe (the translog has it all).
+            self._merge_thread.join(timeout=10)
         with self._write_lock:
             if self._translog is not None:
                 self._translog.close()
@@ -411,34 +419,48 @@ class FaissStore:
 
 def _load(root: Path) -> LocalIndex:
     """The current version with the translog replayed on top."""
-    try:
-        version = current_version(root)
-        index = LocalIndex.load(version)
-    except (LayoutError, ManifestError) as error:
-        raise StoreOpenError(str(error)) from error
-    except (OSError, KeyError, TypeError, ValueError, RuntimeError) as error:
-        # RuntimeError: FAISS's for an unreadable vector file.
-        raise StoreOpenError(f"the index at {root} is damaged: {error}") from error
+    for attempt in range(3):
+        version = _current(root)
+        try:
+            index = LocalIndex.load(version)
+            break
+        except FileNotFoundError:
+            # A reader racing the writer's merge: the version it read in CURRENT was just
+            # replaced and deleted. Read CURRENT again.
+            if attempt == 2 or _current(root) == version:
+                message = f"the index at {root} is damaged: {version} is incomplete"
+                raise StoreOpenError(message) from None
+        except ManifestError as error:
+            raise StoreOpenError(str(error)) from error
+        except (OSError, KeyError, TypeError, ValueError, RuntimeError) as error:
+            # RuntimeError: FAISS's, for an unreadable vector file.
+            raise StoreOpenError(f"the index at {root} is damaged: {error}") from error
+    log = root / TRANSLOG_DIR
     expected = index.seq + 1
     try:
-        operations = [decode(payload) for payload in replay(root / TRANSLOG_DIR)]
+        for payload in replay(log):
+            operation = decode(payload)
+            if operation.seq < expected:
+                continue  # already in the version
+            if operation.seq > expected:
+                logger.error(
+                    "the index log at %s skips from write %d to %d: writes are missing",
+                    log,
+                    expected - 1,
+                    operation.seq,
+                )
+            _apply(index, [operation])
+            expected = operation.seq + 1
     except (TranslogCorruptError, ValueError, KeyError) as error:
-        raise StoreOpenError(
-            f"the index log at {root / TRANSLOG_DIR} is damaged: {error}"
-        ) from error
-    for operation in operations:
-        if operation.seq < expected:
-            continue  # already in the version
-        if operation.seq > expected:
-            logger.error(
-                "the index log at %s skips from write %d to %d: writes are missing",
-                root / TRANSLOG_DIR,
-                expected - 1,
-                operation.seq,
-            )
-        _apply(index, [operation])
-        expected = operation.seq + 1
+        raise StoreOpenError(f"the index log at {log} is damaged: {error}") from error
     return index
+
+
+def _current(root: Path) -> Path:
+    try:
+        return current_version(root)
+    except LayoutError as error:
+        raise StoreOpenError(str(error)) from error
 
 
 def _apply(index: LocalIndex, operations: Sequence[Operation]) -> None:

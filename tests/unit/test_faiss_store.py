@@ -304,3 +304,36 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_write(tmp_path: Path) ->
         assert_same_ranking(ours, theirs)
     store.close()
     fresh.close()
+
+
+def test_a_merge_running_at_close_is_abandoned_and_nothing_is_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FaissStore.open(built(tmp_path / "index", documents(range(5))))
+    store.put(prepare(store, documents(range(5, 10))))
+    gate = threading.Event()
+    real_compact = local.LocalIndex.compact
+
+    def slow_compact(view: local.LocalView) -> local.LocalIndex:
+        gate.wait(10)
+        return real_compact(view)
+
+    monkeypatch.setattr(local.LocalIndex, "compact", staticmethod(slow_compact))
+    merge = store.start_merge()
+    assert merge is not None
+    closing = threading.Thread(target=store.close)
+    closing.start()
+    time.sleep(0.2)  # close() is waiting for the merge
+    gate.set()
+    closing.join(30)
+    merge.join(30)
+    assert store.merges == 0
+    assert sorted(p.name for p in store.location.iterdir()) == [
+        "CURRENT",
+        "LOCK",
+        "translog",
+        "v000001",
+    ]
+    reopened = FaissStore.open(store.location)
+    assert set(held(reopened)) == {f"doc-{i:03d}" for i in range(10)}
+    reopened.close()
