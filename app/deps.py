@@ -1,4 +1,8 @@
-"""Request dependencies: the service state, and the parts of it a route needs."""
+"""Request dependencies: the service state, and the parts of it a route needs.
+
+They are ``async``: none of them blocks, and FastAPI would run a plain ``def`` dependency in its
+threadpool, a thread hop per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from indexer.search import Searcher
 from indexer.stores import Reader
 
 
-def get_service(request: Request) -> SearchService:
+async def get_service(request: Request) -> SearchService:
     service: SearchService = request.app.state.service
     return service
 
@@ -19,7 +23,7 @@ def get_service(request: Request) -> SearchService:
 ServiceDep = Annotated[SearchService, Depends(get_service)]
 
 
-def get_reader(service: ServiceDep) -> Reader:
+async def get_reader(service: ServiceDep) -> Reader:
     """The latest published view of the index."""
     if service.store is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the index is not open yet")
@@ -31,13 +35,13 @@ def _model_needed(service: SearchService) -> HTTPException:
     return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail, headers={"Retry-After": "2"})
 
 
-def get_searcher(service: ServiceDep) -> Searcher:
+async def get_searcher(service: ServiceDep) -> Searcher:
     if service.searcher is None:
         raise _model_needed(service)
     return service.searcher
 
 
-def get_deleter(service: ServiceDep) -> SearchService:
+async def get_deleter(service: ServiceDep) -> SearchService:
     """The service, if its index takes writes (deletes need no model)."""
     if service.store is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the index is not open yet")
@@ -48,15 +52,15 @@ def get_deleter(service: ServiceDep) -> SearchService:
     return service
 
 
-def get_writer(service: ServiceDep) -> SearchService:
+async def get_writer(service: ServiceDep) -> SearchService:
     """The service, once it can write documents: the index takes writes, the model is loaded."""
-    get_deleter(service)
+    await get_deleter(service)
     if service.preparer is None:
         raise _model_needed(service)
     return service
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """Runs before the body is parsed, so a form post gets 415 rather than a confusing 422."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):

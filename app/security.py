@@ -32,7 +32,7 @@ _header = APIKeyHeader(
 )
 
 
-def _presented(
+async def _presented(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header: Annotated[str | None, Depends(_header)],
 ) -> str | None:
@@ -64,7 +64,7 @@ def _missing(what: str) -> HTTPException:
     )
 
 
-def require_write_key(service: ServiceDep, presented: PresentedKey) -> None:
+async def require_write_key(service: ServiceDep, presented: PresentedKey) -> None:
     settings = service.settings
     if settings.api_key is None:
         raise HTTPException(
@@ -77,7 +77,7 @@ def require_write_key(service: ServiceDep, presented: PresentedKey) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this API key cannot write")
 
 
-def require_read_key(service: ServiceDep, presented: PresentedKey) -> None:
+async def require_read_key(service: ServiceDep, presented: PresentedKey) -> None:
     settings = service.settings
     if settings.read_api_key is None:
         return

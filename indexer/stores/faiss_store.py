@@ -229,6 +229,14 @@ class FaissStore:
     # -- writing ----------------------------------------------------------------------------
 
     def put(self, documents: Sequence[IndexedDocument]) -> Written:
+        dimension = self.manifest.model.dimension
+        for item in documents:  # before logging: a logged write must apply
+            if item.vectors.shape != (len(item.passages), dimension):
+                raise ValueError(
+                    f"document {item.document.doc_id!r}: {len(item.passages)} passages need "
+                    f"vectors of shape ({len(item.passages)}, {dimension}), not "
+                    f"{item.vectors.shape}"
+                )
         bodies = [encode_put(item) for item in documents]  # outside the lock: it is slow
         with self._write_lock:
             translog = self._writable()

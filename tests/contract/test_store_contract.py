@@ -347,3 +347,15 @@ def test_a_filter_object_and_its_json_select_the_same(make_store: StoreFactory) 
         store.reader().vector_search(query, 50, condition)[1].tolist()
     )
     assert isinstance(Filter.of_doc_ids(["doc-001"]), Filter)
+
+
+def test_a_document_whose_vectors_do_not_fit_is_refused_before_anything_is_written(
+    make_store: StoreFactory,
+) -> None:
+    store = make_store(corpus(3))
+    (good,) = corpus(4)[3:]
+    bad = IndexedDocument(good.document, good.passages, np.ones((1, DIM + 1), dtype=np.float32))
+    with pytest.raises(ValueError, match="vectors of shape"):
+        store.put([good, bad])
+    assert store.get(good.document.doc_id) is None
+    assert store.reader().seq == 0

@@ -95,17 +95,23 @@ def test_a_merge_drops_removed_rows_and_ranks_as_before(tmp_path: Path) -> None:
     reopened.close()
 
 
-def test_writes_during_a_merge_are_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = FaissStore.open(built(tmp_path / "index", documents(range(10))))
-    store.put(prepare(store, documents(range(10, 20))))
-    gate = threading.Event()
+@pytest.fixture
+def gate(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Merges wait for this event before they compact: something can happen meanwhile."""
+    opened = threading.Event()
     real_compact = local.LocalIndex.compact
 
-    def slow_compact(view: local.LocalView) -> local.LocalIndex:
-        gate.wait(10)
+    def held_compact(view: local.LocalView) -> local.LocalIndex:
+        opened.wait(10)
         return real_compact(view)
 
-    monkeypatch.setattr(local.LocalIndex, "compact", staticmethod(slow_compact))
+    monkeypatch.setattr(local.LocalIndex, "compact", staticmethod(held_compact))
+    return opened
+
+
+def test_writes_during_a_merge_are_kept(tmp_path: Path, gate: threading.Event) -> None:
+    store = FaissStore.open(built(tmp_path / "index", documents(range(10))))
+    store.put(prepare(store, documents(range(10, 20))))
     merge = store.start_merge()
     assert merge is not None
     store.put(prepare(store, documents(range(20, 25))))  # while the merge waits
@@ -307,18 +313,10 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_write(tmp_path: Path) ->
 
 
 def test_a_merge_running_at_close_is_abandoned_and_nothing_is_lost(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, gate: threading.Event
 ) -> None:
     store = FaissStore.open(built(tmp_path / "index", documents(range(5))))
     store.put(prepare(store, documents(range(5, 10))))
-    gate = threading.Event()
-    real_compact = local.LocalIndex.compact
-
-    def slow_compact(view: local.LocalView) -> local.LocalIndex:
-        gate.wait(10)
-        return real_compact(view)
-
-    monkeypatch.setattr(local.LocalIndex, "compact", staticmethod(slow_compact))
     merge = store.start_merge()
     assert merge is not None
     closing = threading.Thread(target=store.close)
