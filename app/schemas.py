@@ -158,6 +158,7 @@ class SearchRequest(BaseModel):
     def _within_the_candidate_pool(self) -> Self:
         if self.offset + self.k > CANDIDATE_POOL:
             raise ValueError(f"offset + k must be at most {CANDIDATE_POOL}")
+        self.effective_filter  # noqa: B018 (source and filter together must make one filter)
         return self
 
 

@@ -149,3 +149,10 @@ def test_the_filter_schema_is_documented_for_swagger(client: TestClient) -> None
     body = spec["components"]["schemas"]["SearchRequest"]["properties"]["filter"]
     assert body["type"] == "object"
     assert "gte" in json.dumps(body)
+
+
+def test_a_filter_too_large_once_source_is_added_is_a_422_too(client: TestClient) -> None:
+    full = {f"key{i}": i for i in range(32)}  # the most fields a filter may have
+    response = client.post("/search", json={"query": QUERY, "filter": full, "source": ["a"]})
+    assert response.status_code == 422
+    assert "32" in response.text
