@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.index import BuildParams, build_index
+from indexer.filters import parse_filter
+from indexer.index import BuildParams, build_index, new_manifest
 from indexer.ingest import Preparer
 from indexer.loading import Corpus
 from indexer.search import MODES, Query, Searcher
@@ -24,7 +25,7 @@ from indexer.stores import FaissStore, local
 from indexer.stores.faiss_store import MergePolicy
 from indexer.stores.layout import TRANSLOG_DIR, current_version, version_number
 from indexer.stores.translog import generations
-from indexer.types import Document
+from indexer.types import Document, IndexedDocument, Passage
 from tests.conftest import REPO
 from tests.durability import Expected, assert_same_ranking, content, version_of
 from tests.fakes import HashingEmbedder
@@ -231,7 +232,7 @@ WRITER = textwrap.dedent(
     from pathlib import Path
     from indexer.ingest import Preparer
     from indexer.stores.faiss_store import FaissStore, MergePolicy
-    from indexer.types import Document
+    from indexer.types import Document, IndexedDocument, Passage
     from tests.durability import content, next_op, version_of
     from tests.fakes import HashingEmbedder
 
@@ -335,3 +336,33 @@ def test_a_merge_running_at_close_is_abandoned_and_nothing_is_lost(
     reopened = FaissStore.open(store.location)
     assert set(held(reopened)) == {f"doc-{i:03d}" for i in range(10)}
     reopened.close()
+
+
+@pytest.mark.parametrize(("spec", "params"), [("Flat", ""), ("HNSW32", "efSearch=16")])
+def test_a_filter_matching_3_of_100_000_passages_returns_those_3(
+    tmp_path: Path, spec: str, params: str
+) -> None:
+    """Before ranking: neither the k best of everything then filtered, nor a graph search
+    that wanders off the few allowed rows (HNSW with a small efSearch would)."""
+    dimension, count = 8, 100_000
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(count, dimension)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    rare = {17, 50_001, 99_998}
+    items = []
+    for i in range(count):
+        text = f"report {i}"
+        document = Document(f"d{i}", "", text, {"desk": "rare"} if i in rare else {})
+        passage = (Passage(document.doc_id, 0, 0, len(text), text),)
+        items.append(IndexedDocument(document, passage, vectors[i : i + 1]))
+    config = BuildParams(index_factory=spec, search_params=params)
+    manifest = new_manifest("test/synthetic", dimension, config, "synthetic")
+    store = FaissStore.create(tmp_path / "index", manifest, items)
+    only = parse_filter({"desk": "rare"})
+    reader = store.reader()
+    query = -vectors[17:18]  # as far from one of them as can be
+    _, rows = reader.vector_search(query, 10, only)
+    assert sorted(reader.passage(int(r)).doc_id for r in rows) == ["d17", "d50001", "d99998"]
+    _, rows = reader.keyword_search("report", 10, only)
+    assert sorted(reader.passage(int(r)).doc_id for r in rows) == ["d17", "d50001", "d99998"]
+    store.close()
