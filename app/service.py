@@ -12,7 +12,7 @@ from indexer.backends import load_embedder, onnx_variant, torch_backend_installe
 from indexer.embedding import TORCH_EXTRA_INSTALL, Embedder
 from indexer.ingest import Preparer
 from indexer.manifest import Manifest, ManifestError
-from indexer.query_encoding import BatchingEmbedder, CachingEmbedder
+from indexer.query_encoding import BatchingEmbedder, CachingEmbedder, WriteEncoder
 from indexer.search import Searcher
 from indexer.stores import Store, open_store
 from indexer.stores.faiss_store import StoreOpenError, read_current_manifest
@@ -153,8 +153,10 @@ class SearchService:
                 self.store, self._query_embedder(model), self.settings.fusion_params
             )
             searcher.embedder.encode([_WARMUP_QUERY])  # the first encode pays one-off setup costs
-            # Documents are prepared with the settings the index was built with, not today's.
-            preparer = Preparer(model, manifest.chunking, manifest.title_prefix)
+            # Documents are prepared with the settings the index was built with, not today's,
+            # and embedded by the query encoder's thread between query batches when it batches.
+            writer = model if self._batcher is None else WriteEncoder(self._batcher)
+            preparer = Preparer(writer, manifest.chunking, manifest.title_prefix)
         except Exception as error:  # ModelMismatchError included: the same problem for a user
             self.load_error = f"loading model {self.settings.model!r} failed: {error}"
             logger.error("the service will not become ready: %s", self.load_error)

@@ -29,6 +29,8 @@ class LoadResult:
     errors: int
     seconds: float
     latencies: list[float]
+    background: int = 0
+    """Background requests sent while the foreground ran (all of them succeeded)."""
 
     @property
     def requests_per_second(self) -> float:
@@ -77,6 +79,7 @@ async def _load(
 ) -> LoadResult:
     latencies: list[float] = []
     errors = 0
+    background_done = 0
     done = asyncio.Event()
     limits = httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(
@@ -101,16 +104,23 @@ async def _load(
                 errors += not ok
 
         async def paced() -> None:
+            """Open loop: one request every 1/rate s whether or not the last one is done, as
+            independent writers would send them (a closed loop would fall behind under load
+            and flatter the foreground)."""
+            nonlocal background_done
             assert background is not None
-            interval = 1 / background_rate
+            sent: list[asyncio.Task[bool]] = []
             next_at = time.perf_counter()
             for request in background:
                 if done.is_set():
-                    return
-                if not await send(request):
-                    raise RuntimeError(f"background {request.method} {request.url} failed")
-                next_at += interval
+                    break
+                sent.append(asyncio.create_task(send(request)))
+                next_at += 1 / background_rate
                 await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+            results = await asyncio.gather(*sent)
+            background_done = len(results)
+            if not all(results):
+                raise RuntimeError(f"{results.count(False)} background requests failed")
 
         pacer = asyncio.create_task(paced()) if background is not None else None
         started = time.perf_counter()
@@ -119,4 +129,4 @@ async def _load(
         done.set()
         if pacer is not None:
             await pacer
-    return LoadResult(concurrency, len(latencies), errors, elapsed, latencies)
+    return LoadResult(concurrency, len(latencies), errors, elapsed, latencies, background_done)

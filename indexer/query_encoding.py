@@ -5,8 +5,10 @@ Both keep the ``Embedder`` interface, so a ``Searcher`` takes them like the plai
 
 from __future__ import annotations
 
-import queue
+import math
 import threading
+import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -78,6 +80,16 @@ def plan_model_calls(lengths: Sequence[int], budget: int = PADDED_TOKEN_BUDGET) 
     return calls
 
 
+# Documents being written share the query encoder's thread, this many passages per model
+# call: one call at a time keeps the two cores from being fought over, and a query never waits
+# behind more than a few passages of a long article.
+WRITE_CHUNK = 4
+# When queries and writes both wait, the one that used less of the encoder over about this many
+# seconds goes next: a steady write rate needing less than half of it is always kept up with,
+# and a bulk ingest gets half, not all.
+FAIR_SHARE_SECONDS = 2.0
+
+
 @dataclass(slots=True)
 class _Request:
     texts: list[str]
@@ -91,6 +103,7 @@ class BatchingEmbedder:
     at once. An idle service answers a lone query immediately (no waiting window), and a busy
     one amortises each model call over every query that arrived meanwhile. A merged batch is
     split into calls of similar length (``plan_model_calls``), so that padding stays cheap.
+    Passages of documents being written (``encode_for_write``) go in between, a few at a time.
     """
 
     def __init__(
@@ -108,40 +121,64 @@ class BatchingEmbedder:
         self.batches = 0
         self.largest_batch = 0
         self._tokenizer = inner.tokenizer()
-        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._ready = threading.Condition()
+        self._queries: deque[_Request] = deque()
+        self._writes: deque[_Request] = deque()
+        self._closing = False
         self._worker = threading.Thread(target=self._run, name="query-encoder", daemon=True)
         self._worker.start()
 
     def encode(self, texts: list[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
         request = _Request(list(texts))
-        self._queue.put(request)
+        with self._ready:
+            self._queries.append(request)
+            self._ready.notify()
         return request.result.result()
+
+    def encode_for_write(self, texts: list[str]) -> Vectors:
+        """Passages of a document being written: queries go first, these fill the gaps."""
+        requests = [_Request(texts[i : i + WRITE_CHUNK]) for i in range(0, len(texts), WRITE_CHUNK)]
+        with self._ready:
+            self._writes.extend(requests)
+            self._ready.notify()
+        parts = [request.result.result() for request in requests]
+        return np.concatenate(parts) if parts else np.empty((0, self.dimension), np.float32)
 
     def tokenizer(self) -> Tokenizer:
         return self.inner.tokenizer()
 
     def close(self) -> None:
-        self._queue.put(None)
+        with self._ready:
+            self._closing = True
+            self._ready.notify()
         self._worker.join(timeout=10)
 
     def _run(self) -> None:
+        spent = {"queries": 0.0, "writes": 0.0}  # encoder seconds, decaying
+        last = time.monotonic()
         while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            size = len(first.texts)
-            while size < self.max_batch:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._queue.put(None)  # finish this batch, then stop
-                    break
-                batch.append(more)
-                size += len(more.texts)
+            with self._ready:
+                self._ready.wait_for(lambda: self._queries or self._writes or self._closing)
+                if not self._queries and not self._writes:
+                    return  # closing, and nothing is left to answer
+                now = time.monotonic()
+                decay = math.exp(-(now - last) / FAIR_SHARE_SECONDS)
+                spent = {kind: seconds * decay for kind, seconds in spent.items()}
+                last = now
+                writes_turn = bool(self._writes) and (
+                    not self._queries or spent["writes"] <= spent["queries"]
+                )
+                batch: list[_Request] = []
+                if writes_turn:
+                    batch.append(self._writes.popleft())
+                else:
+                    size = 0
+                    while self._queries and size < self.max_batch:
+                        batch.append(self._queries.popleft())
+                        size += len(batch[-1].texts)
+            started = time.monotonic()
             self._encode(batch)
+            spent["writes" if writes_turn else "queries"] += time.monotonic() - started
 
     def _encode(self, batch: list[_Request]) -> None:
         texts = [text for request in batch for text in request.texts]
@@ -160,3 +197,19 @@ class BatchingEmbedder:
         for request in batch:
             request.result.set_result(vectors[offset : offset + len(request.texts)])
             offset += len(request.texts)
+
+
+class WriteEncoder:
+    """The ``Embedder`` that documents being written are prepared with: the batcher's model,
+    between its query batches."""
+
+    def __init__(self, batcher: BatchingEmbedder) -> None:
+        self.batcher = batcher
+        self.model_name = batcher.model_name
+        self.dimension = batcher.dimension
+
+    def encode(self, texts: list[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
+        return self.batcher.encode_for_write(list(texts))
+
+    def tokenizer(self) -> Tokenizer:
+        return self.batcher.tokenizer()

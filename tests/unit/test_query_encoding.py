@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from indexer.embedding import Vectors
-from indexer.query_encoding import BatchingEmbedder, CachingEmbedder, plan_model_calls
+from indexer.query_encoding import (
+    WRITE_CHUNK,
+    BatchingEmbedder,
+    CachingEmbedder,
+    WriteEncoder,
+    plan_model_calls,
+)
 from tests.fakes import HashingEmbedder
 
 
@@ -75,7 +81,7 @@ def test_concurrent_queries_share_model_calls_and_each_gets_its_own_vectors() ->
             model.entered.wait(5)  # the worker is now busy; the next twelve queue up
             futures = [pool.submit(batcher.encode, [text]) for text in texts]
             deadline = time.monotonic() + 10
-            while batcher._queue.qsize() < len(texts):
+            while len(batcher._queries) < len(texts):
                 assert time.monotonic() < deadline, "the callers never queued up"
                 time.sleep(0.01)
             model.release.set()
@@ -132,3 +138,55 @@ def test_wrappers_keep_the_embedder_interface() -> None:
     wrapped = CachingEmbedder(BatchingEmbedder(HashingEmbedder()), size=8)
     assert (wrapped.model_name, wrapped.dimension) == ("test/hashing-64", 64)
     assert wrapped.encode([]).shape == (0, 64)
+
+
+class TimedEmbedder(HashingEmbedder):
+    """Each model call takes 20 ms, as a real one would."""
+
+    def encode(self, texts: list[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
+        time.sleep(0.02)
+        return super().encode(texts)
+
+
+def test_passages_of_written_documents_share_the_encoder_a_few_at_a_time() -> None:
+    model = HashingEmbedder()
+    batcher = BatchingEmbedder(model)
+    texts = [f"passage {i} of an article" for i in range(10)]
+    try:
+        vectors = WriteEncoder(batcher).encode(texts)
+    finally:
+        batcher.close()
+    np.testing.assert_array_equal(vectors, HashingEmbedder().encode(texts))
+    assert [len(call) for call in model.encoded] == [4, 4, 2]  # WRITE_CHUNK at a time
+    assert WRITE_CHUNK == 4
+
+
+def test_queries_and_writes_share_the_encoder_fairly() -> None:
+    """A long write neither starves queries nor is starved by a steady stream of them."""
+    batcher = BatchingEmbedder(TimedEmbedder())
+    query_waits: list[float] = []
+    stop = threading.Event()
+
+    def ask() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            batcher.encode(["a query"])
+            query_waits.append(time.monotonic() - started)
+
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            askers = [pool.submit(ask) for _ in range(2)]
+            time.sleep(0.1)
+            started = time.monotonic()
+            written = pool.submit(WriteEncoder(batcher).encode, [f"p{i}" for i in range(80)])
+            written.result(30)  # 20 chunks of 20 ms: about 0.4 s of encoder time
+            write_seconds = time.monotonic() - started
+            stop.set()
+            for asker in askers:
+                asker.result(10)
+    finally:
+        batcher.close()
+    # Half the encoder each, give or take a call: neither side waited for the other to finish.
+    assert write_seconds < 2.0
+    assert max(query_waits) < 0.2
+    assert len(query_waits) > 10
