@@ -14,6 +14,8 @@ from indexer.types import Passage
 from tests.fakes import HashingEmbedder
 
 REPO = Path(__file__).resolve().parent.parent
+# What tests measure or render for people to look at (screenshots, timings, counts).
+ARTIFACTS = REPO / "test-artifacts"
 SEEDS = REPO / "seeds"
 RUSSIA_DOC = "004_6fdace10fca785c4.txt"
 # Small windows, so the two seed articles make enough passages to page and group.

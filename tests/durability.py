@@ -91,6 +91,9 @@ class Expected:
 
     versions: dict[str, int | None] = field(default_factory=dict)
     acknowledged: int = 0
+    in_flight_applied: int = 0
+    """Writes in flight at a kill that turned out to be durable (the others were not)."""
+    in_flight_lost: int = 0
 
     def apply(self, op: Op) -> None:
         self.versions[op.doc_id] = op.version if op.kind == "put" else None
@@ -114,15 +117,33 @@ class Expected:
     def check(self, found: dict[str, int | None], in_flight: Op | None) -> None:
         """``found`` (doc id -> version held, None for absent) must be what was acknowledged;
         the write in flight may have happened or not. Adopts the outcome."""
-        for doc_id in set(self.versions) | set(found):
-            want = self.versions.get(doc_id)
-            got = found.get(doc_id)
+        before = dict(self.versions)
+        for doc_id in set(before) | set(found):
+            want, got = before.get(doc_id), found.get(doc_id)
             if in_flight is not None and doc_id == in_flight.doc_id and got != want:
                 after = in_flight.version if in_flight.kind == "put" else None
                 assert got == after, f"{doc_id}: {got}, expected {want} or {after}"
                 self.versions[doc_id] = got
                 continue
             assert got == want, f"{doc_id}: holds version {got}, acknowledged {want}"
+        if in_flight is not None:
+            if self.versions != before:
+                self.in_flight_applied += 1
+            else:
+                self.in_flight_lost += 1
+
+    def summary(self, rounds: int, **extra: object) -> str:
+        live = sum(v is not None for v in self.versions.values())
+        lines = [
+            f"rounds (kill -9): {rounds}",
+            f"acknowledged writes: {self.acknowledged}, all present after restart",
+            f"writes in flight at a kill: {self.in_flight_applied} found applied, "
+            f"{self.in_flight_lost} not (never acknowledged)",
+            f"documents at the end: {live} live, "
+            f"{sum(v is None for v in self.versions.values())} deleted and absent",
+            *(f"{key}: {value}" for key, value in extra.items()),
+        ]
+        return "\n".join(lines) + "\n"
 
 
 def version_of(title: str) -> int:

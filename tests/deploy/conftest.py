@@ -16,9 +16,8 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from tests.conftest import REPO
+from tests.conftest import ARTIFACTS
 
-ARTIFACTS = REPO / "test-artifacts"
 # Selenium must use the Debian ChromeDriver given below, never fetch one.
 os.environ.setdefault("SE_OFFLINE", "true")
 CHROMIUM_FLAGS = [

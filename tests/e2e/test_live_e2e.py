@@ -21,7 +21,7 @@ from indexer.backends import load_embedder
 from indexer.embedding import DEFAULT_MODEL
 from indexer.index import BuildParams, build_index
 from indexer.loading import load_corpus
-from tests.conftest import REPO, RUSSIA_DOC, SEEDS, write_articles
+from tests.conftest import ARTIFACTS, REPO, RUSSIA_DOC, SEEDS, write_articles
 from tests.durability import Expected, assert_same_ranking, content, next_op, version_of
 from tests.processes import free_port, running_service, wait_for
 
@@ -196,6 +196,7 @@ def test_kill_9_loop_loses_no_acknowledged_write_and_ranks_like_a_fresh_build(
             server.wait(10)
     assert expected.acknowledged >= 20, expected.acknowledged
     assert "Traceback" not in log.read_text()
+    rounds = 6
 
     # The same documents built offline, in the order the live index holds them, rank alike.
     server = start(index_dir, onnx_dir, port, log)
@@ -230,3 +231,12 @@ def test_kill_9_loop_loses_no_acknowledged_write_and_ranks_like_a_fresh_build(
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(20)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "kill9-http.txt").write_text(
+        expected.summary(
+            rounds,
+            process="python -m app with the real model (ONNX Runtime), killed while writing",
+            rankings="equal to a fresh offline build of the same documents "
+            "(4 queries x 3 modes, through HTTP)",
+        )
+    )

@@ -26,7 +26,7 @@ from indexer.stores.faiss_store import MergePolicy
 from indexer.stores.layout import TRANSLOG_DIR, current_version, version_number
 from indexer.stores.translog import generations
 from indexer.types import Document, IndexedDocument, Passage
-from tests.conftest import REPO
+from tests.conftest import ARTIFACTS, REPO
 from tests.durability import Expected, assert_same_ranking, content, version_of
 from tests.fakes import HashingEmbedder
 
@@ -311,6 +311,15 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_write(tmp_path: Path) ->
         assert_same_ranking(ours, theirs)
     store.close()
     fresh.close()
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "kill9-store.txt").write_text(
+        expected.summary(
+            6,
+            merges=f"the index is at {current_version(index_dir).name} (each version after "
+            "v000001 is a merge, some of them killed midway)",
+            rankings="equal to a fresh build of the same documents (4 queries x 3 modes)",
+        )
+    )
 
 
 def test_a_merge_running_at_close_is_abandoned_and_nothing_is_lost(
