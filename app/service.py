@@ -154,7 +154,7 @@ class SearchService:
             )
             searcher.embedder.encode([_WARMUP_QUERY])  # the first encode pays one-off setup costs
             # Documents are prepared with the settings the index was built with, not today's,
-            # and embedded by the query encoder's thread between query batches when it batches.
+            # and embedded by the query encoder's thread, shared fairly with queries.
             writer = model if self._batcher is None else WriteEncoder(self._batcher)
             preparer = Preparer(writer, manifest.chunking, manifest.title_prefix)
         except Exception as error:  # ModelMismatchError included: the same problem for a user
