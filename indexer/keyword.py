@@ -20,6 +20,7 @@ import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -90,34 +91,33 @@ class Segment:
     frequencies: npt.NDArray[np.float32]
 
     @classmethod
+    def of(
+        cls,
+        terms: Rows,
+        rows: Rows,
+        frequencies: npt.NDArray[np.floating[Any] | np.integer[Any]],
+        vocabulary: int,
+    ) -> Segment:
+        """Postings given as (term id, row, frequency) triples, in any order."""
+        order = np.lexsort((rows, terms))  # by term, then row
+        indptr = np.zeros(vocabulary + 1, dtype=np.int64)
+        np.cumsum(np.bincount(terms, minlength=vocabulary), out=indptr[1:])
+        return cls(indptr, rows[order].astype(np.int64), frequencies[order].astype(np.float32))
+
+    @classmethod
     def build(cls, rows: Rows, terms: Sequence[npt.NDArray[np.int64]], vocabulary: int) -> Segment:
-        """Postings of ``rows[i]`` holding term ids ``terms[i]`` (rows ascending)."""
+        """Postings of ``rows[i]`` holding term ids ``terms[i]``."""
         counts = np.fromiter((len(t) for t in terms), dtype=np.int64, count=len(terms))
         row_of_term = np.repeat(rows, counts)
         term_ids = np.concatenate(terms) if len(terms) else np.empty(0, dtype=np.int64)
-        # One key per (row, term) pair: unique() counts repeats and sorts by row, then term.
+        # One key per (row, term) pair: unique() counts the repeats.
         keys, frequencies = np.unique(row_of_term * vocabulary + term_ids, return_counts=True)
-        term_of_key = keys % vocabulary
-        order = np.argsort(term_of_key, kind="stable")  # by term, rows still ascending
-        indptr = np.zeros(vocabulary + 1, dtype=np.int64)
-        np.cumsum(np.bincount(term_of_key, minlength=vocabulary), out=indptr[1:])
-        return cls(
-            indptr,
-            (keys // vocabulary)[order].astype(np.int64),
-            frequencies[order].astype(np.float32),
-        )
+        return cls.of(keys % vocabulary, keys // vocabulary, frequencies, vocabulary)
 
     @classmethod
     def concatenate(cls, segments: Sequence[Segment], vocabulary: int) -> Segment:
         """One segment holding the postings of all (their rows must not overlap)."""
-        pieces = [s.expand() for s in segments]
-        terms = np.concatenate([p[0] for p in pieces])
-        rows = np.concatenate([p[1] for p in pieces])
-        frequencies = np.concatenate([p[2] for p in pieces])
-        order = np.lexsort((rows, terms))
-        indptr = np.zeros(vocabulary + 1, dtype=np.int64)
-        np.cumsum(np.bincount(terms, minlength=vocabulary), out=indptr[1:])
-        return cls(indptr, rows[order], frequencies[order])
+        return cls.of(*_expand_all(segments), vocabulary)
 
     def expand(self) -> tuple[Rows, Rows, npt.NDArray[np.float32]]:
         """Every posting as (term id, row, frequency) arrays."""
@@ -133,6 +133,12 @@ class Segment:
 
 _NO_ROWS = np.empty(0, dtype=np.int64)
 _NO_FREQUENCIES = np.empty(0, dtype=np.float32)
+
+
+def _expand_all(segments: Sequence[Segment]) -> tuple[Rows, Rows, npt.NDArray[np.float32]]:
+    """Every posting of the segments as (term id, row, frequency) arrays."""
+    terms, rows, frequencies = zip(*(segment.expand() for segment in segments), strict=True)
+    return np.concatenate(terms), np.concatenate(rows), np.concatenate(frequencies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,13 +197,9 @@ class KeywordView:
     def compact(self, keep: Rows) -> KeywordIndex:
         """A new index of just the rows ``keep`` (ascending, live), renumbered 0, 1, 2, ...
         in that order, without the terms no longer used: what a merge saves."""
-        view = self
-        renumber = np.full(len(view.lengths), -1, dtype=np.int64)
+        renumber = np.full(len(self.lengths), -1, dtype=np.int64)
         renumber[keep] = np.arange(len(keep), dtype=np.int64)
-        terms, rows, frequencies = (
-            np.concatenate(parts)
-            for parts in zip(*(segment.expand() for segment in view.segments), strict=True)
-        )
+        terms, rows, frequencies = _expand_all(self.segments)
         kept = renumber[rows] >= 0
         terms, rows, frequencies = terms[kept], renumber[rows[kept]], frequencies[kept]
         used = np.zeros(max(len(self.df), 1), dtype=bool)
@@ -206,13 +208,8 @@ class KeywordView:
         # Only the terms this view knows: the writer may have appended more since.
         words = self.words[: len(used)]
         vocabulary = {word: int(new_id[i]) for i, word in enumerate(words) if used[i]}
-        size = max(len(vocabulary), 1)
-        terms = new_id[terms]
-        order = np.lexsort((rows, terms))
-        indptr = np.zeros(size + 1, dtype=np.int64)
-        np.cumsum(np.bincount(terms, minlength=size), out=indptr[1:])
-        base = Segment(indptr, rows[order], frequencies[order])
-        return KeywordIndex(self.params, vocabulary, base, view.lengths[keep])
+        base = Segment.of(new_id[terms], rows, frequencies, max(len(vocabulary), 1))
+        return KeywordIndex(self.params, vocabulary, base, self.lengths[keep])
 
 
 class KeywordIndex:
