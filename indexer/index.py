@@ -29,7 +29,7 @@ from indexer.manifest import (
 from indexer.stores.faiss_store import FaissStore, read_current_manifest, write_index
 from indexer.stores.layout import TRANSLOG_DIR, IndexLock, is_index
 from indexer.stores.local import LocalIndex
-from indexer.stores.operations import decode
+from indexer.stores.operations import seq_of
 from indexer.stores.translog import replay
 from indexer.stores.vectors import make_index
 
@@ -158,7 +158,7 @@ def api_writes(out: Path) -> int:
     except ManifestError:
         return 0
     for payload in replay(out / TRANSLOG_DIR):
-        last = max(last, decode(payload).seq)
+        last = max(last, seq_of(payload))
     return last
 
 

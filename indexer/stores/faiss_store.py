@@ -167,10 +167,7 @@ class FaissStore:
         written (a read-only mount, no permission), the store opens read-only and says why.
         """
         root = location
-        try:  # before taking the lock: never leave a LOCK file in a directory that is no index
-            current_version(root)
-        except LayoutError as error:
-            raise StoreOpenError(str(error)) from error
+        _current(root)  # before taking the lock: never leave a LOCK file where no index is
         lock, translog, read_only = None, None, None
         if writable:
             lock = IndexLock(root)

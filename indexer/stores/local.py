@@ -162,7 +162,8 @@ class LocalIndex:
         self._columns = columns
         numbers = {d.doc_id: n for n, d in enumerate(documents)}
         if len(numbers) != len(documents):
-            raise ValueError("the index is inconsistent: a document id appears twice")
+            twice = next(d.doc_id for n, d in enumerate(documents) if numbers[d.doc_id] != n)
+            raise ValueError(f"document id {twice!r} appears twice")
         self._latest = dict(numbers)
         row_document = np.fromiter(
             (numbers[p.doc_id] for p in passages), dtype=np.int64, count=len(passages)
@@ -186,35 +187,24 @@ class LocalIndex:
     @classmethod
     def build(cls, manifest: Manifest, items: Sequence[IndexedDocument]) -> LocalIndex:
         """An index of ``items`` with every structure in its saved (merged) form."""
-        seen: set[str] = set()
-        for item in items:
-            if item.document.doc_id in seen:
-                raise ValueError(f"document id {item.document.doc_id!r} appears twice")
-            seen.add(item.document.doc_id)
+        documents = [item.document for item in items]
         passages = [p for item in items for p in item.passages]
-        texts = [
-            passage_representation(p, item.document.title, manifest.title_prefix)
-            for item in items
-            for p in item.passages
-        ]
+        texts = [text for item in items for text in _texts(manifest, item.document, item.passages)]
         dimension = manifest.model.dimension
         vectors = (
             np.concatenate([item.vectors for item in items])
             if passages
             else np.empty((0, dimension), dtype=np.float32)
         )
-        columns = MetadataColumns()
-        for item in items:
-            columns.append(item.document.doc_id, dict(item.document.metadata))
         return cls(
             manifest,
-            [item.document for item in items],
+            documents,
             passages,
             VectorIndex.build(
                 dimension, manifest.store.spec, manifest.store.search_params, vectors
             ),
             KeywordIndex.build(texts, manifest.keyword),
-            columns,
+            _columns(documents),
         )
 
     @classmethod
@@ -239,12 +229,8 @@ class LocalIndex:
         document = item.document
         existed = self._remove(document.doc_id)
         number, first = len(self._documents), len(self._passages)
-        texts = [
-            passage_representation(p, document.title, self.manifest.title_prefix)
-            for p in item.passages
-        ]
         self._vectors.add(item.vectors.reshape(-1, self.manifest.model.dimension))
-        self._keyword.add(texts)
+        self._keyword.add(_texts(self.manifest, document, item.passages))
         self._passages.extend(item.passages)
         self._documents.append(document)
         self._columns.append(document.doc_id, dict(document.metadata))
@@ -268,13 +254,8 @@ class LocalIndex:
         if number is None:
             return False
         first, count = (int(x) for x in self._document_rows.head()[number])
-        document = self._documents[number]
-        self._keyword.remove(
-            [
-                passage_representation(p, document.title, self.manifest.title_prefix)
-                for p in self._passages[first : first + count]
-            ]
-        )
+        passages = self._passages[first : first + count]
+        self._keyword.remove(_texts(self.manifest, self._documents[number], passages))
         self._live_docs.clear(number, number + 1)
         self._live_rows.clear(first, first + count)
         self._dead_rows += count
@@ -359,9 +340,6 @@ class LocalIndex:
                 f"it holds {counts.documents} documents and {counts.passages} passages, "
                 f"its manifest says {manifest.counts.documents} and {manifest.counts.passages}"
             )
-        columns = MetadataColumns()
-        for document in documents:
-            columns.append(document.doc_id, dict(document.metadata))
         store = manifest.store
         return cls(
             manifest,
@@ -369,8 +347,20 @@ class LocalIndex:
             passages,
             VectorIndex.load(directory, store.spec, store.search_params),
             KeywordIndex.load(directory, manifest.keyword),
-            columns,
+            _columns(documents),
         )
+
+
+def _texts(manifest: Manifest, document: Document, passages: Sequence[Passage]) -> list[str]:
+    """What is keyword-indexed for these passages, as it was embedded."""
+    return [passage_representation(p, document.title, manifest.title_prefix) for p in passages]
+
+
+def _columns(documents: Sequence[Document]) -> MetadataColumns:
+    columns = MetadataColumns()
+    for document in documents:
+        columns.append(document.doc_id, dict(document.metadata))
+    return columns
 
 
 def _document_record(document: Document) -> dict[str, object]:

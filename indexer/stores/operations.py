@@ -61,8 +61,14 @@ def numbered(seq: int, body: bytes) -> bytes:
     return _SEQ.pack(seq) + body
 
 
-def decode(record: bytes) -> Operation:
+def seq_of(record: bytes) -> int:
+    """A record's sequence number, without decoding the rest."""
     (seq,) = _SEQ.unpack_from(record)
+    return int(seq)
+
+
+def decode(record: bytes) -> Operation:
+    seq = seq_of(record)
     (length,) = _HEADER.unpack_from(record, _SEQ.size)
     start = _SEQ.size + _HEADER.size
     header = json.loads(record[start : start + length])
