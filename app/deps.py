@@ -12,7 +12,7 @@ from fastapi import Depends, HTTPException, Request, status
 
 from app.service import SearchService
 from indexer.search import Searcher
-from indexer.stores import Reader
+from indexer.stores import Reader, Store
 
 
 async def get_service(request: Request) -> SearchService:
@@ -23,11 +23,15 @@ async def get_service(request: Request) -> SearchService:
 ServiceDep = Annotated[SearchService, Depends(get_service)]
 
 
-async def get_reader(service: ServiceDep) -> Reader:
-    """The latest published view of the index."""
+def _open_store(service: SearchService) -> Store:
     if service.store is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the index is not open yet")
-    return service.store.reader()
+    return service.store
+
+
+async def get_reader(service: ServiceDep) -> Reader:
+    """The latest published view of the index."""
+    return _open_store(service).reader()
 
 
 def _model_needed(service: SearchService) -> HTTPException:
@@ -43,12 +47,9 @@ async def get_searcher(service: ServiceDep) -> Searcher:
 
 async def get_deleter(service: ServiceDep) -> SearchService:
     """The service, if its index takes writes (deletes need no model)."""
-    if service.store is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the index is not open yet")
-    if service.store.read_only is not None:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, f"writes are disabled: {service.store.read_only}"
-        )
+    problem = _open_store(service).read_only
+    if problem is not None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"writes are disabled: {problem}")
     return service
 
 
