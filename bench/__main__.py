@@ -150,6 +150,11 @@ def main(
             server_env,
             churn_cycles=churn_cycles,
             log_writes=log_writes,
+            offline_passages_per_s=(
+                results["indexing"]["build_passages_per_s"]  # type: ignore[index]
+                if "indexing" in results
+                else None
+            ),
         )
     by_level = {level["concurrency"]: level for level in run.levels}
     first, last = by_level[min(by_level)], by_level[max(by_level)]

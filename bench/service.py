@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from indexer.ingest import passage_representation
 from indexer.loading import Corpus, load_corpus
 from indexer.search import Mode, Query, Searcher
 from indexer.stores import open_store
+from indexer.stores.layout import LOCK_FILE
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -88,6 +90,12 @@ def in_process_floor(searcher: Searcher, queries: Sequence[str], mode: Mode) -> 
         searcher.search(Query(query, mode=mode, k=10))
         seconds.append(time.perf_counter() - started)
     return {"mode": mode, "queries": len(seconds), **percentiles_ms(seconds)}
+
+
+def copy_index(index_dir: Path, target: Path) -> Path:
+    """A copy of an index for a server of its own (one process writes to an index)."""
+    shutil.copytree(index_dir, target, ignore=shutil.ignore_patterns(LOCK_FILE))
+    return target
 
 
 def free_port() -> int:

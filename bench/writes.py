@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import itertools
-import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,7 +20,7 @@ from typing import Any
 import httpx
 
 from bench.load import Request, run_requests
-from bench.service import REPO, server
+from bench.service import REPO, copy_index, server
 from bench.stats import percentiles_ms, rss_mb
 from indexer.embedding import Embedder
 from indexer.index import BuildParams, build_index
@@ -41,12 +40,6 @@ def _body(document: Document) -> dict[str, Any]:
     return {"title": document.title, "text": document.text, "metadata": dict(document.metadata)}
 
 
-def _copy(index_dir: Path, scratch: Path, name: str) -> Path:
-    target = scratch / name
-    shutil.copytree(index_dir, target, ignore=shutil.ignore_patterns("LOCK"))
-    return target
-
-
 def _short(document: Document, variant: int) -> Document:
     """A one-passage version of a document (its first sentence or so): churn measures the
     index's bookkeeping, so the model's share is kept small."""
@@ -64,13 +57,16 @@ def write_benchmarks(
     *,
     churn_cycles: int = 10_000,
     log_writes: int = 10_000,
+    offline_passages_per_s: float | None = None,
 ) -> dict[str, Any]:
     """Every write benchmark; ``index_dir`` is the collection's index (the bulk ingest goes
-    into an index of the two seed articles instead)."""
+    into an index of the two seed articles instead). The bulk ingest is compared with
+    ``offline_passages_per_s``, the offline build's rate on these documents, measured here
+    if the run has not measured it already."""
     env = {**env, "SEARCH_API_KEY": KEY}
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-writes-") as scratch:
-        live = _copy(index_dir, Path(scratch), "live")
+        live = copy_index(index_dir, Path(scratch) / "live")
         with server(live, port, env) as (process, _):
             base = f"http://127.0.0.1:{port}"
             results["put_c4"] = _puts(base, documents[:200], concurrency=4)
@@ -81,13 +77,13 @@ def write_benchmarks(
         build_index(seeds, ingest, embedder, BuildParams(), source_label="seeds")
         with server(ingest, port, env):
             results["bulk"] = _bulk(f"http://127.0.0.1:{port}", documents)
-        results["bulk"]["offline_build_passages_per_s"] = round(
-            offline_rate(Corpus(list(documents)), embedder), 1
-        )
+        if offline_passages_per_s is None:
+            offline_passages_per_s = offline_rate(Corpus(list(documents)), embedder)
+        results["bulk"]["offline_build_passages_per_s"] = round(offline_passages_per_s, 1)
         results["bulk"]["ratio_to_offline_build"] = round(
             results["bulk"]["passages_per_s"] / results["bulk"]["offline_build_passages_per_s"], 2
         )
-        replay = _copy(index_dir, Path(scratch), "replay")
+        replay = copy_index(index_dir, Path(scratch) / "replay")
         results["replay"] = _replay(replay, documents, embedder, log_writes, port, env)
     return results
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.service import free_port, server
+from bench.service import copy_index, free_port, server
 from tests.conftest import REPO
 
 
@@ -39,8 +38,7 @@ def running_service(index_dir: Path, onnx_dir: Path, log: Path, **env: str) -> I
     leaving that SIGTERM shut it down cleanly."""
     port = free_port()
     env = {"SEARCH_ONNX_DIR": str(onnx_dir), **env}
-    own = log.parent / f"index-{port}"
-    shutil.copytree(index_dir, own, ignore=shutil.ignore_patterns("LOCK"))
+    own = copy_index(index_dir, log.parent / f"index-{port}")
     with server(own, port, env, log) as (process, _):
         yield f"http://127.0.0.1:{port}"
     # uvicorn shuts down gracefully, then re-raises SIGTERM so supervisors see the signal.
