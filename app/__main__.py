@@ -11,6 +11,7 @@ from typing import Any
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
+from app.protocol import JsonErrorsProtocol
 from app.service import SearchService, StartupError
 from app.settings import Settings
 
@@ -32,6 +33,7 @@ def main() -> None:
     uvicorn.run(
         "app.main:create_app",
         factory=True,
+        http=JsonErrorsProtocol,
         host=settings.host,
         port=settings.port,
         root_path=settings.root_path,

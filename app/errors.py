@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.service import WriteTimeoutError
 from indexer.stores.base import ReadOnlyStoreError, StorageFullError, StoreWriteError
@@ -14,6 +17,19 @@ logger = logging.getLogger("app")
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if error.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+            # Starlette's Allow names the methods of the first route on the path only; /search
+            # has a GET and a POST route, and a client told "GET" would never try POST.
+            allowed = _documented_methods(request) or [(error.headers or {}).get("Allow", "GET")]
+            return JSONResponse(
+                {"detail": f"{request.method} is not allowed here; use {', '.join(allowed)}"},
+                status_code=error.status_code,
+                headers={"Allow": ", ".join(allowed)},
+            )
+        return await http_exception_handler(request, error)
+
     @app.exception_handler(StoreWriteError)
     async def write_failed(request: Request, error: StoreWriteError) -> JSONResponse:
         # Nothing of the write was applied; searches and reads go on.
@@ -37,3 +53,14 @@ def install_error_handlers(app: FastAPI) -> None:
             {"detail": "internal error; the server log has the details"},
             status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
+
+
+def _documented_methods(request: Request) -> list[str]:
+    """The methods the OpenAPI schema gives the request's path (none for undocumented paths)."""
+    path, root = request.scope["path"], request.scope.get("root_path", "")
+    path = path[len(root) :] if root and path.startswith(root) else path
+    for template, operations in request.app.openapi()["paths"].items():
+        # A parameter matches any non-empty text: doc ids may hold slashes ({doc_id:path}).
+        if re.fullmatch(re.sub(r"\\{[^}]*\\}", ".+", re.escape(template)), path):
+            return sorted(method.upper() for method in operations)
+    return []

@@ -6,16 +6,19 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_fastapi_instrumentator import Instrumentator
+from starlette.routing import BaseRoute
 
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimitMiddleware
 from app.routes import documents, health, page, search
 from app.routes.health import service_version
+from app.security import drop_open_read_security
 from app.service import EmbedderFactory, SearchService, StartupError
 from app.settings import Settings
 
@@ -58,15 +61,27 @@ def create_app(
     app.state.service = service
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    app.include_router(search.router)
-    app.include_router(documents.router)
-    app.include_router(health.router)
-    app.include_router(page.router)
+    routers = (search.router, documents.router, health.router, page.router)
+    for router in routers:
+        app.include_router(router)
     app.mount(page.STATIC_URL, page.static_files(), name=page.STATIC_NAME)
+    if settings.read_api_key is None:
+        _open_reads_in_schema(app, [route for router in routers for route in router.routes])
     Instrumentator(
         excluded_handlers=["/metrics", "/health", "/ready"], registry=_metrics_registry()
     ).instrument(app).expose(app, include_in_schema=False)
     return app
+
+
+def _open_reads_in_schema(app: FastAPI, routes: list[BaseRoute]) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            drop_open_read_security(generate(), routes)
+        return generate()  # cached by FastAPI now
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _metrics_registry() -> CollectorRegistry:

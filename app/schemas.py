@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -18,39 +19,103 @@ from pydantic import (
     StrictStr,
     StringConstraints,
     WithJsonSchema,
-    field_validator,
     model_validator,
 )
 
 from indexer.backends import Backend
 from indexer.filters import MAX_FIELDS, MAX_VALUES, Filter, parse_filter
-from indexer.metadata import MAX_KEYS, MAX_METADATA_BYTES, validate_metadata
+from indexer.metadata import (
+    KEY_PATTERN,
+    MAX_KEYS,
+    MAX_SAFE_INTEGER,
+    MAX_STRING_CHARS,
+    RESERVED_KEYS,
+    validate_metadata,
+)
 from indexer.search import CANDIDATE_POOL, DEFAULT_MODE, Mode
 
 EXAMPLE_QUERY = "Russian military presence"
 
 # bool first: a JSON true must stay a boolean, not become 1.
 MetadataValue = StrictBool | StrictInt | StrictFloat | StrictStr
+# validate_metadata's rules, stated in full, so that what the schema allows is accepted.
+METADATA_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "maxProperties": MAX_KEYS,
+    "propertyNames": {"pattern": KEY_PATTERN, "not": {"enum": sorted(RESERVED_KEYS)}},
+    "additionalProperties": {
+        "anyOf": [
+            {"type": "string", "maxLength": MAX_STRING_CHARS},
+            {"type": "number", "minimum": -MAX_SAFE_INTEGER, "maximum": MAX_SAFE_INTEGER},
+            {"type": "boolean"},
+        ]
+    },
+}
 MetadataIn = Annotated[
     dict[str, MetadataValue],
     AfterValidator(validate_metadata),
+    WithJsonSchema(METADATA_SCHEMA),
     Field(
-        max_length=MAX_KEYS,
-        description=f"A flat object of strings, numbers, booleans and ISO dates (as strings), "
-        f"at most {MAX_KEYS} keys and {MAX_METADATA_BYTES} bytes; searches filter on it.",
+        description=f"A flat object of strings, numbers, booleans and ISO dates (as strings): "
+        f"at most {MAX_KEYS} keys (letters, digits, underscores; not doc_id), strings up to "
+        f"{MAX_STRING_CHARS} characters, numbers within ±2^53. Searches filter on it.",
     ),
 ]
 MetadataOut = Annotated[
     dict[str, MetadataValue], Field(description="The document's metadata, as written.")
 ]
 
+# Not only whitespace, for the schema: a character that Python's str.strip() keeps (the checks
+# use strip, for a clear message). Spelled out rather than \S because JSON Schema (ECMAScript),
+# Python and Rust disagree on what \s covers, and the schema must accept exactly what the
+# service does (tests/unit/test_schemas.py compares the two over all of Unicode).
+NOT_BLANK = r"[^\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+_NOT_BLANK_SCHEMA = {"pattern": NOT_BLANK}
+
+
+def trimmed(text: str) -> str:
+    """``text`` without surrounding whitespace, which must leave something."""
+    stripped = text.strip()
+    if not stripped:
+        raise ValueError("it is empty or only whitespace")
+    return stripped
+
+
+def _not_blank(text: str) -> str:
+    trimmed(text)
+    return text
+
+
 QueryText = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=1000),
-    Field(description="What to look for, in natural language (1-1000 characters after trimming)."),
+    StringConstraints(max_length=1000),
+    AfterValidator(trimmed),
+    Field(
+        description="What to look for, in natural language (up to 1000 characters).",
+        json_schema_extra=_NOT_BLANK_SCHEMA,
+    ),
 ]
-TopK = Annotated[int, Field(ge=1, le=100, description="How many passages to return.")]
-Offset = Annotated[int, Field(ge=0, le=1000, description="Skip this many results (for paging).")]
+
+
+def _integral(value: object) -> object:
+    # JSON Schema's "integer" includes 5.0; strict bodies would otherwise refuse it.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+MAX_K = 100
+# The validator after the Field: before it, pydantic writes the bounds as "ge"/"le", which JSON
+# Schema does not know, instead of "minimum"/"maximum".
+TopK = Annotated[
+    int,
+    Field(ge=1, le=MAX_K, description="How many passages to return."),
+    BeforeValidator(_integral),
+]
+# Bounded so that offset + k stays within the candidate pool: a limit the schema can state.
+Offset = Annotated[
+    int,
+    Field(ge=0, le=CANDIDATE_POOL - MAX_K, description="Skip this many results (for paging)."),
+    BeforeValidator(_integral),
+]
 MinScore = Annotated[
     float | None,
     Field(
@@ -75,32 +140,47 @@ Sources = Annotated[
     Field(max_length=100, description="Only search these documents (ids from GET /documents)."),
 ]
 
-_SCALAR = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}
-_BOUND = {"anyOf": [{"type": "number"}, {"type": "string", "description": "an ISO 8601 date"}]}
-FILTER_SCHEMA = {
+# parse_filter's rules, stated in full (schemathesis checks that the schema and the service
+# agree): keys as for metadata, numbers within ±2^53, a range's bounds all numbers or all dates,
+# and doc_id compared only for equality, with strings.
+_NUMBER = {"type": "number", "minimum": -MAX_SAFE_INTEGER, "maximum": MAX_SAFE_INTEGER}
+_DATE = {
+    "anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}],
+    "description": "an ISO 8601 date or RFC 3339 date-time",
+}
+_SCALAR = {"anyOf": [{"type": "string"}, _NUMBER, {"type": "boolean"}]}
+
+
+def _list_of(item: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": item, "minItems": 1, "maxItems": MAX_VALUES}
+
+
+def _operators(value: dict[str, Any], bound: dict[str, Any] | None) -> dict[str, Any]:
+    ranges = {} if bound is None else dict.fromkeys(("gt", "gte", "lt", "lte"), bound)
+    return {
+        "type": "object",
+        "minProperties": 1,
+        "additionalProperties": False,
+        "properties": {"eq": value, "in": _list_of(value), **ranges},
+    }
+
+
+_DOC_IDS = {"type": "string"}
+FILTER_SCHEMA: dict[str, Any] = {
     "type": "object",
     "maxProperties": MAX_FIELDS,
     "description": "Only documents whose fields all match (AND). A field is `doc_id` or a "
     "metadata key; its condition is a value (equality), a list of values (any of), or "
     "operators: `eq`, `in`, `gt`, `gte`, `lt`, `lte`. Ranges take numbers or ISO dates "
     "(`2019-05-01`, `2019-05-01T12:00:00Z`). Applied before ranking, in every mode.",
+    "propertyNames": {"pattern": KEY_PATTERN},
+    "properties": {"doc_id": {"anyOf": [_DOC_IDS, _list_of(_DOC_IDS), _operators(_DOC_IDS, None)]}},
     "additionalProperties": {
         "anyOf": [
             _SCALAR,
-            {"type": "array", "items": _SCALAR, "minItems": 1, "maxItems": MAX_VALUES},
-            {
-                "type": "object",
-                "minProperties": 1,
-                "additionalProperties": False,
-                "properties": {
-                    "eq": _SCALAR,
-                    "in": {"type": "array", "items": _SCALAR, "minItems": 1},
-                    "gt": _BOUND,
-                    "gte": _BOUND,
-                    "lt": _BOUND,
-                    "lte": _BOUND,
-                },
-            },
+            _list_of(_SCALAR),
+            _operators(_SCALAR, _NUMBER),
+            _operators(_SCALAR, _DATE),
         ]
     },
     "examples": [{"section": "world", "year": {"gte": 2019}}],
@@ -117,7 +197,7 @@ FilterBody = Annotated[
     Filter | None,
     PlainValidator(_filter),
     PlainSerializer(lambda f: None if f is None else f.to_json()),
-    WithJsonSchema(FILTER_SCHEMA),
+    WithJsonSchema({"anyOf": [FILTER_SCHEMA, {"type": "null"}]}),
 ]
 
 # The same as query parameters, where leaving one out is how to say "none": documented without
@@ -130,9 +210,12 @@ SourcesParam = Annotated[
 MinScoreParam = Annotated[MinScore, WithJsonSchema({"type": "number"})]
 
 
+# Request bodies are strict: JSON `true` is not the number 1, nor "5" the integer 5, just as the
+# schema says.
 class SearchRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={"examples": [{"query": EXAMPLE_QUERY, "k": 5}]},
     )
 
@@ -155,15 +238,13 @@ class SearchRequest(BaseModel):
         return self.filter.with_doc_ids(self.source)
 
     @model_validator(mode="after")
-    def _within_the_candidate_pool(self) -> Self:
-        if self.offset + self.k > CANDIDATE_POOL:
-            raise ValueError(f"offset + k must be at most {CANDIDATE_POOL}")
+    def _one_filter(self) -> Self:
         self.effective_filter  # noqa: B018 (source and filter together must make one filter)
         return self
 
 
 class BatchSearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     searches: list[SearchRequest] = Field(
         min_length=1, max_length=32, description="1 to 32 searches, answered together."
@@ -287,6 +368,7 @@ class DocumentIn(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {
@@ -300,23 +382,24 @@ class DocumentIn(BaseModel):
 
     title: Annotated[
         str,
-        StringConstraints(strip_whitespace=True, min_length=1, max_length=1000),
-        Field(description="1-1000 characters; shown with results and embedded with passages."),
+        StringConstraints(max_length=1000),
+        AfterValidator(trimmed),
+        Field(
+            description="Up to 1000 characters; shown with results and embedded with passages.",
+            json_schema_extra=_NOT_BLANK_SCHEMA,
+        ),
     ]
-    text: str = Field(
-        min_length=1,
-        max_length=MAX_DOCUMENT_CHARS,
-        description=f"The full text, 1-{MAX_DOCUMENT_CHARS} characters, kept as sent: passage "
-        "offsets index into it.",
-    )
+    # Kept as sent, not trimmed: passage offsets index into it.
+    text: Annotated[
+        str,
+        StringConstraints(max_length=MAX_DOCUMENT_CHARS),
+        AfterValidator(_not_blank),
+        Field(
+            description=f"The full text, up to {MAX_DOCUMENT_CHARS} characters.",
+            json_schema_extra=_NOT_BLANK_SCHEMA,
+        ),
+    ]
     metadata: MetadataIn = Field(default_factory=dict)
-
-    @field_validator("text")
-    @classmethod
-    def _has_words(cls, text: str) -> str:
-        if not text.strip():
-            raise ValueError("the text is only whitespace")
-        return text
 
 
 class BulkDocument(DocumentIn):
@@ -324,7 +407,7 @@ class BulkDocument(DocumentIn):
 
 
 class BulkRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     documents: list[BulkDocument] = Field(
         min_length=1,

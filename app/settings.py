@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 
 from indexer.settings import IndexSettings
 
@@ -49,3 +49,9 @@ class Settings(IndexSettings):
         le=60,
         description="Seconds within which a write becomes searchable (0: at once).",
     )
+
+    @field_validator("api_key", "read_api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `SEARCH_API_KEY=` (as compose files write it) means no key, never the empty key.
+        return None if value == "" else value

@@ -19,17 +19,18 @@ MAX_KEYS = 32
 KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 RESERVED_KEYS = frozenset({"doc_id"})
 """``doc_id`` is the filter field for a document's own id, so metadata may not shadow it."""
-MAX_STRING_CHARS = 1024
+MAX_STRING_CHARS = 512
+"""With the key limits, bounds an object to about 64 KiB of UTF-8. Every limit here is one a JSON
+Schema can state, so the API's schema says exactly what is accepted (a byte total cannot be)."""
 MAX_SAFE_INTEGER = 2**53
 """Numbers beyond this lose integer precision in float64 (and in JavaScript clients)."""
-MAX_METADATA_BYTES = 4096
-"""The whole object, as compact UTF-8 JSON."""
 
 _KEY = re.compile(KEY_PATTERN)
 # Strict shape first: fromisoformat alone also accepts forms like 20190501 and week dates.
+# Every RFC 3339 date-time (what JSON Schema's "date-time" format means) is one, in either case.
 _DATE = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
-    r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?(?:Z|[+-][0-9]{2}:[0-9]{2})?)?"
+    r"(?:[Tt ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?)?"
 )
 _SHOWN_CHARS = 40
 
@@ -54,11 +55,6 @@ def validate_metadata(raw: object) -> Metadata:
         if problem is not None:
             raise MetadataError(f"metadata key {show_key(key)}: {problem}")
         checked[key] = _checked_value(key, value)
-    size = len(encode_metadata(checked))
-    if size > MAX_METADATA_BYTES:
-        raise MetadataError(
-            f"metadata is {size} bytes as compact JSON; at most {MAX_METADATA_BYTES} are allowed"
-        )
     return checked
 
 
@@ -70,8 +66,9 @@ def encode_metadata(metadata: Metadata) -> bytes:
 def parse_date(text: str) -> float | None:
     """POSIX seconds (UTC) of an ISO 8601 date or date-time, or None if ``text`` is not one.
 
-    Accepted: ``YYYY-MM-DD`` and ``YYYY-MM-DDTHH:MM[:SS[.ffffff]]`` (``T`` or a space) with an
-    optional ``Z`` or ``±HH:MM`` offset. A date, or a date-time without an offset, is UTC.
+    Accepted: ``YYYY-MM-DD`` and ``YYYY-MM-DDTHH:MM[:SS[.fraction]]`` (``T`` or a space) with an
+    optional ``Z`` or ``±HH:MM`` offset; fractions finer than microseconds are cut. A date, or a
+    date-time without an offset, is UTC.
     """
     if _DATE.fullmatch(text) is None:
         return None
@@ -79,7 +76,7 @@ def parse_date(text: str) -> float | None:
         if len(text) == 10:
             day = date.fromisoformat(text)
             return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
-        moment = datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text.upper())
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         return moment.timestamp()

@@ -42,6 +42,7 @@ _READ_ERRORS: dict[int | str, dict[str, object]] = {
     503: {"description": "The index is not open yet."},
 }
 _WRITE_ERRORS: dict[int | str, dict[str, object]] = {
+    400: {"description": "The body cannot be read as JSON text (it is not UTF-8)."},
     401: {"description": "No API key was sent."},
     403: {"description": "The key is wrong, or writes are disabled (no SEARCH_API_KEY)."},
     413: {"description": "The body is too large (SEARCH_MAX_BODY_BYTES)."},

@@ -42,7 +42,15 @@ def ready(service: ServiceDep) -> Readiness | JSONResponse:
     return JSONResponse(body.model_dump(), status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
 
 
-@router.get("/info", response_model=Info, dependencies=[ReadKey])
+@router.get(
+    "/info",
+    response_model=Info,
+    dependencies=[ReadKey],
+    responses={
+        401: {"description": "A read key is configured (SEARCH_READ_API_KEY) and none was sent."},
+        403: {"description": "The key sent is not valid."},
+    },
+)
 def info(reader: ReaderDep, service: ServiceDep) -> Info:
     """What is being served: model, index size, how it was built, whether it takes writes."""
     assert service.store is not None  # the reader came from it

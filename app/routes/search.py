@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError, WithJsonSchema
+from pydantic import ValidationError
 
 from app.deps import SearcherDep, require_json
 from app.schemas import (
@@ -37,6 +37,10 @@ from indexer.types import Hit
 router = APIRouter(tags=["search"], dependencies=[ReadKey])
 
 _ERRORS: dict[int | str, dict[str, object]] = {
+    400: {
+        "description": "The request cannot be parsed: its URL is over 64 KiB (send long "
+        "filters with POST /search), or its body is not UTF-8 JSON text."
+    },
     401: {"description": "A read key is configured (SEARCH_READ_API_KEY) and none was sent."},
     403: {"description": "The key sent is not valid."},
     422: {"description": "Invalid parameters or filter: the detail names the problem."},
@@ -49,35 +53,44 @@ _JSON_ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
+# GET's `filter` is the JSON of POST's: declared as JSON content, so clients and fuzzers send
+# JSON, and Swagger UI offers a JSON box.
+_FILTER_PARAMETER = {
+    "name": "filter",
+    "in": "query",
+    "required": False,
+    "description": "Only documents matching this filter: the JSON of POST /search's `filter`, "
+    'e.g. `{"section": "world", "year": {"gte": 2019}}`.',
+    "content": {
+        "application/json": {
+            "schema": FILTER_SCHEMA,
+            "example": {"doc_id": "004_6fdace10fca785c4.txt"},
+        }
+    },
+}
+
+
 @router.get(
-    "/search", response_model=SearchResponse, responses=_ERRORS, summary="Search (query string)"
+    "/search",
+    response_model=SearchResponse,
+    responses=_ERRORS,
+    summary="Search (query string)",
+    openapi_extra={"parameters": [_FILTER_PARAMETER]},
 )
 def search_get(
+    http: Request,
     searcher: SearcherDep,
     q: Annotated[QueryText, Query(openapi_examples={"example": {"value": EXAMPLE_QUERY}})],
     k: Annotated[TopK, Query()] = 5,
     offset: Annotated[Offset, Query()] = 0,
     mode: Annotated[SearchMode, Query()] = DEFAULT_MODE,
-    filter: Annotated[
-        str | None,
-        WithJsonSchema({"type": "string"}),  # a text box in Swagger UI, not an "any of"
-        Query(
-            description="Only documents matching this filter: the JSON of POST /search's "
-            '`filter`, e.g. `{"section": "world", "year": {"gte": 2019}}`.',
-            openapi_examples={
-                "none": {"summary": "No filter", "value": ""},
-                "one article": {
-                    "summary": "One article",
-                    "value": '{"doc_id": "004_6fdace10fca785c4.txt"}',
-                },
-            },
-        ),
-    ] = None,
     source: Annotated[SourcesParam, Query()] = None,
     min_score: Annotated[MinScoreParam, Query()] = None,
     group_by: Annotated[GroupByParam, Query()] = None,
 ) -> SearchResponse:
     """Search with query parameters, e.g. `/search?q=Russian+military+presence&k=5`."""
+    # Read here rather than declared as a string: the schema (_FILTER_PARAMETER) says it is JSON.
+    filter = http.query_params.get("filter")
     try:
         parsed = parse_filter_json(filter) if filter else None
     except FilterError as error:

@@ -156,9 +156,9 @@ def test_one_invalid_document_in_a_bulk_writes_none_of_them(live_client: TestCli
     ("body", "where", "message"),
     [
         ({"text": "No title."}, ["body", "title"], "Field required"),
-        ({"title": "T", "text": ""}, ["body", "text"], "at least 1 character"),
+        ({"title": "T", "text": ""}, ["body", "text"], "empty or only whitespace"),
         ({"title": "T", "text": " \n "}, ["body", "text"], "only whitespace"),
-        ({"title": " ", "text": "x"}, ["body", "title"], "at least 1 character"),
+        ({"title": " ", "text": "x"}, ["body", "title"], "empty or only whitespace"),
         ({"title": "T", "text": "x", "extra": 1}, ["body", "extra"], "Extra inputs"),
         ({"title": "T", "text": "x", "metadata": {"a": {"b": 1}}}, ["body", "metadata"], "a"),
         ({"title": "T", "text": "x", "metadata": {"doc_id": "x"}}, ["body", "metadata"], "doc_id"),

@@ -78,7 +78,11 @@ def test_writes_need_the_key_in_either_header(
     assert "need an API key" in missing.json()["detail"]
     assert send(keyed, method, url, body, {"Authorization": "Bearer wrong"}) == 403
     assert send(keyed, method, url, body, {"X-API-Key": "wrong"}) == 403
-    assert send(keyed, method, url, body, {"Authorization": f"Basic {API_KEY}"}) == 401
+    # Not the Bearer scheme: a wrong key, not a missing one.
+    assert send(keyed, method, url, body, {"Authorization": f"Basic {API_KEY}"}) == 403
+    # Credentials that disagree are refused, even when one of them is right.
+    both = {"Authorization": "Bearer wrong", "X-API-Key": API_KEY}
+    assert send(keyed, method, url, body, both) == 403
     assert send(keyed, method, url, body, {"Authorization": f"Bearer {API_KEY}"}) in (200, 201, 204)
 
 

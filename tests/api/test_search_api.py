@@ -98,8 +98,12 @@ def test_bad_get_parameters_are_422_naming_the_field(
     assert _error_locations(response.json()) == [field]
 
 
-def test_a_query_of_exactly_1000_characters_after_trimming_is_accepted(client: TestClient) -> None:
-    assert client.get("/search", params={"q": "  " + "x" * 1000 + "  "}).status_code == 200
+def test_a_query_of_exactly_1000_characters_is_accepted_and_trimmed(client: TestClient) -> None:
+    response = client.get("/search", params={"q": " " + "x" * 998 + " "})
+    assert response.status_code == 200
+    assert response.json()["query"] == "x" * 998
+    # The limit counts what was sent, as the schema's maxLength does.
+    assert client.get("/search", params={"q": "x" * 1000 + " "}).status_code == 422
 
 
 @pytest.mark.parametrize(
@@ -161,9 +165,13 @@ def test_unknown_routes_and_methods_are_json(client: TestClient) -> None:
     missing = client.get("/nope")
     assert missing.status_code == 404
     assert missing.json() == {"detail": "Not Found"}
+    # Allow names every method of the path (Starlette's names only the first route's).
     wrong_method = client.delete("/search")
     assert wrong_method.status_code == 405
-    assert wrong_method.json() == {"detail": "Method Not Allowed"}
+    assert wrong_method.headers["allow"] == "GET, POST"
+    assert wrong_method.json() == {"detail": "DELETE is not allowed here; use GET, POST"}
+    on_a_document = client.patch("/documents/a/b.txt")
+    assert on_a_document.headers["allow"] == "DELETE, GET, PUT"
 
 
 def test_an_unexpected_failure_is_a_json_500_without_internals(client: TestClient) -> None:
@@ -222,12 +230,17 @@ def test_group_by_document_returns_one_passage_per_document(client: TestClient) 
 
 @pytest.mark.parametrize("method", ["get", "post"])
 def test_offset_plus_k_beyond_the_candidate_pool_is_422(client: TestClient, method: str) -> None:
+    # offset <= 900 and k <= 100: each bound is in the schema, and together they keep
+    # offset + k within the 1000 candidates.
     if method == "get":
-        response = client.get("/search", params={"q": QUERY, "k": 100, "offset": 950})
+        response = client.get("/search", params={"q": QUERY, "k": 100, "offset": 901})
+        deepest = client.get("/search", params={"q": QUERY, "k": 100, "offset": 900})
     else:
-        response = client.post("/search", json={"query": QUERY, "k": 100, "offset": 950})
+        response = client.post("/search", json={"query": QUERY, "k": 100, "offset": 901})
+        deepest = client.post("/search", json={"query": QUERY, "k": 100, "offset": 900})
     assert response.status_code == 422
-    assert "offset + k must be at most 1000" in response.text
+    assert "less than or equal to 900" in response.text
+    assert deepest.status_code == 200
 
 
 def test_batch_answers_each_search_like_a_single_one(client: TestClient) -> None:
