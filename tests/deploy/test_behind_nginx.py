@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
+import json
+import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import Message
 from pathlib import Path
 
 import httpx
@@ -13,6 +18,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from bench.service import free_port
 from tests.conftest import RUSSIA_DOC
 from tests.deploy.conftest import require, screenshot
 from tests.processes import running_nginx, running_service
@@ -38,9 +44,42 @@ def proxied(
             SEARCH_ROOT_PATH=PREFIX,
             SEARCH_API_KEY=KEY,
         ) as app,
-        running_nginx(workdir / "nginx", int(app.rsplit(":", 1)[1])) as proxy,
+        running_nginx(workdir / "nginx", port_of(app)) as proxy,
     ):
         yield proxy
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: Message
+    body: bytes
+
+
+def raw_request(base: str, request: bytes) -> Answer:
+    """Send ``request`` byte for byte (HTTP clients normalise or refuse what these tests send)."""
+    with socket.create_connection(("127.0.0.1", port_of(base)), timeout=10) as sock:
+        sock.sendall(request)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return Answer(response.status, response.headers, response.read())
+
+
+def get(target: str, *headers: str) -> bytes:
+    lines = [f"GET {target} HTTP/1.1", "Host: localhost", "Connection: close", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def json_detail(answer: Answer | httpx.Response) -> str:
+    """The detail of an error answered like the service's errors: JSON, only a detail."""
+    assert answer.headers["content-type"] == "application/json"
+    body = json.loads(answer.body if isinstance(answer, Answer) else answer.content)
+    assert list(body) == ["detail"]
+    return str(body["detail"])
 
 
 def test_search_and_openapi_work_through_the_prefix(proxied: str) -> None:
@@ -66,6 +105,70 @@ def test_proxy_errors_are_json_too(proxied: str) -> None:
     service_too_big = httpx.post(f"{proxied}{PREFIX}/search", json={"query": "x" * 4_300_000})
     assert service_too_big.status_code == 413, service_too_big.text
     assert "larger than 4194304 bytes" in service_too_big.json()["detail"]
+
+
+def test_the_services_own_errors_pass_through_untouched(proxied: str) -> None:
+    # FastAPI's 404, not nginx's: error_page applies only to what nginx answers itself.
+    answer = httpx.get(f"{proxied}{PREFIX}/no-such-route")
+    assert answer.status_code == 404
+    assert json_detail(answer) == "Not Found"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "detail"),
+    [
+        # What `curl --path-as-is` sends: nginx refuses a path that climbs above the root.
+        pytest.param(get(f"{PREFIX}/../../etc/passwd"), 400, "bad request", id="climbing-path"),
+        pytest.param(b"GARBAGE\r\n\r\n", 400, "bad request", id="bad-request-line"),
+        pytest.param(get("/etc/passwd"), 404, "not found", id="outside-the-prefix"),
+        pytest.param(get("/"), 404, "not found", id="root"),
+        pytest.param(get("/_search_api_error"), 404, "not found", id="the-error-location"),
+        pytest.param(
+            get(f"{PREFIX}/search?q={'x' * 9000}"), 414, "request URI too long", id="long-uri"
+        ),
+        # nginx's 494 for a header line over 8 KiB, answered as 400.
+        pytest.param(
+            get(f"{PREFIX}/health", f"X-Padding: {'x' * 9000}"),
+            400,
+            "request headers too large",
+            id="large-header",
+        ),
+        pytest.param(
+            get(f"{PREFIX}/health", *(f"X-Padding-{n}: {'x' * 7000}" for n in range(6))),
+            400,
+            "request headers too large",
+            id="many-headers",
+        ),
+        pytest.param(
+            get(f"{PREFIX}/health").replace(b"GET", b"TRACE", 1),
+            405,
+            "method not allowed",
+            id="trace",
+        ),
+        pytest.param(
+            get(f"{PREFIX}/health").replace(b"HTTP/1.1", b"HTTP/2.0", 1),
+            505,
+            "HTTP version not supported",
+            id="http-2.0-request-line",
+        ),
+    ],
+)
+def test_errors_nginx_answers_itself_are_json(
+    proxied: str, request_bytes: bytes, status: int, detail: str
+) -> None:
+    answer = raw_request(proxied, request_bytes)
+    assert answer.status == status, answer.body
+    assert json_detail(answer) == detail
+    assert "retry-after" not in answer.headers
+
+
+def test_a_service_that_is_down_gets_a_json_502_with_retry_after(tmp_path: Path) -> None:
+    require("nginx")
+    with running_nginx(tmp_path / "nginx", free_port()) as proxy:
+        answer = httpx.get(f"{proxy}{PREFIX}/search", params={"q": QUERY})
+    assert answer.status_code == 502
+    assert json_detail(answer) == "the search service is not reachable; retry shortly"
+    assert answer.headers["retry-after"] == "5"
 
 
 def test_writes_with_the_key_pass_through_the_proxy(proxied: str) -> None:
