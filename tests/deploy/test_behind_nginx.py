@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
@@ -29,28 +31,37 @@ KEY = "deploy-write-key"
 READ_KEY = "deploy-read-key"
 
 
+# deploy/nginx.conf's rate limit: 20 requests/s, and a burst of 40 more answered at once.
+RATE = 20
+BURST = 40
+
+
 @pytest.fixture(scope="module")
-def proxied(
+def service(
     real_index_dir: Path, onnx_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """nginx at a free port serving the service under /search-api/; yields nginx's base URL."""
+    """The service as it runs behind the proxy (root path, a write key); yields its base URL."""
     require("nginx")
     workdir = tmp_path_factory.mktemp("behind-nginx")
-    with (
-        running_service(
-            real_index_dir,
-            onnx_dir,
-            workdir / "service.log",
-            SEARCH_ROOT_PATH=PREFIX,
-            SEARCH_API_KEY=KEY,
-        ) as app,
-        running_nginx(workdir / "nginx", port_of(app)) as proxy,
-    ):
-        yield proxy
+    with running_service(
+        real_index_dir,
+        onnx_dir,
+        workdir / "service.log",
+        SEARCH_ROOT_PATH=PREFIX,
+        SEARCH_API_KEY=KEY,
+    ) as app:
+        yield app
 
 
 def port_of(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def proxied(service: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """nginx at a free port serving the service under /search-api/; yields nginx's base URL."""
+    with running_nginx(tmp_path_factory.mktemp("nginx"), port_of(service)) as proxy:
+        yield proxy
 
 
 @dataclass
@@ -169,6 +180,39 @@ def test_a_service_that_is_down_gets_a_json_502_with_retry_after(tmp_path: Path)
     assert answer.status_code == 502
     assert json_detail(answer) == "the search service is not reachable; retry shortly"
     assert answer.headers["retry-after"] == "5"
+
+
+async def fire(urls: list[str]) -> list[httpx.Response]:
+    """All of ``urls`` at once, each on its own connection."""
+    limits = httpx.Limits(max_connections=len(urls))
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        return await asyncio.gather(*(client.get(url) for url in urls))
+
+
+def test_a_client_over_the_rate_limit_gets_a_json_429_with_retry_after(
+    service: str, tmp_path: Path
+) -> None:
+    """On an nginx of its own: the burst would leave the other tests' client over its limit."""
+    with running_nginx(tmp_path / "nginx", port_of(service)) as proxy:
+        started = time.monotonic()
+        burst = asyncio.run(fire([f"{proxy}{PREFIX}/info"] * 3 * BURST))
+        elapsed = time.monotonic() - started
+        # Still over the limit: more requests are refused, the probes are not.
+        probes = [f"{proxy}{PREFIX}/health", f"{proxy}{PREFIX}/ready"] * BURST
+        after = asyncio.run(fire([f"{proxy}{PREFIX}/info"] * BURST + probes))
+    served = [answer for answer in burst if answer.status_code == 200]
+    refused = [answer for answer in burst if answer.status_code == 429]
+    assert len(served) + len(refused) == len(burst), {a.status_code for a in burst}
+    # The first request and the burst pass at once, then 20 a second (+1 for rounding).
+    assert BURST + 1 <= len(served) <= BURST + 2 + RATE * elapsed
+    assert refused
+    for answer in served:
+        assert answer.json()["version"]
+    for answer in refused:
+        assert json_detail(answer) == "too many requests; retry after the seconds in Retry-After"
+        assert answer.headers["retry-after"] == "1"
+    assert any(answer.status_code == 429 for answer in after[:BURST])
+    assert [answer.status_code for answer in after[BURST:]] == [200] * len(probes)
 
 
 def test_writes_with_the_key_pass_through_the_proxy(proxied: str) -> None:
