@@ -34,13 +34,13 @@ $(VENV)/bin/python:
 	$(BIN)/python -m pip install --quiet $(PIP_TORCH_ARGS) torch==$(TORCH_VERSION)
 
 # The torch extra: the model converted for ONNX Runtime at the first index build, and
-# SEARCH_BACKEND=torch.
+# SEARCH_BACKEND=torch. The eval extra: python -m indexer eval.
 $(VENV)/.installed: $(VENV)/bin/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[torch]'
+	$(BIN)/python -m pip install --quiet -e '.[torch,eval]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[torch,test]'
+	$(BIN)/python -m pip install --quiet -e '.[torch,eval,test]'
 	touch $@
 
 # nginx, Chromium and podman for the deploy tier: system packages, so root only. Elsewhere the

@@ -14,7 +14,14 @@ from pydantic import ValidationError
 
 from indexer.backends import BACKENDS, onnx_variant
 from indexer.embedding import DEFAULT_BATCH_SIZE, Embedder, ModelLoadError
-from indexer.evaluation import as_json, evaluate, format_table, load_collection
+from indexer.evaluation import (
+    MissingEvalExtraError,
+    as_json,
+    evaluate,
+    format_table,
+    load_collection,
+    trec_eval,
+)
 from indexer.filters import Filter, FilterError, parse_filter_json
 from indexer.index import BuildError, api_writes, build_index, stale_reason
 from indexer.loading import Corpus, load_corpus
@@ -345,6 +352,10 @@ def evaluate_command(
     modes = list(MODES) if mode == "all" else [mode]
     if not set(modes) <= set(MODES):
         raise _fail(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}, or all")
+    try:
+        trec_eval()  # before the index build: say so at once when the eval extra is missing
+    except MissingEvalExtraError as error:
+        raise _fail(str(error)) from None
     settings = _settings(
         model=model,
         backend=backend,

@@ -2,7 +2,8 @@
 
 Scoring is at document level: a document's rank is that of its best passage, which is what
 ``group_by_document`` returns. Metrics come from trec_eval (pytrec-eval-terrier), the
-implementation BEIR reports with.
+implementation BEIR reports with; it comes with the ``eval`` extra (it pulls in scipy, which
+the serving image leaves out), so it is imported only when an evaluation runs.
 """
 
 from __future__ import annotations
@@ -14,13 +15,29 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
 
-import pytrec_eval
 from tqdm import tqdm
 
 from indexer.search import Mode, Query, Searcher
 
 DOCUMENT_DEPTH = 100
+
+
+class MissingEvalExtraError(RuntimeError):
+    """pytrec-eval-terrier, which computes the measures, is not installed."""
+
+
+def trec_eval() -> ModuleType:
+    """pytrec_eval, or an error saying how to install it, in one sentence."""
+    try:
+        import pytrec_eval
+    except ImportError:
+        raise MissingEvalExtraError(
+            "the evaluation needs pytrec-eval-terrier, which is not installed here: install "
+            "the eval extra (pip install 'semantic-search[eval]'; make install includes it)"
+        ) from None
+    return pytrec_eval
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +95,7 @@ def _evaluate_mode(
             hit.passage.doc_id: float(DOCUMENT_DEPTH - i) for i, hit in enumerate(hits)
         }
     top10 = {q: dict(list(docs.items())[:10]) for q, docs in run.items()}
+    pytrec_eval = trec_eval()
     full = pytrec_eval.RelevanceEvaluator(collection.qrels, {"ndcg_cut.10", "recall.100"}).evaluate(
         run
     )

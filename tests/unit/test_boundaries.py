@@ -42,3 +42,16 @@ def test_the_core_imports_nothing_from_the_service_or_the_benchmarks() -> None:
                 names = [node.module]
             for name in names:
                 assert name.split(".")[0] not in {"app", "bench", "fastapi"}, f"{path}: {name}"
+
+
+def test_serving_and_the_indexer_cli_import_without_the_eval_extra() -> None:
+    """pytrec-eval-terrier (and its scipy) is the eval extra, which the image leaves out."""
+    code = (
+        "import sys; sys.modules['pytrec_eval'] = None;"
+        "import app.main, app.__main__, indexer.cli, indexer.evaluation;"
+        "print('scipy' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,16 @@ def test_search_rejects_an_empty_query(tmp_path: Path) -> None:
     result = runner.invoke(app, ["search", "   ", "--index", str(tmp_path)])
     assert result.exit_code == 1
     assert "the query is empty" in result.output
+
+
+def test_eval_without_the_eval_extra_says_which_extra_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # None in sys.modules makes `import pytrec_eval` raise ImportError, as when it is missing.
+    monkeypatch.setitem(sys.modules, "pytrec_eval", None)
+    result = runner.invoke(app, ["eval", str(tmp_path / "collection"), "--model", "test/x"])
+    assert result.exit_code == 1
+    # One sentence, before any work (the collection does not even exist).
+    assert result.output.count("\n") == 1, result.output
+    assert result.output.startswith("error: the evaluation needs pytrec-eval-terrier")
+    assert "install the eval extra (pip install 'semantic-search[eval]'" in result.output
