@@ -31,7 +31,10 @@ RUN command -v python3 >/dev/null || { \
         && rm -rf /var/lib/apt/lists/*; }
 # Two venvs: /opt/tools holds torch and sentence-transformers, to export the model for ONNX
 # Runtime and to build the seed index; /opt/venv, the only one the runtime stage gets, serves
-# with ONNX Runtime and has no torch (a third of the size).
+# with ONNX Runtime and has no torch (a third of the size). It gets the project's dependencies
+# only, no extras (the eval extra's scipy is 143 MB), and loses pip, setuptools and the packages'
+# own test suites once everything is installed. It keeps the compiled bytecode: the app user
+# could not write it, so every start would compile its imports again.
 RUN python3 -m venv /opt/tools && python3 -m venv /opt/venv
 
 # torch first, CPU only; its own layer since it is big and changes least.
@@ -53,13 +56,17 @@ RUN /opt/tools/bin/pip install --no-deps . \
     && /opt/tools/bin/python -m indexer build --source seeds --out /srv/index --onnx-dir /srv/onnx \
         --no-progress \
     && chmod -R a+rX /srv/index /srv/onnx \
-    && /opt/venv/bin/pip install --no-deps .
+    && /opt/venv/bin/pip install --no-deps . \
+    && /opt/venv/bin/python -m pip uninstall --quiet --yes pip setuptools \
+    && find /opt/venv/lib -type d -name tests -path '*/site-packages/*/tests' -prune \
+        -exec rm -rf {} +
 
 FROM ${BASE_IMAGE} AS runtime
 RUN command -v python3 >/dev/null || { \
         apt-get update -qq \
         && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 \
-        && rm -rf /var/lib/apt/lists/*; }
+        && apt-get clean \
+        && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin; }
 RUN groupadd --gid 10001 app \
     && useradd --uid 10001 --gid app --create-home --home-dir /home/app --shell /usr/sbin/nologin app
 # The venv holds the dependencies and the installed app/ and indexer/ packages.
