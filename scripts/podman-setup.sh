@@ -40,5 +40,8 @@ mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)
 rootfs=$(mktemp -d /tmp/rootfs.XXXXXX)
 trap 'rm -rf "$rootfs"' EXIT
 debootstrap --variant=minbase "$SUITE" "$rootfs" "$mirror"
+# debootstrap leaves apt's package lists and the .debs it installed (80 MB) behind; every image
+# layer on top would carry them. Builds run apt-get update before they install anything.
+rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb
 tar -C "$rootfs" -c . | podman import - "$BASE_IMAGE"
 echo "podman-setup: imported $BASE_IMAGE"
