@@ -17,6 +17,8 @@ from tests.deploy.conftest import ARTIFACTS, require
 from tests.processes import free_port, running_nginx, wait_for
 
 IMAGE = "localhost/semantic-search:test"
+# podman reports sizes in decimal units (its "674 MB" is 674e6 bytes); README.md has the breakdown.
+MAX_IMAGE_BYTES = 800_000_000
 Container = tuple[str, int, float]
 
 
@@ -122,6 +124,27 @@ def test_the_image_serves_with_onnx_runtime_alone(image: str) -> None:
     ours = [line for line in refused.stderr.splitlines() if line and not line.startswith("time=")]
     assert len(ours) == 1, refused.stderr
     assert "torch and sentence-transformers are not installed here" in ours[0]
+
+
+def test_the_image_is_under_800_mb(image: str) -> None:
+    size = int(podman("image", "inspect", "--format", "{{.Size}}", image).stdout)
+    assert size < MAX_IMAGE_BYTES, f"the image is {size / 1e6:.0f} MB"
+
+
+def test_the_image_leaves_out_what_serving_does_not_need(image: str) -> None:
+    """No eval extra (pytrec-eval-terrier and its scipy), no pip: `indexer eval` names the extra."""
+    absent = (
+        "import importlib.util as u;"
+        "print([u.find_spec(m) for m in ('scipy', 'pytrec_eval', 'pip')])"
+    )
+    assert (
+        podman("run", "--rm", image, "python", "-c", absent).stdout.strip() == "[None, None, None]"
+    )
+    refused = podman(
+        "run", "--rm", image, "python", "-m", "indexer", "eval", "/nowhere", check=False
+    )
+    assert refused.returncode == 1
+    assert "install the eval extra" in refused.stderr
 
 
 def test_the_image_indexes_your_own_articles(image: str, tmp_path: Path) -> None:
