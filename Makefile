@@ -14,7 +14,7 @@ TORCH_VERSION := 2.13.0
 TORCH_INDEX_URL ?=
 PIP_TORCH_ARGS := $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL),)
 
-.PHONY: run test install install-test index bench onnx lint typecheck deploy-deps image clean
+.PHONY: run test install install-test index bench soak onnx lint typecheck deploy-deps image clean
 
 run: install index
 	$(BIN)/python -m app
@@ -59,6 +59,12 @@ onnx: install
 # Latency, throughput, indexing rate and memory on CISI; tables on stdout, JSON in bench/results/.
 bench: install-test  # the load generator uses httpx, a test extra
 	$(BIN)/python -m bench
+
+# 10 minutes of mixed searches, batches, writes and deletes at concurrency 32 on loopback: errors,
+# p99 and memory growth (docs/operations.md). SOAK_SECONDS=60 for a short one.
+SOAK_SECONDS ?= 600
+soak: install-test
+	$(BIN)/python -m bench.soak --seconds $(SOAK_SECONDS)
 
 lint: install-test
 	$(BIN)/ruff check app indexer bench tests

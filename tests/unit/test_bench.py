@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import numpy as np
@@ -59,3 +60,24 @@ def test_mixed_vectors_are_distinct_unit_vectors_between_their_sources() -> None
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
     assert (vectors[:, 10:] == 0).all()  # no noise: they stay in the span of their sources
     assert len(np.unique(vectors.round(4), axis=0)) > 250
+
+
+def test_the_soak_mix_is_reproducible_and_has_every_kind_of_request() -> None:
+    from bench.soak import mixed_requests
+    from indexer.types import Document
+
+    documents = [Document(f"d{i}", f"Title {i}", f"Text number {i}.") for i in range(5)]
+    first = list(itertools.islice(mixed_requests(documents, ["a", "b", "c", "d"]), 2000))
+    again = list(itertools.islice(mixed_requests(documents, ["a", "b", "c", "d"]), 2000))
+    assert first == again
+    kinds = {(r.method, r.url.split("/")[1]) for r in first}
+    assert kinds == {
+        ("GET", "search"),
+        ("POST", "search"),
+        ("GET", "documents"),
+        ("PUT", "documents"),
+        ("DELETE", "documents"),
+    }
+    assert any(r.url == "/search/batch" for r in first)
+    writes = [r for r in first if r.method in ("PUT", "DELETE")]
+    assert 0.1 < len(writes) / len(first) < 0.25  # the mix stays mostly reads
