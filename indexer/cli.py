@@ -30,6 +30,7 @@ from indexer.search import DEFAULT_MODE, MODES, ModelMismatchError, Query, Searc
 from indexer.settings import IndexSettings
 from indexer.stores import open_store
 from indexer.stores.faiss_store import StoreOpenError
+from indexer.stores.snapshot import IncompatibleSnapshotError, SnapshotError
 
 app = typer.Typer(help="Build, query and evaluate semantic search indexes.", no_args_is_help=True)
 
@@ -314,6 +315,58 @@ def search(
             f"keyword #{e.keyword_rank or '-'} {_fmt(e.keyword_score)}"
         )
         typer.echo(textwrap.indent(textwrap.fill(" ".join(p.text.split()), width=96), "   ") + "\n")
+
+
+@app.command()
+def snapshot(
+    out: Annotated[Path, typer.Option("--out", help="The archive to write (a .tar file).")],
+    index: Annotated[Path | None, _setting("index_dir", "--index")] = None,
+) -> None:
+    """Archive a live index (version, translog, vectors, keyword index, manifest) consistently,
+    without pausing the service that serves it: it takes no lock and writes nothing there."""
+    from indexer.stores.snapshot import snapshot_to_file
+
+    root = _settings(index_dir=index).index_dir
+    try:
+        pinned = snapshot_to_file(root, out)
+    except (SnapshotError, OSError) as error:
+        raise _fail(str(error)) from None
+    typer.echo(
+        f"snapshot of {root} ({pinned.version}, up to write {pinned.seq}) -> {out} "
+        f"({out.stat().st_size} bytes)"
+    )
+
+
+@app.command()
+def restore(
+    archive: Annotated[Path, typer.Option("--archive", help="A snapshot archive (.tar).")],
+    out: Annotated[Path, typer.Option("--out", help="The index directory to rebuild.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace what is in --out (it is lost).")
+    ] = False,
+) -> None:
+    """Rebuild an index directory from a snapshot, checking its format and checksums."""
+    from indexer.stores.snapshot import restore as restore_snapshot
+
+    try:
+        restored = restore_snapshot(archive, out, force=force)
+    except IncompatibleSnapshotError as error:
+        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2) from None
+    except (SnapshotError, OSError) as error:
+        raise _fail(str(error)) from None
+    try:  # what the service will do at start-up: the version, then the translog replayed
+        store = open_store(out, writable=False)
+    except (StoreOpenError, ManifestError) as error:
+        raise _fail(f"the restored index does not open: {error}") from None
+    try:
+        reader = store.reader()  # opened read-only: everything replayed is published
+        seq, documents = reader.seq, reader.document_count
+    finally:
+        store.close()
+    if seq != restored.seq:
+        raise _fail(f"the restored index opens at write {seq}, the snapshot holds {restored.seq}")
+    typer.echo(f"restored {archive} -> {out}: {_count(documents, 'document')}, up to write {seq}")
 
 
 def _count(number: int, noun: str) -> str:
