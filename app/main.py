@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute
 
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimitMiddleware
-from app.routes import documents, health, page, search
+from app.routes import admin, documents, health, page, search
 from app.routes.health import service_version
 from app.security import drop_open_read_security
 from app.service import EmbedderFactory, SearchService, StartupError
@@ -61,7 +61,7 @@ def create_app(
     app.state.service = service
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    routers = (search.router, documents.router, health.router, page.router)
+    routers = (search.router, documents.router, health.router, page.router, admin.router)
     for router in routers:
         app.include_router(router)
     app.mount(page.STATIC_URL, page.static_files(), name=page.STATIC_NAME)
