@@ -182,11 +182,15 @@ def pin(root: Path) -> PinnedSnapshot:
     raise SnapshotError(f"the index at {root} changed version {_ATTEMPTS} times while pinning")
 
 
-def _try_pin(root: Path) -> PinnedSnapshot | None:
+def _current(root: Path) -> Path:
     try:
-        version = current_version(root)
+        return current_version(root)
     except LayoutError as error:
         raise SnapshotError(str(error)) from error
+
+
+def _try_pin(root: Path) -> PinnedSnapshot | None:
+    version = _current(root)
     files: list[_Pinned] = []
     snapshot = PinnedSnapshot(root, version.name, 0, 0, files)
     try:
@@ -195,11 +199,11 @@ def _try_pin(root: Path) -> PinnedSnapshot | None:
             files.append(_open(root / CURRENT_FILE, CURRENT_FILE))
             for path in sorted(p for p in version.rglob("*") if p.is_file()):
                 files.append(_open(path, path.relative_to(root).as_posix()))
-        except (FileNotFoundError, ManifestError):
-            if current_version(root) != version:  # replaced and deleted meanwhile: again
+        except (FileNotFoundError, ManifestError) as error:
+            if _current(root) != version:  # replaced and deleted meanwhile: again
                 snapshot.close()
                 return None
-            raise
+            raise SnapshotError(f"the index at {root} is damaged: {error}") from error
         if os.pread(files[0].fd, 4096, 0).decode().strip() != version.name:
             snapshot.close()
             return None  # CURRENT was replaced between reading and opening it
@@ -211,7 +215,7 @@ def _try_pin(root: Path) -> PinnedSnapshot | None:
             except FileNotFoundError:
                 continue  # trimmed by the merge that made this version: it covers them
         files.extend(log)
-        if current_version(root) != version:
+        if _current(root) != version:
             snapshot.close()
             return None
         snapshot.version_seq = snapshot.seq = manifest.seq
@@ -315,7 +319,11 @@ def restore(source: Path, out: Path, *, force: bool = False) -> Restored:
             files = description.get("files")
             if not isinstance(files, dict):
                 raise SnapshotError(f"{source} has an unreadable {SNAPSHOT_FILE}")
-            names = [m.name for m in archive.getmembers() if m.name != SNAPSHOT_FILE]
+            members = [m for m in archive.getmembers() if m.name != SNAPSHOT_FILE]
+            for member in members:
+                if not (member.isfile() or member.isdir()):
+                    raise SnapshotError(f"{source} holds {member.name!r}, which is not a file")
+            names = [m.name for m in members if m.isfile()]
             unexpected = sorted(set(names) - set(files))
             if unexpected:
                 raise SnapshotError(f"{source} holds {unexpected[0]!r}, which no checksum covers")

@@ -343,3 +343,21 @@ def test_a_merge_between_reading_current_and_opening_the_log_makes_pin_start_ove
     finally:
         store.close()
     check_restored(tmp_path / "s.tar", tmp_path / "out", seeds, writer)
+
+
+def test_restore_refuses_a_link_member(seed_index_dir: Path, tmp_path: Path) -> None:
+    snapshot_to_file(seed_index_dir, tmp_path / "s.tar")
+    with tarfile.open(tmp_path / "s.tar", "a") as tar:
+        link = tarfile.TarInfo("v000001/extra")
+        link.type, link.linkname = tarfile.SYMTYPE, "manifest.json"
+        tar.addfile(link)
+    with pytest.raises(SnapshotError, match="'v000001/extra', which is not a file"):
+        restore(tmp_path / "s.tar", tmp_path / "out")
+
+
+def test_the_cli_says_what_is_not_an_index(tmp_path: Path) -> None:
+    args = ["snapshot", "--index", str(tmp_path), "--out", str(tmp_path / "s.tar")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert result.output == f"error: {tmp_path} is not an index directory\n"
+    assert not (tmp_path / "s.tar").exists()
