@@ -6,11 +6,11 @@ import copy
 import importlib
 import sys
 import threading
-from typing import Any
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
+from app.logs import log_config
 from app.protocol import JsonErrorsProtocol
 from app.service import SearchService, StartupError
 from app.settings import Settings
@@ -41,15 +41,10 @@ def main() -> None:
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=10,
-        log_config=_log_config(settings.log_level),
+        log_config=log_config(
+            copy.deepcopy(LOGGING_CONFIG), settings.log_level, settings.log_format
+        ),
     )
-
-
-def _log_config(level: str) -> dict[str, Any]:
-    """Uvicorn's logging, plus the application's own logger on the same console handler."""
-    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
-    config["loggers"]["app"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
-    return config
 
 
 if __name__ == "__main__":

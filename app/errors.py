@@ -10,6 +10,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.logs import REQUEST_ID_HEADER, current_request_id
 from app.service import WriteTimeoutError
 from indexer.stores.base import ReadOnlyStoreError, StorageFullError, StoreWriteError
 
@@ -49,9 +50,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        # Starlette answers this one outside the request-id middleware: echo the id here.
+        request_id = current_request_id()
         return JSONResponse(
             {"detail": "internal error; the server log has the details"},
             status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
+            headers={REQUEST_ID_HEADER: request_id} if request_id else None,
         )
 
 

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -16,6 +17,7 @@ from starlette.routing import BaseRoute
 
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimitMiddleware
+from app.logs import REQUEST_ID_HEADER, AccessLogMiddleware, valid_request_id
 from app.routes import admin, documents, health, page, search
 from app.routes.health import service_version
 from app.security import drop_open_read_security
@@ -60,6 +62,12 @@ def create_app(
     )
     app.state.service = service
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.log_format == "json":
+        app.add_middleware(AccessLogMiddleware)
+    # Outermost of the middlewares (last added): every log line of a request has its id.
+    app.add_middleware(
+        CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER, validator=valid_request_id
+    )
     install_error_handlers(app)
     routers = (search.router, documents.router, health.router, page.router, admin.router)
     for router in routers:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 
+from app.logs import LogFormat
 from indexer.settings import IndexSettings
 
 
@@ -33,6 +34,11 @@ class Settings(IndexSettings):
         4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413."
     )
     log_level: str = Field("info", description="Uvicorn and application log level.")
+    log_format: LogFormat = Field(
+        "text",
+        description="text: uvicorn's lines; json: one JSON object a line, with a line per "
+        "request carrying its request id (and trace id).",
+    )
     api_key: SecretStr | None = Field(
         None,
         description="The key that writes need (Authorization: Bearer, or X-API-Key); it "
