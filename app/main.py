@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.routing import BaseRoute
 
+from app import tracing
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimitMiddleware
 from app.logs import REQUEST_ID_HEADER, AccessLogMiddleware, valid_request_id
@@ -78,6 +79,7 @@ def create_app(
     Instrumentator(
         excluded_handlers=["/metrics", "/health", "/ready"], registry=_metrics_registry()
     ).instrument(app).expose(app, include_in_schema=False)
+    tracing.instrument(app)
     return app
 
 

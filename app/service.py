@@ -17,6 +17,7 @@ from indexer.search import Searcher
 from indexer.stores import Store, open_store
 from indexer.stores.faiss_store import StoreOpenError, read_current_manifest
 from indexer.stores.layout import IndexLock, IndexLockedError
+from indexer.tracing import span
 from indexer.types import Document, StoredDocument
 
 logger = logging.getLogger("app")
@@ -186,19 +187,26 @@ class SearchService:
         and each one's passage count. With ``wait``, return once searches see them."""
         assert self.store is not None
         assert self.preparer is not None
-        with self._embedding:
-            prepared = self.preparer.prepare(documents)
-        written = self.store.put(prepared)
-        if wait and not self.store.wait_for(written.seq, WAIT_FOR_TIMEOUT):
-            raise WriteTimeoutError(
-                f"the write is durable (seq {written.seq}) but was not searchable within "
-                f"{WAIT_FOR_TIMEOUT:.0f} s"
-            )
+        with span("write.prepare") as current:
+            current.set_attribute("write.documents", len(documents))
+            with self._embedding:
+                prepared = self.preparer.prepare(documents)
+        with span("store.put"):
+            written = self.store.put(prepared)
+        if wait:
+            with span("store.wait_for"):
+                visible = self.store.wait_for(written.seq, WAIT_FOR_TIMEOUT)
+            if not visible:
+                raise WriteTimeoutError(
+                    f"the write is durable (seq {written.seq}) but was not searchable within "
+                    f"{WAIT_FOR_TIMEOUT:.0f} s"
+                )
         return written.seq, list(written.existed), [len(p.passages) for p in prepared]
 
     def delete(self, doc_id: str) -> bool:
         assert self.store is not None
-        return self.store.delete([doc_id]).existed[0]
+        with span("store.delete"):
+            return self.store.delete([doc_id]).existed[0]
 
     def get(self, doc_id: str) -> StoredDocument | None:
         assert self.store is not None

@@ -18,6 +18,7 @@ from cachetools import LRUCache
 
 from indexer.chunking import Tokenizer
 from indexer.embedding import Embedder, Vectors
+from indexer.tracing import span
 
 
 class CachingEmbedder:
@@ -130,18 +131,24 @@ class BatchingEmbedder:
 
     def encode(self, texts: list[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
         request = _Request(list(texts))
-        with self._ready:
-            self._queries.append(request)
-            self._ready.notify()
-        return request.result.result()
+        # The model runs on the worker thread, for several callers' texts at once: this span
+        # is the caller's wait for its share (queueing included).
+        with span("query_encoder.encode") as current:
+            current.set_attribute("query_encoder.texts", len(texts))
+            with self._ready:
+                self._queries.append(request)
+                self._ready.notify()
+            return request.result.result()
 
     def encode_for_write(self, texts: list[str]) -> Vectors:
         """Passages of a document being written: queries go first, these fill the gaps."""
         requests = [_Request(texts[i : i + WRITE_CHUNK]) for i in range(0, len(texts), WRITE_CHUNK)]
-        with self._ready:
-            self._writes.extend(requests)
-            self._ready.notify()
-        parts = [request.result.result() for request in requests]
+        with span("query_encoder.encode_for_write") as current:
+            current.set_attribute("query_encoder.texts", len(texts))
+            with self._ready:
+                self._writes.extend(requests)
+                self._ready.notify()
+            parts = [request.result.result() for request in requests]
         return np.concatenate(parts) if parts else np.empty((0, self.dimension), np.float32)
 
     def tokenizer(self) -> Tokenizer:

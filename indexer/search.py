@@ -14,6 +14,7 @@ from indexer.filters import Filter
 from indexer.fusion import FusionParams, Ranking, union
 from indexer.keyword import Analyzer
 from indexer.stores.base import Reader, Store
+from indexer.tracing import span
 from indexer.types import Evidence, Hit
 
 Mode = Literal["semantic", "keyword", "hybrid"]
@@ -105,7 +106,9 @@ class Searcher:
         semantic = [i for i, q in enumerate(queries) if q.mode != "keyword"]
         vectors: dict[int, Vectors] = {}
         if semantic:
-            encoded = self.embedder.encode([queries[i].text for i in semantic])
+            with span("search.encode_queries") as current:
+                current.set_attribute("search.queries", len(semantic))
+                encoded = self.embedder.encode([queries[i].text for i in semantic])
             vectors = {i: encoded[position : position + 1] for position, i in enumerate(semantic)}
         reader = self.store.reader()
         return [self._search_one(reader, q, vectors.get(i)) for i, q in enumerate(queries)]
@@ -137,10 +140,14 @@ class Searcher:
     def _rank(self, reader: Reader, query: Query, vector: Vectors | None, depth: int) -> _Ranked:
         semantic = keyword = Ranking.of([], [])
         if vector is not None:
-            scores, rows = reader.vector_search(vector, depth, query.filter)
+            with span("search.vector"):
+                scores, rows = reader.vector_search(vector, depth, query.filter)
             semantic = Ranking.of(rows, scores)
         if query.mode != "semantic":
-            keyword_scores, keyword_rows = reader.keyword_search(query.text, depth, query.filter)
+            with span("search.keyword"):
+                keyword_scores, keyword_rows = reader.keyword_search(
+                    query.text, depth, query.filter
+                )
             keyword = Ranking.of(keyword_rows, keyword_scores)
 
         rows, (semantic_at, keyword_at) = union([semantic, keyword])
@@ -150,7 +157,8 @@ class Searcher:
         ranked.keyword_score[keyword_at] = keyword.scores
         ranked.keyword_rank[keyword_at] = np.arange(1, len(keyword_at) + 1)
         if query.mode == "hybrid":
-            fused = self.fusion.fuse(semantic, keyword)  # over the same union, in row order
+            with span("search.fuse"):
+                fused = self.fusion.fuse(semantic, keyword)  # over the same union, in row order
             ranked.fused_score[:] = fused.scores
         score = {
             "semantic": ranked.semantic_score,
