@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from prometheus_client import Histogram
 
 from app.service import SearchService
 from indexer.search import Searcher
@@ -72,7 +73,13 @@ async def require_json(request: Request) -> None:
         )
 
 
+async def get_search_latency(request: Request) -> Histogram:
+    latency: Histogram = request.app.state.search_latency
+    return latency
+
+
 ReaderDep = Annotated[Reader, Depends(get_reader)]
 SearcherDep = Annotated[Searcher, Depends(get_searcher)]
 WriterDep = Annotated[SearchService, Depends(get_writer)]
 DeleterDep = Annotated[SearchService, Depends(get_deleter)]
+LatencyDep = Annotated[Histogram, Depends(get_search_latency)]

@@ -19,6 +19,7 @@ from app import tracing
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimitMiddleware
 from app.logs import REQUEST_ID_HEADER, AccessLogMiddleware, valid_request_id
+from app.metrics import IndexCollector, search_latency
 from app.routes import admin, documents, health, page, search
 from app.routes.health import service_version
 from app.security import drop_open_read_security
@@ -76,9 +77,13 @@ def create_app(
     app.mount(page.STATIC_URL, page.static_files(), name=page.STATIC_NAME)
     if settings.read_api_key is None:
         _open_reads_in_schema(app, [route for router in routers for route in router.routes])
-    Instrumentator(
-        excluded_handlers=["/metrics", "/health", "/ready"], registry=_metrics_registry()
-    ).instrument(app).expose(app, include_in_schema=False)
+    registry = _metrics_registry()
+    registry.register(IndexCollector(service))
+    app.state.search_latency = search_latency(registry)
+    instrumentator = Instrumentator(
+        excluded_handlers=["/metrics", "/health", "/ready"], registry=registry
+    )
+    instrumentator.instrument(app).expose(app, include_in_schema=False)
     tracing.instrument(app)
     return app
 

@@ -29,6 +29,9 @@ _WARMUP_QUERY = "warm up"
 WAIT_FOR_TIMEOUT = 30.0
 
 
+WRITE_OUTCOMES = ("created", "replaced", "deleted", "not_found", "failed")
+
+
 class StartupError(RuntimeError):
     """The service cannot start; the message is one sentence saying what to do."""
 
@@ -52,6 +55,17 @@ class SearchService:
         # Documents are embedded one request at a time: a second concurrent write would only
         # take the cores from searches (and from the first write) for no gain.
         self._embedding = threading.Lock()
+        self._counts_lock = threading.Lock()
+        self._write_counts = dict.fromkeys(WRITE_OUTCOMES, 0)
+
+    def write_counts(self) -> dict[str, int]:
+        """Documents written or deleted since start, by outcome (for /metrics)."""
+        with self._counts_lock:
+            return dict(self._write_counts)
+
+    def _count(self, outcome: str, documents: int = 1) -> None:
+        with self._counts_lock:
+            self._write_counts[outcome] += documents
 
     @property
     def ready(self) -> bool:
@@ -187,12 +201,19 @@ class SearchService:
         and each one's passage count. With ``wait``, return once searches see them."""
         assert self.store is not None
         assert self.preparer is not None
-        with span("write.prepare") as current:
-            current.set_attribute("write.documents", len(documents))
-            with self._embedding:
-                prepared = self.preparer.prepare(documents)
-        with span("store.put"):
-            written = self.store.put(prepared)
+        try:
+            with span("write.prepare") as current:
+                current.set_attribute("write.documents", len(documents))
+                with self._embedding:
+                    prepared = self.preparer.prepare(documents)
+            with span("store.put"):
+                written = self.store.put(prepared)
+        except Exception:
+            self._count("failed", len(documents))
+            raise
+        replaced = sum(written.existed)
+        self._count("replaced", replaced)
+        self._count("created", len(documents) - replaced)
         if wait:
             with span("store.wait_for"):
                 visible = self.store.wait_for(written.seq, WAIT_FOR_TIMEOUT)
@@ -205,8 +226,14 @@ class SearchService:
 
     def delete(self, doc_id: str) -> bool:
         assert self.store is not None
-        with span("store.delete"):
-            return self.store.delete([doc_id]).existed[0]
+        try:
+            with span("store.delete"):
+                existed = self.store.delete([doc_id]).existed[0]
+        except Exception:
+            self._count("failed")
+            raise
+        self._count("deleted" if existed else "not_found")
+        return existed
 
     def get(self, doc_id: str) -> StoredDocument | None:
         assert self.store is not None

@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
+from prometheus_client import Histogram
 from pydantic import ValidationError
 
-from app.deps import SearcherDep, require_json
+from app.deps import LatencyDep, SearcherDep, require_json
 from app.schemas import (
     EXAMPLE_QUERY,
     FILTER_SCHEMA,
@@ -80,6 +81,7 @@ _FILTER_PARAMETER = {
 def search_get(
     http: Request,
     searcher: SearcherDep,
+    latency: LatencyDep,
     q: Annotated[QueryText, Query(openapi_examples={"example": {"value": EXAMPLE_QUERY}})],
     k: Annotated[TopK, Query()] = 5,
     offset: Annotated[Offset, Query()] = 0,
@@ -117,7 +119,7 @@ def search_get(
         )
     except ValidationError as error:  # the checks that span several parameters
         raise RequestValidationError(error.errors(include_url=False)) from None
-    return _answer(searcher, [request])[0]
+    return _answer(searcher, latency, [request])[0]
 
 
 @router.post(
@@ -129,6 +131,7 @@ def search_get(
 )
 def search_post(
     searcher: SearcherDep,
+    latency: LatencyDep,
     request: Annotated[
         SearchRequest,
         Body(
@@ -160,7 +163,7 @@ def search_post(
     ],
 ) -> SearchResponse:
     """Search with a JSON body; same parameters and response as GET."""
-    return _answer(searcher, [request])[0]
+    return _answer(searcher, latency, [request])[0]
 
 
 @router.post(
@@ -172,6 +175,7 @@ def search_post(
 )
 def search_batch(
     searcher: SearcherDep,
+    latency: LatencyDep,
     batch: Annotated[
         BatchSearchRequest,
         Body(
@@ -191,13 +195,17 @@ def search_batch(
 ) -> BatchSearchResponse:
     """Up to 32 searches answered together: their queries are embedded in one batch."""
     started = time.perf_counter()
-    responses = _answer(searcher, batch.searches)
+    responses = _answer(searcher, latency, batch.searches)
     return BatchSearchResponse(took_ms=_elapsed_ms(started), responses=responses)
 
 
-def _answer(searcher: Searcher, requests: list[SearchRequest]) -> list[SearchResponse]:
+def _answer(
+    searcher: Searcher, latency: Histogram, requests: list[SearchRequest]
+) -> list[SearchResponse]:
     started = time.perf_counter()
     pages = searcher.search_many([_core_query(r) for r in requests])
+    seconds = time.perf_counter() - started
+    latency.labels(requests[0].mode if len(requests) == 1 else "batch").observe(seconds)
     took_ms = _elapsed_ms(started)
     return [
         SearchResponse(

@@ -133,6 +133,8 @@ class FaissStore:
         self._merge_thread: threading.Thread | None = None
         self._next_merge_at = 0.0
         self.merges = 0
+        self.last_merge_at: float | None = None
+        """Unix time the last merge (in this process) completed."""
         self._refresher: threading.Thread | None = None
         if translog is not None:
             self._refresher = threading.Thread(
@@ -216,6 +218,12 @@ class FaissStore:
     def seq(self) -> int:
         """The last write made durable (it may not be visible yet)."""
         return self._index.seq
+
+    @property
+    def translog_bytes(self) -> int | None:
+        """The translog's size on disk (None if the store is not writable)."""
+        translog = self._translog
+        return None if translog is None else translog.size_bytes()
 
     def reader(self) -> LocalView:
         return self._view
@@ -397,6 +405,7 @@ class FaissStore:
             with self._write_lock:
                 self._merging = False
         self.merges += 1
+        self.last_merge_at = time.time()
         logger.info(
             "merged %d documents, %d passages into %s in %.2f s",
             view.document_count,

@@ -69,9 +69,14 @@ def rankings(store: FaissStore, queries: list[str]) -> list[list[tuple[str, int,
 
 def test_a_merge_drops_removed_rows_and_ranks_as_before(tmp_path: Path) -> None:
     store = FaissStore.open(built(tmp_path / "index", documents(range(10))))
+    empty_log = store.translog_bytes
+    assert empty_log is not None
     store.put(prepare(store, documents(range(5, 15), version=2)))
     store.delete(["doc-000", "doc-014"])
     store.refresh()
+    assert store.translog_bytes is not None
+    assert store.translog_bytes > empty_log
+    assert store.last_merge_at is None
     queries = ["storm harvest", "minister budget tax", "river bridge"]
     before = rankings(store, queries)
     _, added, removed = store._index.growth()
@@ -80,6 +85,8 @@ def test_a_merge_drops_removed_rows_and_ranks_as_before(tmp_path: Path) -> None:
     assert merge is not None
     merge.join(30)
     assert store.merges == 1
+    assert store.last_merge_at is not None
+    assert store.translog_bytes == empty_log  # the merged writes' generations are gone
     assert store._index.growth()[1:] == (0, 0)  # everything in the new base, nothing removed
     assert rankings(store, queries) == before
     assert sorted(p.name for p in store.location.iterdir()) == [
