@@ -17,8 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 
-from tqdm import tqdm
-
+from indexer.progress import progress as progress_bar
 from indexer.search import Mode, Query, Searcher
 
 DOCUMENT_DEPTH = 100
@@ -83,8 +82,8 @@ def _evaluate_mode(
 ) -> ModeResult:
     run: dict[str, dict[str, float]] = {}
     seconds: list[float] = []
-    items = tqdm(
-        collection.queries.items(), desc=f"eval {mode}", unit="query", disable=not progress
+    items = progress_bar(
+        collection.queries.items(), desc=f"eval {mode}", unit="query", enabled=progress
     )
     for query_id, text in items:
         started = time.perf_counter()

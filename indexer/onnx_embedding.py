@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from indexer.embedding import (
     DEFAULT_BATCH_SIZE,
@@ -27,6 +26,7 @@ from indexer.embedding import (
     Vectors,
     resolve_model_path,
 )
+from indexer.progress import progress as progress_bar
 
 EXPORT_FILE = "export.json"
 VARIANTS = {"fp32": "model.onnx", "int8": "model-int8.onnx"}
@@ -195,7 +195,7 @@ class OnnxEmbedder:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
         starts = range(0, len(order), batch_size)
-        for start in tqdm(starts, desc="Batches", disable=not progress):
+        for start in progress_bar(starts, desc="Batches", unit="batch", enabled=progress):
             chosen = order[start : start + batch_size]
             vectors[chosen] = self._encode([texts[i] for i in chosen])
         return vectors
