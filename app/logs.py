@@ -10,6 +10,7 @@ from typing import Any, Literal
 from asgi_correlation_id import CorrelationIdFilter
 from asgi_correlation_id.context import correlation_id
 from opentelemetry import trace
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -43,6 +44,8 @@ class TraceIdFilter(logging.Filter):
 def json_formatter() -> logging.Formatter:
     return JsonFormatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s",
+        # uvicorn's copy of its message with terminal colours.
+        reserved_attrs=[*RESERVED_ATTRS, "color_message"],
         rename_fields={
             "asctime": "time",
             "levelname": "level",
@@ -93,6 +96,8 @@ def log_config(base: dict[str, Any], level: str, log_format: LogFormat) -> dict[
             "propagate": False,
         }
         config["loggers"]["uvicorn.access"] = {"handlers": [], "propagate": False}
+        # Libraries' own warnings (asgi-correlation-id's, OpenTelemetry's) as JSON too.
+        config["root"] = {"handlers": ["default"], "level": "WARNING"}
     return config
 
 
