@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,8 @@ class LoadResult:
     latencies: list[float]
     background: int = 0
     """Background requests sent while the foreground ran (all of them succeeded)."""
+    failures: dict[str, int] = field(default_factory=dict)
+    """What the errors were: "PUT 503", "GET ReadTimeout", … and how many of each."""
 
     @property
     def requests_per_second(self) -> float:
@@ -79,6 +82,7 @@ async def _load(
 ) -> LoadResult:
     latencies: list[float] = []
     errors = 0
+    failures: Counter[str] = Counter()
     background_done = 0
     done = asyncio.Event()
     limits = httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency)
@@ -91,9 +95,13 @@ async def _load(
                 response = await client.request(
                     request.method, request.url, params=request.params, json=request.json
                 )
-            except httpx.HTTPError:
+            except httpx.HTTPError as error:
+                failures[f"{request.method} {type(error).__name__}"] += 1
                 return False
-            return response.status_code in request.ok
+            if response.status_code in request.ok:
+                return True
+            failures[f"{request.method} {response.status_code}"] += 1
+            return False
 
         async def worker() -> None:
             nonlocal errors
@@ -129,4 +137,6 @@ async def _load(
         done.set()
         if pacer is not None:
             await pacer
-    return LoadResult(concurrency, len(latencies), errors, elapsed, latencies, background_done)
+    return LoadResult(
+        concurrency, len(latencies), errors, elapsed, latencies, background_done, dict(failures)
+    )
