@@ -9,6 +9,7 @@ a running service holds is never replaced at all.
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,6 +92,7 @@ def new_manifest(
         counts=Counts(documents=0, passages=0),
         built_at=datetime.now(UTC),
         build_seconds=0.0,
+        build_id=uuid.uuid4().hex,
     )
 
 

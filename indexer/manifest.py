@@ -63,6 +63,16 @@ class Manifest(BaseModel):
     counts: Counts
     built_at: datetime = Field(description="When this version was written (build or merge).")
     build_seconds: float
+    build_id: str = Field(
+        "",
+        description="Names one build or reindex of the index; merges keep it, a reindex makes a "
+        "new one (so a client can tell which index answered).",
+    )
+    files: dict[str, str] = Field(
+        default_factory=dict,
+        description="sha256 of each data file of this version (path relative to it); checked "
+        "before a reindexed version is switched to. Empty in versions written before it existed.",
+    )
 
 
 class ManifestError(ValueError):

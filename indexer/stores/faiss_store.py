@@ -11,6 +11,11 @@ Elasticsearch's model, on one machine:
   a new version directory (vectors, keyword index, documents; removed rows gone), switches
   CURRENT to it and drops the translog generations it contains. Writes go on meanwhile; the
   ones that arrive during the merge are applied to the merged index before the switch.
+- **reindex**: like a merge, but every live document is prepared again (new chunking, keyword
+  settings or model) into a version with new settings; writes that arrive meanwhile are
+  prepared again from the documents in their records, never from their old-model vectors. The
+  last few are caught up with writes held, and the new version's ``seq`` covers them all, so
+  replaying the translog after it can never apply an old-model vector to it.
 - **open**: the current version, then every translog record after its sequence number.
 """
 
@@ -22,7 +27,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Self
@@ -49,7 +54,7 @@ from indexer.stores.layout import (
     set_current,
     version_name,
 )
-from indexer.stores.local import LocalIndex, LocalView
+from indexer.stores.local import LocalIndex, LocalView, VersionError, verify_version
 from indexer.stores.operations import (
     Delete,
     Operation,
@@ -66,6 +71,7 @@ from indexer.stores.translog import (
     TranslogCorruptError,
     replay,
 )
+from indexer.types import Document
 
 logger = logging.getLogger("indexer")
 
@@ -75,6 +81,14 @@ _MERGE_RETRY_SECONDS = 60.0
 # Writes that arrive during a merge are applied to the merged index in batches outside the
 # lock; the last few, under it, so that the switch misses none.
 _CATCH_UP_UNDER_LOCK = 64
+# A reindex embeds what it catches up: fewer under the lock, so writes are held briefly.
+_REINDEX_UNDER_LOCK = 8
+_REINDEX_BATCH = 32
+
+Prepare = Callable[[Sequence[Document]], list[IndexedDocument]]
+"""Chunks and embeds documents with a reindex's new settings."""
+Progress = Callable[[str, int, int], None]
+"""Called with a phase name, items done and items in that phase."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +111,14 @@ class StoreOpenError(Exception):
 
 class _AbandonedError(Exception):
     """A merge given up because the store is closing."""
+
+
+class ReindexError(Exception):
+    """A reindex failed or was refused before its switch: the old version serves on."""
+
+
+class StaleWriteError(Exception):
+    """Documents prepared for settings that a reindex has replaced since: prepare them again."""
 
 
 class FaissStore:
@@ -135,6 +157,7 @@ class FaissStore:
         self.merges = 0
         self.last_merge_at: float | None = None
         """Unix time the last merge (in this process) completed."""
+        self._epoch = 0  # settings generation: +1 at each reindex switch
         self._refresher: threading.Thread | None = None
         if translog is not None:
             self._refresher = threading.Thread(
@@ -228,12 +251,18 @@ class FaissStore:
     def reader(self) -> LocalView:
         return self._view
 
+    @property
+    def epoch(self) -> int:
+        """Changes when a reindex switches settings: pass it to ``put`` with documents
+        prepared under it, so a write prepared with the old settings is refused after."""
+        return self._epoch
+
     def get(self, doc_id: str) -> StoredDocument | None:
         return self._index.get(doc_id)
 
     # -- writing ----------------------------------------------------------------------------
 
-    def put(self, documents: Sequence[IndexedDocument]) -> Written:
+    def put(self, documents: Sequence[IndexedDocument], *, epoch: int | None = None) -> Written:
         dimension = self.manifest.model.dimension
         for item in documents:  # before logging: a logged write must apply
             if item.vectors.shape != (len(item.passages), dimension):
@@ -245,6 +274,8 @@ class FaissStore:
         bodies = [encode_put(item) for item in documents]  # outside the lock: it is slow
         with self._write_lock:
             translog = self._writable()
+            if epoch is not None and epoch != self._epoch:
+                raise StaleWriteError("the index was reindexed while these were prepared")
             first = self._index.seq + 1
             puts = [Put(first + i, item) for i, item in enumerate(documents)]
             self._append(translog, [numbered(p.seq, b) for p, b in zip(puts, bodies, strict=True)])
@@ -414,6 +445,139 @@ class FaissStore:
             time.perf_counter() - started,
         )
 
+    # -- reindex ----------------------------------------------------------------------------
+
+    def reindex(
+        self,
+        manifest: Manifest,
+        prepare: Prepare,
+        *,
+        progress: Progress | None = None,
+        on_switch: Callable[[], None] | None = None,
+        before_switch: Callable[[Path], None] | None = None,
+        wait_for_merge: float = 60.0,
+    ) -> Manifest:
+        """Rebuild every live document with ``prepare`` into a version with ``manifest``'s
+        settings (model, chunking, keyword, title prefix), then switch to it; searches and
+        writes go on meanwhile (see the module docstring). ``on_switch`` runs at the switch,
+        with writes held (the service swaps its model there); ``before_switch`` gets the
+        written version before it is verified (tests damage it there). Raises
+        ``ReindexError`` if the new version fails, leaving the old one serving."""
+        report = progress or (lambda phase, done, total: None)
+        view, generation = self._begin_exclusive(wait_for_merge)
+        replaced = current_version(self.root)
+        written: Path | None = None  # removed if the reindex fails before the switch
+        try:
+            documents = [stored.document for stored in view.documents(0, view.document_count)]
+            prepared: list[IndexedDocument] = []
+            report("rebuilding", 0, len(documents))
+            for start in range(0, len(documents), _REINDEX_BATCH):
+                self._check_open()
+                prepared.extend(prepare(documents[start : start + _REINDEX_BATCH]))
+                report("rebuilding", len(prepared), len(documents))
+            rebuilt = LocalIndex.build(manifest.model_copy(update={"seq": view.seq}), prepared)
+            applied = 0
+            while True:
+                self._check_open()
+                with self._write_lock:
+                    pending = self._merge_ops[applied:]
+                    if len(pending) <= _REINDEX_UNDER_LOCK:
+                        # The critical section: writes wait from here to the switch.
+                        report("switching", len(pending), len(pending))
+                        _apply_prepared(rebuilt, pending, prepare)
+                        if rebuilt.seq != self._index.seq:  # a write was missed: never switch
+                            raise ReindexError(
+                                f"the rebuilt index is at write {rebuilt.seq}, "
+                                f"the live one at {self._index.seq}"
+                            )
+                        written, merged = self._write_version(rebuilt, before_switch)
+                        set_current(self.root, written)  # the commit point
+                        written = None
+                        self._index = merged
+                        self._epoch += 1
+                        self._collecting = False
+                        self._merge_ops = []
+                        if on_switch is not None:
+                            on_switch()
+                        self._publish()
+                        break
+                report("catching up", 0, len(pending))
+                _apply_prepared(rebuilt, pending, prepare)
+                applied += len(pending)
+        except BaseException as error:
+            if written is not None:
+                shutil.rmtree(written, ignore_errors=True)
+            with self._write_lock:
+                self._merging = self._collecting = False
+                self._merge_ops = []
+            if isinstance(error, _AbandonedError):
+                raise ReindexError("the index was closed during the reindex") from None
+            if isinstance(error, VersionError):
+                logger.error("refusing the reindexed version; the old one serves on: %s", error)
+                raise ReindexError(str(error)) from None
+            raise
+        try:  # what the new version replaced (the translog's old-model records included)
+            with self._write_lock:
+                assert self._translog is not None
+                self._translog.trim(generation)
+            shutil.rmtree(replaced)
+        except OSError as error:
+            logger.warning("could not delete what the reindex replaced: %s", error)
+        finally:
+            with self._write_lock:
+                self._merging = False
+        logger.info(
+            "reindexed %d documents into %s (%s)",
+            merged.manifest.counts.documents,
+            replaced.parent / current_version(self.root).name,
+            merged.manifest.model.name,
+        )
+        return merged.manifest
+
+    def _begin_exclusive(self, wait: float) -> tuple[LocalView, int]:
+        """Start collecting writes for a reindex, once no merge runs (one at a time)."""
+        deadline = time.monotonic() + wait
+        while True:
+            with self._write_lock:
+                translog = self._writable()
+                if not self._merging:
+                    self._publish()
+                    self._merging = self._collecting = True
+                    self._merge_ops = []
+                    return self._view, translog.roll()
+            if time.monotonic() > deadline:
+                raise ReindexError("a merge or another reindex is running; try again later")
+            self._check_open()
+            time.sleep(0.05)
+
+    def _check_open(self) -> None:
+        if self._closed.is_set():
+            raise _AbandonedError
+
+    def _write_version(
+        self, rebuilt: LocalIndex, before_switch: Callable[[Path], None] | None
+    ) -> tuple[Path, LocalIndex]:
+        """Save ``rebuilt`` as the next version and verify it as a restart would read it."""
+        started = time.perf_counter()
+        merged = LocalIndex.compact(rebuilt.publish())
+        unfinished, final = new_version_dir(self.root)
+        try:
+            merged.save(unfinished, started=started, now=time.perf_counter())
+            commit_version(unfinished, final)
+        except BaseException:
+            shutil.rmtree(unfinished, ignore_errors=True)
+            raise
+        try:
+            if before_switch is not None:
+                before_switch(final)
+            verified = verify_version(final, rebuilt.manifest.model)
+            if verified.seq != rebuilt.seq:
+                raise VersionError(f"{final.name} covers write {verified.seq}, not {rebuilt.seq}")
+        except BaseException:
+            shutil.rmtree(final, ignore_errors=True)
+            raise
+        return final, merged
+
     def close(self) -> None:
         self._closed.set()
         self._nudge()
@@ -483,6 +647,25 @@ def _apply(index: LocalIndex, operations: Sequence[Operation]) -> None:
             index.put(operation.item, operation.seq)
         else:
             index.delete(operation.doc_id, operation.seq)
+
+
+def _apply_prepared(index: LocalIndex, operations: Sequence[Operation], prepare: Prepare) -> None:
+    """Apply writes to a reindexed index: each put prepared again from its document (its
+    vectors came from the old settings), consecutive puts in one batch, in order."""
+    at = 0
+    while at < len(operations):
+        operation = operations[at]
+        if isinstance(operation, Delete):
+            index.delete(operation.doc_id, operation.seq)
+            at += 1
+            continue
+        puts: list[Put] = []
+        while at < len(operations) and isinstance(operations[at], Put):
+            puts.append(operations[at])  # type: ignore[arg-type]
+            at += 1
+        items = prepare([put.item.document for put in puts])
+        for put, item in zip(puts, items, strict=True):
+            index.put(item, put.seq)
 
 
 def write_index(location: Path, index: LocalIndex, *, started: float) -> Manifest:

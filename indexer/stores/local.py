@@ -11,6 +11,7 @@ is what a merge saves as the next version.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections.abc import Iterator, Sequence
@@ -29,7 +30,15 @@ from indexer.filters import Filter
 from indexer.ingest import passage_representation
 from indexer.keyword import KeywordIndex, KeywordView
 from indexer.loading import document_checksum
-from indexer.manifest import Counts, Manifest, read_manifest, write_manifest
+from indexer.manifest import (
+    MANIFEST_FILE,
+    Counts,
+    Manifest,
+    ManifestError,
+    ModelInfo,
+    read_manifest,
+    write_manifest,
+)
 from indexer.stores.base import IndexedDocument, StoredDocument
 from indexer.stores.vectors import VectorIndex, VectorView
 from indexer.types import Document, Ids, Matrix, Passage, Scores
@@ -322,6 +331,7 @@ class LocalIndex:
                 ),
                 "built_at": datetime.now(UTC),
                 "build_seconds": round(now - started, 3),
+                "files": file_checksums(directory),
             }
         )
         write_manifest(directory, manifest)
@@ -349,6 +359,57 @@ class LocalIndex:
             KeywordIndex.load(directory, manifest.keyword),
             _columns(documents),
         )
+
+
+class VersionError(ValueError):
+    """A version directory is damaged, incomplete or not what was expected (one line)."""
+
+
+def file_checksums(directory: Path) -> dict[str, str]:
+    """sha256 of every data file under ``directory`` (the manifest aside), by relative path."""
+    return {
+        path.relative_to(directory).as_posix(): _sha256(path)
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and path.name != MANIFEST_FILE
+    }
+
+
+def verify_version(directory: Path, model: ModelInfo | None = None) -> Manifest:
+    """Check a version before it is served: a readable manifest, the data files its checksums
+    name and no others, byte for byte, and (if given) the model and dimension expected."""
+    try:
+        manifest = read_manifest(directory)
+    except ManifestError as error:
+        raise VersionError(str(error)) from error
+    if model is not None and manifest.model != model:
+        raise VersionError(
+            f"{directory.name} holds vectors of {manifest.model.name!r} "
+            f"({manifest.model.dimension} dimensions), not of {model.name!r} "
+            f"({model.dimension} dimensions)"
+        )
+    if not manifest.files:
+        raise VersionError(f"{directory.name} has no file checksums in its manifest")
+    try:
+        found = file_checksums(directory)
+    except OSError as error:
+        raise VersionError(f"{directory.name} is unreadable: {error}") from error
+    for name, checksum in manifest.files.items():
+        if name not in found:
+            raise VersionError(f"{directory.name} is incomplete: {name} is missing")
+        if found[name] != checksum:
+            raise VersionError(f"{directory.name} is damaged: {name} does not match its checksum")
+    extra = sorted(found.keys() - manifest.files.keys())
+    if extra:
+        raise VersionError(f"{directory.name} holds files its manifest does not name: {extra[0]}")
+    return manifest
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _texts(manifest: Manifest, document: Document, passages: Sequence[Passage]) -> list[str]:
