@@ -77,6 +77,7 @@ def create_app(
     app.mount(page.STATIC_URL, page.static_files(), name=page.STATIC_NAME)
     if settings.read_api_key is None:
         _open_reads_in_schema(app, [route for router in routers for route in router.routes])
+    _reindex_choices_in_schema(app, service)
     registry = _metrics_registry()
     registry.register(IndexCollector(service))
     app.state.search_latency = search_latency(registry)
@@ -94,6 +95,28 @@ def _open_reads_in_schema(app: FastAPI, routes: list[BaseRoute]) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             drop_open_read_security(generate(), routes)
+        return generate()  # cached by FastAPI now
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _reindex_choices_in_schema(app: FastAPI, service: SearchService) -> None:
+    """The models and backends a reindex accepts are those installed here: list them as enums,
+    so the schema says which values are valid (anything else is a 422)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            fields = schema["components"]["schemas"]["ReindexRequest"]["properties"]
+            choices: dict[str, list[str]] = {
+                "model": service.reindex_models(),
+                "backend": list(service.reindex_backends()),
+            }
+            for name, allowed in choices.items():
+                for option in fields[name]["anyOf"]:
+                    if option.get("type") == "string":
+                        option["enum"] = allowed
         return generate()  # cached by FastAPI now
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -292,6 +292,7 @@ class SearchResponse(BaseModel):
                     "mode": "hybrid",
                     "took_ms": 12.3,
                     "total": 1,
+                    "index_build": "3f2c9a0e5b7d4c1e9a8b6d5c4e3f2a1b",
                     "results": [
                         {
                             "rank": 1,
@@ -318,6 +319,11 @@ class SearchResponse(BaseModel):
     took_ms: float = Field(description="Time spent searching, in milliseconds.")
     total: int = Field(description="Number of results in this response.")
     results: list[SearchResult]
+    index_build: str = Field(
+        "",
+        description="The build of the index that answered (the manifest's build id): it "
+        "changes when a reindex switches, never otherwise.",
+    )
 
 
 class BatchSearchResponse(BaseModel):
@@ -469,6 +475,9 @@ class Info(BaseModel):
     seq: int = Field(description="The last write searches see (0: none since the build).")
     writes: str = Field(description="`enabled`, or why writes are refused.")
     built_at: datetime = Field(description="When the served index version was written.")
+    build_id: str = Field(
+        description="The build of the served index; changes when a reindex switches."
+    )
     index_format_version: int
     chunking: dict[str, float | int | str]
     keyword: dict[str, float | int | str]
@@ -476,6 +485,56 @@ class Info(BaseModel):
     store: str
     default_mode: Mode
     fusion: dict[str, float | int | str]
+
+
+class ReindexRequest(BaseModel):
+    """What to change; a field left out keeps the index's current setting. An empty body
+    rebuilds with the same settings."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        protected_namespaces=(),
+        json_schema_extra={"examples": [{"chunk_size": 64, "chunk_overlap": 0.1}]},
+    )
+
+    model: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Embedding model to switch to; only models installed here (listed in "
+        "this schema's enum) are accepted: nothing is downloaded.",
+    )
+    backend: Backend | None = Field(
+        None, description="How the model runs (only backends usable here, see the enum)."
+    )
+    chunk_size: int | None = Field(
+        None, ge=8, le=512, description="Passage size limit in model tokens."
+    )
+    chunk_overlap: float | None = Field(
+        None, ge=0, lt=0.5, description="Share of a window repeated in the next."
+    )
+    title_prefix: bool | None = Field(
+        None, description="Embed and keyword-index passages with their title first."
+    )
+    bm25_k1: float | None = Field(None, ge=0, le=10, description="BM25 term saturation.")
+    bm25_b: float | None = Field(None, ge=0, le=1, description="BM25 length normalisation.")
+
+
+class ReindexStatusBody(BaseModel):
+    state: Literal["idle", "running", "done", "failed"]
+    phase: str | None = Field(
+        None,
+        description="While running: `loading the model`, `rebuilding`, `catching up` (writes "
+        "made meanwhile) or `switching` (writes held for a moment).",
+    )
+    done: int = Field(description="Items done in this phase (documents, then writes).")
+    total: int = Field(description="Items in this phase.")
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = Field(None, description="Why it failed; the old index serves on.")
+    from_build: str | None = Field(None, description="The build id it started from.")
+    to_build: str | None = Field(None, description="The build id it switched to, once done.")
+    seq: int | None = Field(None, description="The last write the new version covers.")
 
 
 class ErrorBody(BaseModel):

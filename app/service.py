@@ -8,14 +8,20 @@ import threading
 from collections.abc import Callable, Sequence
 
 from app.settings import Settings
-from indexer.backends import load_embedder, onnx_variant, torch_backend_installed
+from indexer.backends import BACKENDS, Backend, load_embedder, onnx_variant, torch_backend_installed
 from indexer.embedding import TORCH_EXTRA_INSTALL, Embedder
 from indexer.ingest import Preparer
 from indexer.manifest import Manifest, ManifestError
 from indexer.query_encoding import BatchingEmbedder, CachingEmbedder, WriteEncoder
+from indexer.reindex import ReindexChanges, ReindexStatus, ReindexTracker
 from indexer.search import Searcher
-from indexer.stores import Store, open_store
-from indexer.stores.faiss_store import StoreOpenError, read_current_manifest
+from indexer.stores import FaissStore, Store, open_store
+from indexer.stores.faiss_store import (
+    ReindexError,
+    StaleWriteError,
+    StoreOpenError,
+    read_current_manifest,
+)
 from indexer.stores.layout import IndexLock, IndexLockedError
 from indexer.tracing import span
 from indexer.types import Document, StoredDocument
@@ -40,6 +46,11 @@ class WriteTimeoutError(RuntimeError):
     """A write is durable but did not become searchable in time."""
 
 
+class ReindexRefusedError(RuntimeError):
+    """A reindex cannot start now (one is running, the model is not loaded); the message
+    says why."""
+
+
 class SearchService:
     """Opens the store at startup (fast, fails loudly), then loads the model (slow)."""
 
@@ -52,6 +63,11 @@ class SearchService:
         self.preparer: Preparer | None = None
         self.load_error: str | None = None
         self._batcher: BatchingEmbedder | None = None
+        self._model: Embedder | None = None
+        self.backend: Backend = settings.backend
+        self.reindexing = ReindexTracker()
+        self._reindex_thread: threading.Thread | None = None
+        self._retired: list[BatchingEmbedder] = []  # replaced by a reindex; closed at exit
         # Documents are embedded one request at a time: a second concurrent write would only
         # take the cores from searches (and from the first write) for no gain.
         self._embedding = threading.Lock()
@@ -141,17 +157,28 @@ class SearchService:
     def _load_configured_model(self, model_name: str) -> Embedder:
         return load_embedder(model_name, self.settings.backend, self.settings.onnx_dir)
 
-    def _query_embedder(self, model: Embedder) -> Embedder:
-        if self.settings.query_batching:
-            self._batcher = BatchingEmbedder(model)
-            model = self._batcher
-        return CachingEmbedder(model, self.settings.query_cache_size)
+    def _query_embedder(
+        self, model: Embedder
+    ) -> tuple[Embedder, Embedder, BatchingEmbedder | None]:
+        """The query encoder for ``model``, the encoder documents are written with (between
+        its query batches), and the batcher behind both, if any."""
+        if not self.settings.query_batching:
+            return CachingEmbedder(model, self.settings.query_cache_size), model, None
+        batcher = BatchingEmbedder(model)
+        return (
+            CachingEmbedder(batcher, self.settings.query_cache_size),
+            WriteEncoder(batcher),
+            batcher,
+        )
 
     def close(self) -> None:
-        if self._batcher is not None:
-            self._batcher.close()
         if self.store is not None:
-            self.store.close()
+            self.store.close()  # a running reindex gives up (the old version serves on)
+        if self._reindex_thread is not None:
+            self._reindex_thread.join(timeout=30)
+        for batcher in (self._batcher, *self._retired):
+            if batcher is not None:
+                batcher.close()
 
     def load_model(self) -> None:
         """Load the embedding model and warm it up; runs in a worker thread.
@@ -164,14 +191,13 @@ class SearchService:
         manifest = self.store.manifest
         try:
             model = self._embedder_factory(self.settings.model)
-            searcher = Searcher(
-                self.store, self._query_embedder(model), self.settings.fusion_params
-            )
+            queries, writer, self._batcher = self._query_embedder(model)
+            searcher = Searcher(self.store, queries, self.settings.fusion_params)
             searcher.embedder.encode([_WARMUP_QUERY])  # the first encode pays one-off setup costs
             # Documents are prepared with the settings the index was built with, not today's,
             # and embedded by the query encoder's thread, shared fairly with queries.
-            writer = model if self._batcher is None else WriteEncoder(self._batcher)
             preparer = Preparer(writer, manifest.chunking, manifest.title_prefix)
+            self._model = model
         except Exception as error:  # ModelMismatchError included: the same problem for a user
             self.load_error = f"loading model {self.settings.model!r} failed: {error}"
             logger.error("the service will not become ready: %s", self.load_error)
@@ -202,12 +228,21 @@ class SearchService:
         assert self.store is not None
         assert self.preparer is not None
         try:
-            with span("write.prepare") as current:
-                current.set_attribute("write.documents", len(documents))
-                with self._embedding:
-                    prepared = self.preparer.prepare(documents)
-            with span("store.put"):
-                written = self.store.put(prepared)
+            while True:
+                # The epoch first: if a reindex switches after it is read, the put is refused
+                # and the documents are prepared again by the new preparer.
+                epoch = self.store.epoch
+                preparer = self.preparer
+                with span("write.prepare") as current:
+                    current.set_attribute("write.documents", len(documents))
+                    with self._embedding:
+                        prepared = preparer.prepare(documents)
+                try:
+                    with span("store.put"):
+                        written = self.store.put(prepared, epoch=epoch)
+                    break
+                except StaleWriteError:
+                    continue
         except Exception:
             self._count("failed", len(documents))
             raise
@@ -238,3 +273,134 @@ class SearchService:
     def get(self, doc_id: str) -> StoredDocument | None:
         assert self.store is not None
         return self.store.get(doc_id)
+
+    # -- reindex ------------------------------------------------------------------------------
+
+    def reindex_models(self) -> list[str]:
+        """Models a reindex may switch to: the one loaded, and (torch) models in the local
+        Hugging Face cache. Nothing is ever downloaded by a running service."""
+        models = [self.settings.model]
+        if self.backend == "torch" and self._loads_configured_model:
+            models += [m for m in _cached_models() if m not in models]
+        return models
+
+    def reindex_backends(self) -> list[Backend]:
+        """Backends a reindex may switch to, for the model loaded."""
+        if not self._loads_configured_model:
+            return [self.backend]
+        from indexer.onnx_embedding import export_problem
+
+        usable: list[Backend] = []
+        for backend in BACKENDS:
+            variant = onnx_variant(backend)
+            if backend == self.backend:
+                usable.append(backend)
+            elif variant is None:
+                if torch_backend_installed() and self.settings.model in _cached_models():
+                    usable.append(backend)
+            elif export_problem(self.settings.model, self.settings.onnx_dir, variant) is None:
+                usable.append(backend)
+        return usable
+
+    def reindex_problem(self, model: str | None, backend: Backend | None) -> str | None:
+        """Why a reindex to ``model`` run by ``backend`` is not possible here, or None."""
+        model = model or self.store_model
+        backend = backend or self.backend
+        if model == self.store_model and backend == self.backend:
+            return None
+        if not self._loads_configured_model:  # a test's stand-in: it makes any model
+            return None
+        installed = self.reindex_models()
+        if model not in installed:
+            return f"model {model!r} is not installed here (installed: {', '.join(installed)})"
+        variant = onnx_variant(backend)
+        if variant is None:
+            if not torch_backend_installed():
+                return "backend 'torch' needs torch and sentence-transformers, not installed here"
+            if model not in _cached_models():
+                return f"model {model!r} is not in the local Hugging Face cache"
+            return None
+        from indexer.onnx_embedding import export_problem
+
+        problem = export_problem(model, self.settings.onnx_dir, variant)
+        return None if problem is None else f"backend {backend!r} cannot run {model!r}: {problem}"
+
+    @property
+    def store_model(self) -> str:
+        return self.store.manifest.model.name if self.store is not None else self.settings.model
+
+    def start_reindex(
+        self, changes: ReindexChanges, model: str | None, backend: Backend | None
+    ) -> ReindexStatus:
+        """Start rebuilding the index in the background; its status says how it goes."""
+        if self.store is None or self.searcher is None or self._model is None:
+            raise ReindexRefusedError("the model is still loading; retry in a few seconds")
+        if not isinstance(self.store, FaissStore) or self.writes_problem is not None:
+            raise ReindexRefusedError(f"the index takes no writes: {self.writes_problem}")
+        if not self.reindexing.start(self.store.manifest.build_id):
+            raise ReindexRefusedError("a reindex is already running")
+        thread = threading.Thread(
+            target=self._reindex,
+            args=(self.store, changes, model or self.store_model, backend or self.backend),
+            name="index-reindex",
+            daemon=True,
+        )
+        self._reindex_thread = thread
+        thread.start()
+        return self.reindexing.status
+
+    def _reindex(
+        self, store: FaissStore, changes: ReindexChanges, model_name: str, backend: Backend
+    ) -> None:
+        assert self.searcher is not None
+        assert self._model is not None
+        batcher: BatchingEmbedder | None = None
+        try:
+            if model_name == self.store_model and backend == self.backend:
+                model, queries = self._model, None
+                writer = self.preparer.embedder if self.preparer is not None else model
+            else:
+                self.reindexing.progress("loading the model", 0, 0)
+                if self._loads_configured_model:
+                    model = load_embedder(model_name, backend, self.settings.onnx_dir)
+                else:
+                    model = self._embedder_factory(model_name)
+                queries, writer, batcher = self._query_embedder(model)
+                queries.encode([_WARMUP_QUERY])
+            target = changes.apply(store.manifest, model)
+            preparer = Preparer(writer, target.chunking, target.title_prefix)
+            searcher = self.searcher
+
+            def switch() -> None:  # with writes held: later writes are prepared the new way
+                if queries is not None:
+                    searcher.use_embedder(queries, target.keyword.stemmer)
+                    if self._batcher is not None:
+                        self._retired.append(self._batcher)
+                    self._batcher, self._model, self.backend = batcher, model, backend
+                self.preparer = preparer
+
+            manifest = store.reindex(
+                target,
+                lambda documents: preparer.prepare(documents),
+                progress=self.reindexing.progress,
+                on_switch=switch,
+            )
+        except Exception as error:  # the old version serves on; the status says why
+            if batcher is not None and batcher is not self._batcher:
+                batcher.close()
+            message = str(error) or type(error).__name__
+            if not isinstance(error, ReindexError):  # the store logged those, in one line
+                logger.error("reindexing failed; the old index serves on: %s", message)
+            self.reindexing.fail(message)
+            return
+        self.reindexing.finish(manifest)
+
+
+def _cached_models() -> list[str]:
+    """Model repositories in the local Hugging Face cache (never the network)."""
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        return sorted(r.repo_id for r in scan_cache_dir().repos if r.repo_type == "model")
+    except Exception:  # no cache, or no huggingface_hub: nothing is installed
+        return []

@@ -93,24 +93,38 @@ class Searcher:
             )
         self.store = store
         self.embedder = embedder
+        # By model name: a query is embedded by the model of the view it searches, so a
+        # reindex to another model never meets a query vector of the other one.
+        self._embedders = {model.name: embedder}
         self.fusion = fusion or FusionParams()
         self.candidate_pool = candidate_pool
         # Highlights find the query's words the way the keyword index analyses them.
         self.analyzer = Analyzer(store.manifest.keyword.stemmer)
+
+    def use_embedder(self, embedder: Embedder, stemmer: str) -> None:
+        """Embed queries with ``embedder`` from now on (a reindex switched to its model); the
+        previous one still answers queries that took the view before the switch."""
+        self._embedders[embedder.model_name] = embedder
+        self.embedder = embedder
+        self.analyzer = Analyzer(stemmer)
 
     def search(self, query: Query) -> list[Hit]:
         return self.search_many([query])[0]
 
     def search_many(self, queries: Sequence[Query]) -> list[list[Hit]]:
         """Answer several queries, embedding all their texts in one batch."""
+        return self.search_in(self.store.reader(), queries)
+
+    def search_in(self, reader: Reader, queries: Sequence[Query]) -> list[list[Hit]]:
+        """Answer queries from one view (taken before embedding: its model embeds them)."""
         semantic = [i for i, q in enumerate(queries) if q.mode != "keyword"]
         vectors: dict[int, Vectors] = {}
         if semantic:
+            embedder = self._embedders.get(reader.manifest.model.name, self.embedder)
             with span("search.encode_queries") as current:
                 current.set_attribute("search.queries", len(semantic))
-                encoded = self.embedder.encode([queries[i].text for i in semantic])
+                encoded = embedder.encode([queries[i].text for i in semantic])
             vectors = {i: encoded[position : position + 1] for position, i in enumerate(semantic)}
-        reader = self.store.reader()
         return [self._search_one(reader, q, vectors.get(i)) for i, q in enumerate(queries)]
 
     def _search_one(self, reader: Reader, query: Query, vector: Vectors | None) -> list[Hit]:

@@ -1,20 +1,29 @@
-"""``/admin/snapshot``: a consistent archive of the live index, streamed, behind the write key.
+"""``/admin/snapshot`` and ``/admin/reindex``, behind the write key.
+
+``/admin/snapshot``: a consistent archive of the live index, streamed.
 
 The same snapshot as ``python -m indexer snapshot`` (see ``indexer.stores.snapshot``): the
 files are pinned (opened) when the request arrives, so searches and writes go on, a merge
 cannot delete what the archive still has to send, and the archive holds every write
 acknowledged before the request.
+
+``/admin/reindex``: rebuild the index with new settings or another installed model while it
+serves (see ``indexer.reindex``); ``GET`` says how it goes.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, HTTPException, status
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi.responses import JSONResponse, StreamingResponse
 
-from app.deps import ServiceDep
+from app.deps import ServiceDep, require_json
+from app.schemas import ErrorBody, ReindexRequest, ReindexStatusBody
 from app.security import WriteKey
+from app.service import ReindexRefusedError
+from indexer.reindex import ReindexChanges
 from indexer.stores.snapshot import SnapshotError, pin
 
 router = APIRouter(tags=["admin"])
@@ -54,3 +63,61 @@ def snapshot(service: ServiceDep) -> StreamingResponse:
             "X-Snapshot-Seq": str(pinned.seq),
         },
     )
+
+
+_KEY_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorBody, "description": "No API key was sent."},
+    403: {"model": ErrorBody, "description": "The key is wrong, or no SEARCH_API_KEY is set."},
+}
+
+
+@router.post(
+    "/admin/reindex",
+    dependencies=[WriteKey, Depends(require_json)],
+    response_model=ReindexStatusBody,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        **_KEY_ERRORS,
+        409: {"model": ErrorBody, "description": "A reindex is already running."},
+        415: {"model": ErrorBody, "description": "The body is not JSON."},
+        422: {
+            "model": ErrorBody,
+            "description": "Invalid settings, or a model or backend not installed here.",
+        },
+        503: {"model": ErrorBody, "description": "The model is loading, or writes are disabled."},
+    },
+)
+def start_reindex(request: ReindexRequest, service: ServiceDep) -> JSONResponse:
+    """Rebuild the index with new settings (chunking, BM25, title prefix) or another model,
+    in the background, while the current index serves searches and takes writes. Writes made
+    meanwhile are prepared again with the new settings; the switch is atomic (writes wait a
+    moment), and a new version that does not verify is refused: the old one serves on.
+    Follow it with `GET /admin/reindex`."""
+    problem = service.reindex_problem(request.model, request.backend)
+    if problem is not None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, problem)
+    changes = ReindexChanges(
+        chunk_max_tokens=request.chunk_size,
+        chunk_overlap=request.chunk_overlap,
+        title_prefix=request.title_prefix,
+        bm25_k1=request.bm25_k1,
+        bm25_b=request.bm25_b,
+    )
+    try:
+        started = service.start_reindex(changes, request.model, request.backend)
+    except ReindexRefusedError as error:
+        code = status.HTTP_409_CONFLICT if service.reindexing.status.state == "running" else 503
+        raise HTTPException(code, str(error)) from None
+    body = ReindexStatusBody(**asdict(started))
+    return JSONResponse(body.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
+
+
+@router.get(
+    "/admin/reindex",
+    dependencies=[WriteKey],
+    response_model=ReindexStatusBody,
+    responses=_KEY_ERRORS,
+)
+def reindex_status(service: ServiceDep) -> ReindexStatusBody:
+    """The last reindex this process ran (or `idle`): its phase, progress and outcome."""
+    return ReindexStatusBody(**asdict(service.reindexing.status))

@@ -54,17 +54,18 @@ def ready(service: ServiceDep) -> Readiness | JSONResponse:
 def info(reader: ReaderDep, service: ServiceDep) -> Info:
     """What is being served: model, index size, how it was built, whether it takes writes."""
     assert service.store is not None  # the reader came from it
-    manifest = service.store.manifest
+    manifest = reader.manifest  # the view's: consistent with its counts and seq
     return Info(
         version=service_version(),
         model=manifest.model.name,
-        backend=service.settings.backend,
+        backend=service.backend,
         dimension=manifest.model.dimension,
         documents=reader.document_count,
         passages=reader.passage_count,
         seq=reader.seq,
         writes=service.writes_problem or "enabled",
         built_at=manifest.built_at,
+        build_id=manifest.build_id,
         index_format_version=manifest.format_version,
         chunking=asdict(manifest.chunking),
         keyword=asdict(manifest.keyword),

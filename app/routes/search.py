@@ -203,7 +203,8 @@ def _answer(
     searcher: Searcher, latency: Histogram, requests: list[SearchRequest]
 ) -> list[SearchResponse]:
     started = time.perf_counter()
-    pages = searcher.search_many([_core_query(r) for r in requests])
+    reader = searcher.store.reader()
+    pages = searcher.search_in(reader, [_core_query(r) for r in requests])
     seconds = time.perf_counter() - started
     latency.labels(requests[0].mode if len(requests) == 1 else "batch").observe(seconds)
     took_ms = _elapsed_ms(started)
@@ -214,6 +215,7 @@ def _answer(
             took_ms=took_ms,
             total=len(hits),
             results=[_result(hit) for hit in hits],
+            index_build=reader.manifest.build_id,
         )
         for request, hits in zip(requests, pages, strict=True)
     ]

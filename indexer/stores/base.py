@@ -62,6 +62,11 @@ class Reader(Protocol):
         ...
 
     @property
+    def manifest(self) -> Manifest:
+        """How the index this view shows was built (model, chunking, build id)."""
+        ...
+
+    @property
     def document_count(self) -> int: ...
 
     @property
@@ -130,8 +135,13 @@ class Store(Protocol):
         """A document as last written (real-time: it need not be searchable yet)."""
         ...
 
-    def put(self, documents: Sequence[IndexedDocument]) -> Written:
+    def put(self, documents: Sequence[IndexedDocument], *, epoch: int | None = None) -> Written:
         """Add or replace documents (by id). Searchable after the next refresh."""
+        ...
+
+    @property
+    def epoch(self) -> int:
+        """Changes when a reindex switches the index's settings or model."""
         ...
 
     def delete(self, doc_ids: Sequence[str]) -> Written:

@@ -464,7 +464,11 @@ class FaissStore:
         written version before it is verified (tests damage it there). Raises
         ``ReindexError`` if the new version fails, leaving the old one serving."""
         report = progress or (lambda phase, done, total: None)
-        view, generation = self._begin_exclusive(wait_for_merge)
+        try:
+            view, generation = self._begin_exclusive(wait_for_merge)
+        except ReindexError as error:
+            logger.error("cannot reindex now: %s", error)
+            raise
         replaced = current_version(self.root)
         written: Path | None = None  # removed if the reindex fails before the switch
         try:
@@ -494,11 +498,16 @@ class FaissStore:
                         set_current(self.root, written)  # the commit point
                         written = None
                         self._index = merged
-                        self._epoch += 1
                         self._collecting = False
                         self._merge_ops = []
                         if on_switch is not None:
-                            on_switch()
+                            try:
+                                on_switch()
+                            except Exception:  # past the commit point: the switch stands
+                                logger.exception("after the reindex switch")
+                        # After on_switch: a writer that reads the new epoch finds the
+                        # service's new preparer too.
+                        self._epoch += 1
                         self._publish()
                         break
                 report("catching up", 0, len(pending))
@@ -512,7 +521,7 @@ class FaissStore:
                 self._merge_ops = []
             if isinstance(error, _AbandonedError):
                 raise ReindexError("the index was closed during the reindex") from None
-            if isinstance(error, VersionError):
+            if isinstance(error, VersionError | ReindexError):
                 logger.error("refusing the reindexed version; the old one serves on: %s", error)
                 raise ReindexError(str(error)) from None
             raise
