@@ -338,6 +338,77 @@ def snapshot(
 
 
 @app.command()
+def reindex(
+    index: Annotated[Path | None, _setting("index_dir", "--index")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Another model to embed with (default: the index's).")
+    ] = None,
+    backend: BackendOption = None,
+    onnx_dir: OnnxDirOption = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(min=8, help="New passage size limit in model tokens.")
+    ] = None,
+    overlap: Annotated[
+        float | None, typer.Option(min=0, max=0.49, help="New window overlap share.")
+    ] = None,
+    title_prefix: Annotated[
+        bool | None,
+        typer.Option("--title-prefix/--no-title-prefix", help="Embed passages with titles."),
+    ] = None,
+    bm25_k1: Annotated[float | None, typer.Option(min=0, help="New BM25 k1.")] = None,
+    bm25_b: Annotated[float | None, typer.Option(min=0, max=1, help="New BM25 b.")] = None,
+) -> None:
+    """Rebuild an index with new settings or another model into a new version, switched to
+    atomically; every setting left out keeps the index's. For an index a service holds, use
+    its POST /admin/reindex instead (writes go on meanwhile)."""
+    from indexer.reindex import ReindexChanges
+    from indexer.reindex import reindex as run_reindex
+    from indexer.stores.faiss_store import FaissStore, ReindexError
+    from indexer.stores.layout import IndexLockedError
+
+    root = _settings(index_dir=index).index_dir
+    try:
+        store = FaissStore.open(root)
+    except IndexLockedError as error:
+        typer.secho(
+            f"error: {error}: reindex a served index with POST /admin/reindex on its service",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        raise typer.Exit(code=2) from None
+    except (StoreOpenError, ManifestError) as error:
+        raise _fail(str(error)) from None
+    try:
+        if store.read_only is not None:
+            raise _fail(f"cannot reindex {root}: {store.read_only}")
+        settings = _settings(
+            index_dir=index,
+            model=model or store.manifest.model.name,
+            backend=backend,
+            onnx_dir=onnx_dir,
+        )
+        changes = ReindexChanges(max_tokens, overlap, title_prefix, bm25_k1, bm25_b)
+        shown = [""]
+
+        def report(phase: str, done: int, total: int) -> None:
+            if phase != shown[0] or done == total:
+                shown[0] = phase
+                typer.echo(f"{phase}: {done}/{total}", err=True)
+
+        try:
+            manifest = run_reindex(store, _embedder(settings), changes, progress=report)
+        except (ReindexError, ValueError) as error:
+            raise _fail(f"{error}; the index is unchanged") from None
+    finally:
+        store.close()
+    typer.echo(
+        f"reindexed {root}: {_count(manifest.counts.documents, 'document')}, "
+        f"{_count(manifest.counts.passages, 'passage')}, model {manifest.model.name}, "
+        f"{manifest.chunking.max_tokens} tokens per passage, up to write {manifest.seq}"
+    )
+
+
+@app.command()
 def restore(
     archive: Annotated[Path, typer.Option("--archive", help="A snapshot archive (.tar).")],
     out: Annotated[Path, typer.Option("--out", help="The index directory to rebuild.")],

@@ -19,7 +19,7 @@ from indexer.embedding import Embedder
 from indexer.ingest import Preparer
 from indexer.keyword import KeywordParams
 from indexer.manifest import CorpusInfo, Counts, Manifest, ModelInfo
-from indexer.stores.faiss_store import FaissStore
+from indexer.stores.faiss_store import FaissStore, Progress
 
 _T = TypeVar("_T")
 State = Literal["idle", "running", "done", "failed"]
@@ -135,7 +135,7 @@ def reindex(
     embedder: Embedder,
     changes: ReindexChanges,
     *,
-    tracker: ReindexTracker | None = None,
+    progress: Progress | None = None,
     writer: Embedder | None = None,
     on_switch: Callable[[], None] | None = None,
 ) -> Manifest:
@@ -146,6 +146,6 @@ def reindex(
     return store.reindex(
         target,
         lambda documents: preparer.prepare(documents),
-        progress=tracker.progress if tracker is not None else None,
+        progress=progress,
         on_switch=on_switch,
     )

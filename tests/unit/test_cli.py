@@ -87,3 +87,41 @@ def test_eval_without_the_eval_extra_says_which_extra_to_install(
     assert result.output.count("\n") == 1, result.output
     assert result.output.startswith("error: the evaluation needs pytrec-eval-terrier")
     assert "install the eval extra (pip install 'semantic-search[eval]'" in result.output
+
+
+def test_reindex_rebuilds_an_index_with_new_chunking(
+    seed_index_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from indexer import cli
+    from indexer.stores.faiss_store import read_current_manifest
+    from tests.fakes import HashingEmbedder
+
+    monkeypatch.setattr(cli, "_embedder", lambda settings: HashingEmbedder(settings.model))
+    before = read_current_manifest(seed_index_dir)
+    result = runner.invoke(
+        app, ["reindex", "--index", str(seed_index_dir), "--max-tokens", "32", "--no-title-prefix"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "rebuilding: 2/2" in result.output
+    assert result.output.endswith("32 tokens per passage, up to write 0\n")
+    after = read_current_manifest(seed_index_dir)
+    assert (after.chunking.max_tokens, after.title_prefix) == (32, False)
+    assert after.model == before.model
+    assert after.keyword == before.keyword
+    assert after.build_id != before.build_id
+    assert after.counts.passages > before.counts.passages
+
+
+def test_reindex_refuses_an_index_a_service_holds(seed_index_dir: Path) -> None:
+    from indexer.stores import FaissStore
+
+    held = FaissStore.open(seed_index_dir)  # as a running service does
+    try:
+        result = runner.invoke(app, ["reindex", "--index", str(seed_index_dir)])
+    finally:
+        held.close()
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1
+    assert "is in use by another process" in lines[0]
+    assert "POST /admin/reindex" in lines[0]

@@ -92,7 +92,9 @@ def test_a_reindex_rechunks_and_reembeds_every_document(store: FaissStore) -> No
     )
     tracker = ReindexTracker()
     assert tracker.start(old_build)
-    manifest = reindex(store, OtherEmbedder(), ReindexChanges(chunk_max_tokens=16), tracker=tracker)
+    manifest = reindex(
+        store, OtherEmbedder(), ReindexChanges(chunk_max_tokens=16), progress=tracker.progress
+    )
     assert manifest.model.name == OtherEmbedder.model_name
     assert manifest.chunking.max_tokens == 16
     assert manifest.build_id not in ("", old_build)
