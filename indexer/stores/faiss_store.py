@@ -609,6 +609,10 @@ def _load(root: Path) -> LocalIndex:
     for attempt in range(3):
         version = _current(root)
         try:
+            # Every file byte for byte, as a reindex checked it before its switch (versions
+            # written before checksums were recorded have none to check).
+            if read_manifest(version).files:
+                verify_version(version)
             index = LocalIndex.load(version)
             break
         except FileNotFoundError:
@@ -619,6 +623,8 @@ def _load(root: Path) -> LocalIndex:
                 raise StoreOpenError(message) from None
         except ManifestError as error:
             raise StoreOpenError(str(error)) from error
+        except VersionError as error:
+            raise StoreOpenError(f"the index at {root} is damaged: {error}") from error
         except (OSError, KeyError, TypeError, ValueError, RuntimeError) as error:
             # RuntimeError: FAISS's, for an unreadable vector file.
             raise StoreOpenError(f"the index at {root} is damaged: {error}") from error

@@ -135,8 +135,25 @@ def test_opening_a_missing_or_damaged_index_says_what_is_wrong(
 def test_a_version_whose_files_disagree_with_its_manifest_is_refused(seed_index_dir: Path) -> None:
     passages = version(seed_index_dir) / "passages.jsonl"
     passages.write_text("".join(passages.read_text().splitlines(keepends=True)[:-1]))
+    with pytest.raises(StoreOpenError, match=r"passages\.jsonl does not match its checksum"):
+        FaissStore.open(seed_index_dir)
+    # A version from before file checksums: the counts still catch it.
+    manifest = version(seed_index_dir) / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "files": {}}))
     with pytest.raises(StoreOpenError, match="its manifest says"):
         FaissStore.open(seed_index_dir)
+
+
+def test_a_damaged_vectors_file_is_refused_at_open_in_one_line(seed_index_dir: Path) -> None:
+    vectors = version(seed_index_dir) / "vectors.faiss"
+    data = bytearray(vectors.read_bytes())
+    data[-5] ^= 0x01  # a vector changed: FAISS would load it without a word
+    vectors.write_bytes(bytes(data))
+    with pytest.raises(
+        StoreOpenError, match=r"vectors\.faiss does not match its checksum"
+    ) as caught:
+        FaissStore.open(seed_index_dir)
+    assert "\n" not in str(caught.value)
 
 
 def test_an_index_of_the_previous_format_is_refused_with_its_age(tmp_path: Path) -> None:
