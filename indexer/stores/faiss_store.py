@@ -484,6 +484,7 @@ class FaissStore:
             while True:
                 self._check_open()
                 with self._write_lock:
+                    self._check_open()  # close() may have come between the check and here
                     pending = self._merge_ops[applied:]
                     if len(pending) <= _REINDEX_UNDER_LOCK:
                         # The critical section: writes wait from here to the switch.
@@ -527,8 +528,8 @@ class FaissStore:
             raise
         try:  # what the new version replaced (the translog's old-model records included)
             with self._write_lock:
-                assert self._translog is not None
-                self._translog.trim(generation)
+                if self._translog is not None:  # else closed meanwhile: the next open cleans up
+                    self._translog.trim(generation)
             shutil.rmtree(replaced)
         except OSError as error:
             logger.warning("could not delete what the reindex replaced: %s", error)

@@ -132,7 +132,7 @@ def test_a_reindex_rechunks_the_served_index(live_client: TestClient) -> None:
     assert response.status_code == 202, response.text
     assert response.json()["state"] == "running"
     written = live_client.put(
-        "/documents/during", json=article("During", "Lighthouse keepers. " * 40)
+        "/documents/during?refresh=wait_for", json=article("During", "Lighthouse keepers. " * 40)
     )
     assert written.status_code == 201, written.text
     status = finished(live_client)
@@ -165,7 +165,9 @@ def test_one_reindex_at_a_time_and_writes_after_the_switch_use_the_new_model(
     search = admin.get("/search", params={"q": "Russia", "mode": "semantic"})
     assert search.status_code == 200
     assert search.json()["results"]
-    written = admin.put("/documents/meanwhile", json=article("Meanwhile", "Tidal charts. " * 30))
+    written = admin.put(
+        "/documents/meanwhile?refresh=wait_for", json=article("Meanwhile", "Tidal charts. " * 30)
+    )
     assert written.status_code == 201
     SlowEmbedder.gate.set()
     status = finished(admin)
