@@ -78,7 +78,9 @@ _KEY_ERRORS: dict[int | str, dict[str, object]] = {
     status_code=status.HTTP_202_ACCEPTED,
     responses={
         **_KEY_ERRORS,
+        400: {"model": ErrorBody, "description": "The body cannot be read as JSON text."},
         409: {"model": ErrorBody, "description": "A reindex is already running."},
+        413: {"model": ErrorBody, "description": "The body is too large."},
         415: {"model": ErrorBody, "description": "The body is not JSON."},
         422: {
             "model": ErrorBody,
