@@ -279,7 +279,7 @@ class SearchService:
     def reindex_models(self) -> list[str]:
         """Models a reindex may switch to: the one loaded, and (torch) models in the local
         Hugging Face cache. Nothing is ever downloaded by a running service."""
-        models = [self.settings.model]
+        models = [self.store_model]
         if self.backend == "torch" and self._loads_configured_model:
             models += [m for m in _cached_models() if m not in models]
         return models
@@ -296,9 +296,9 @@ class SearchService:
             if backend == self.backend:
                 usable.append(backend)
             elif variant is None:
-                if torch_backend_installed() and self.settings.model in _cached_models():
+                if torch_backend_installed() and self.store_model in _cached_models():
                     usable.append(backend)
-            elif export_problem(self.settings.model, self.settings.onnx_dir, variant) is None:
+            elif export_problem(self.store_model, self.settings.onnx_dir, variant) is None:
                 usable.append(backend)
         return usable
 

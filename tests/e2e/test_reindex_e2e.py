@@ -28,6 +28,18 @@ NEW_CHUNK_SIZE = 48
 PARAMS = {"mode": "semantic", "k": "5"}
 
 
+FILLER = 80
+WINDS = ["north", "east", "south", "west"]
+
+
+def log_entry(i: int) -> str:
+    return " ".join(
+        f"Day {day}: wind from the {WINDS[(i + day) % 4]}, {i + day} boats in, "
+        f"the tide turned at {day % 12 + 1} o'clock and the nets were mended."
+        for day in range(12)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     query: str
@@ -69,6 +81,16 @@ def test_a_reindex_under_search_load_switches_once_and_loses_nothing(
     with running_service(real_index_dir, onnx_dir, log, SEARCH_API_KEY=KEY) as base:
         served = tmp_path / f"index-{urlsplit(base).port}"
         with httpx.Client(base_url=base, timeout=30) as client:
+            # Enough documents that the rebuild takes several batches: the write below is
+            # embedded between them, so it reaches the store during the rebuild.
+            filler = {
+                "documents": [
+                    {"doc_id": f"log-{i}", "title": f"Harbour log {i}", "text": log_entry(i)}
+                    for i in range(FILLER)
+                ]
+            }
+            response = client.post("/documents?refresh=wait_for", json=filler, headers=HEADERS)
+            assert response.status_code == 200, response.text
             old_build = client.get("/info").json()["build_id"]
             old = {q: ask(client, q).ranking for q in QUERIES}
             workers = [threading.Thread(target=searching, args=(i,)) for i in range(CONCURRENCY)]
@@ -87,6 +109,7 @@ def test_a_reindex_under_search_load_switches_once_and_loses_nothing(
             )
             assert written.status_code == 201, written.text
             write_seq = written.json()["seq"]
+            during = client.get("/admin/reindex", headers=HEADERS).json()
             while (status := client.get("/admin/reindex", headers=HEADERS).json())[
                 "state"
             ] == "running":
@@ -130,6 +153,7 @@ def test_a_reindex_under_search_load_switches_once_and_loses_nothing(
                 "old_answers_in_flight_at_switch": len(overlap),
                 "write_seq": write_seq,
                 "new_version_seq": status["seq"],
+                "status_after_the_write": during,
             },
             indent=2,
         )
@@ -144,6 +168,7 @@ def test_a_reindex_under_search_load_switches_once_and_loses_nothing(
     assert builds[0] == old_build
     assert builds[-1] == new_build
     # The write made during the rebuild is in the new version, chunked the new way.
+    assert during["state"] == "running", during
     assert status["seq"] >= write_seq
     assert info["chunking"]["max_tokens"] == NEW_CHUNK_SIZE
     assert info["build_id"] == new_build
