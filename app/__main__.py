@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import ctypes
 import importlib
+import os
 import sys
 import threading
 
@@ -15,8 +17,30 @@ from app.protocol import JsonErrorsProtocol
 from app.service import SearchService, StartupError
 from app.settings import Settings
 
+# glibc's M_ARENA_MAX (malloc.h): how many malloc arenas threads may spread over.
+_M_ARENA_MAX = -8
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas() -> None:
+    """Two malloc arenas, not glibc's 8 per core, unless MALLOC_ARENA_MAX says otherwise.
+
+    Requests run on up to 40 threadpool threads; each gets an arena of its own, and the memory
+    a merge frees stays spread over them. Measured (make soak, 10 minutes at concurrency 32):
+    resident memory grew 15 % with glibc's default and not at all with two arenas, at the same
+    throughput. Call it before threads start: arenas already made stay.
+    """
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
+        pass
+
 
 def main() -> None:
+    limit_malloc_arenas()
     settings = Settings()
     try:
         # Fail before binding the port, with one sentence instead of a traceback.
