@@ -76,9 +76,12 @@ COPY --from=build /opt/venv /opt/venv
 # fill a new, empty named volume with this seed index the first time.
 COPY --from=build --chown=10001:10001 /srv/index /srv/index
 COPY --from=build /srv/onnx /srv/onnx
+# MALLOC_ARENA_MAX: two malloc arenas from the first allocation on (python -m app also asks
+# glibc for two at start, but by then imports have made a few): flat memory under load.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    MALLOC_ARENA_MAX=2 \
     SEARCH_INDEX_DIR=/srv/index \
     SEARCH_ONNX_DIR=/srv/onnx \
     HOST=0.0.0.0 \
