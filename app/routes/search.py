@@ -64,8 +64,9 @@ _FILTER_PARAMETER = {
     'e.g. `{"section": "world", "year": {"gte": 2019}}`.',
     "content": {
         "application/json": {
-            "schema": FILTER_SCHEMA,
-            "example": {"doc_id": "004_6fdace10fca785c4.txt"},
+            # Swagger UI fills the box with the schema's first example: here {} (no filter),
+            # not the body schema's, which would restrict every "Try it out".
+            "schema": {**FILTER_SCHEMA, "examples": [{}, *FILTER_SCHEMA["examples"]]},
         }
     },
 }

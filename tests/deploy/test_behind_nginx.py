@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -258,9 +259,12 @@ def test_swagger_try_it_out_runs_a_search_through_the_prefix(
     ).text
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", status)
     screenshot(browser, "swagger-try-it-out.png")
-    assert status.text.strip() == "200"
+    assert status.text.strip() == "200", (request_url, body)
     assert request_url.startswith(f"{proxied}{PREFIX}/search?q=Russian%20military%20presence")
-    assert request_url.endswith("&group_by=document")
+    sent = parse_qs(urlsplit(request_url).query)
+    assert sent["group_by"] == ["document"]
+    # The filter box starts at its first example, {}: no filter, every article answers.
+    assert json.loads(sent.get("filter", ["{}"])[0]) == {}
     assert RUSSIA_DOC in body
     assert body.count('"doc_id"') == 2  # one passage per seed article, not k=5 passages
 
