@@ -118,6 +118,10 @@ class ReindexTracker:
                 self._status,
                 state="done",
                 phase=None,
+                # Every document of the new version, not the last phase's count (the catch-up
+                # under the lock is often empty).
+                done=manifest.counts.documents,
+                total=manifest.counts.documents,
                 finished_at=datetime.now(UTC),
                 to_build=manifest.build_id,
                 seq=manifest.seq,
