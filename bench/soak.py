@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bench.load import Request, run_requests
+from bench.load import LoadResult, Request, run_requests
 from bench.service import REPO, copy_index, ensure_index, free_port, load_queries, server
 from bench.stats import percentiles_ms, rss_mb, table
 from indexer.backends import load_embedder, onnx_variant
@@ -118,25 +118,25 @@ def main(
                 while not stop.wait(SAMPLE_SECONDS):
                     samples.append((round(time.monotonic() - started), rss_mb(process.pid)))
 
-            headers = {"X-API-Key": KEY}
             requests = mixed_requests(corpus.documents, queries)
+
+            def run_for(seconds: float) -> LoadResult:
+                """The mix, continued, for ``seconds``."""
+                deadline = time.monotonic() + seconds
+                return run_requests(
+                    base,
+                    _until(deadline, requests),
+                    concurrency=concurrency,
+                    headers={"X-API-Key": KEY},
+                )
+
             typer.echo(f"warm-up {WARM_UP_SECONDS} s ...")
-            warm = run_requests(
-                base,
-                _until(time.monotonic() + WARM_UP_SECONDS, requests),
-                concurrency=concurrency,
-                headers=headers,
-            )
+            warm = run_for(WARM_UP_SECONDS)
             rss_start = rss_mb(process.pid)
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             typer.echo(f"soak {seconds} s at concurrency {concurrency} ...")
-            load = run_requests(
-                base,
-                _until(time.monotonic() + seconds, requests),
-                concurrency=concurrency,
-                headers=headers,
-            )
+            load = run_for(seconds)
             stop.set()
             rss_end = rss_mb(process.pid)
         service_log = log.read_text()

@@ -16,20 +16,14 @@ def test_indexer_imports_without_fastapi_or_torch() -> None:
         "heavy = sorted(m for m in heavy if m in sys.modules);"
         "print(','.join(heavy))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == ""
+    assert _printed_by_fresh_python(code) == ""
 
 
 def test_app_module_import_does_no_heavy_work() -> None:
     code = (
         "import sys, app.main;print('torch' in sys.modules, 'sentence_transformers' in sys.modules)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "False False"
+    assert _printed_by_fresh_python(code) == "False False"
 
 
 def test_the_core_imports_nothing_from_the_service_or_the_benchmarks() -> None:
@@ -51,7 +45,12 @@ def test_serving_and_the_indexer_cli_import_without_the_eval_extra() -> None:
         "import app.main, app.__main__, indexer.cli, indexer.evaluation;"
         "print('scipy' in sys.modules)"
     )
+    assert _printed_by_fresh_python(code) == "False"
+
+
+def _printed_by_fresh_python(code: str) -> str:
+    """What ``code`` prints in a new interpreter: imports are measured from nothing loaded."""
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
-    assert result.stdout.strip() == "False"
+    return result.stdout.strip()
