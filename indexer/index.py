@@ -27,7 +27,7 @@ from indexer.manifest import (
     ModelInfo,
     StoreInfo,
 )
-from indexer.stores.faiss_store import FaissStore, read_current_manifest, write_index
+from indexer.stores.faiss_store import read_current_manifest, write_index
 from indexer.stores.layout import TRANSLOG_DIR, IndexLock, is_index
 from indexer.stores.local import LocalIndex
 from indexer.stores.operations import seq_of
@@ -55,6 +55,10 @@ class BuildParams:
     """Parameters for that index, e.g. "efSearch=128" or "nprobe=32", applied whenever it is
     opened; also before vectors are added, so "efConstruction=200" deepens an HNSW build."""
 
+    store: str = "faiss"
+    """The store kind: ``index_factory`` and ``search_params`` are in its terms (for Milvus,
+    an index type such as "HNSW" and "M=16,efConstruction=200,ef=128")."""
+
     @classmethod
     def of(cls, manifest: Manifest) -> BuildParams:
         return cls(
@@ -63,6 +67,7 @@ class BuildParams:
             manifest.title_prefix,
             manifest.store.spec or "Flat",
             manifest.store.search_params,
+            manifest.store.kind,
         )
 
 
@@ -86,7 +91,7 @@ def new_manifest(
         keyword=params.keyword,
         title_prefix=params.title_prefix,
         store=StoreInfo(
-            kind=FaissStore.kind, spec=params.index_factory, search_params=params.search_params
+            kind=params.store, spec=params.index_factory, search_params=params.search_params
         ),
         corpus=CorpusInfo(source=source_label, checksums={}),
         counts=Counts(documents=0, passages=0),

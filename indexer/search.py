@@ -209,7 +209,7 @@ class Searcher:
     ) -> Hit:
         row = int(ranked.rows[at])
         passage = reader.passage(row)
-        document = reader.document_of(row)
+        document = reader.document_info(row)
         return Hit(
             rank=rank,
             score=float(ranked.score[at]),

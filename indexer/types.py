@@ -27,6 +27,19 @@ class Document:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentInfo:
+    """What goes with a search result about its document: everything but the text."""
+
+    doc_id: str
+    title: str
+    metadata: Mapping[str, str | int | float | bool] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, document: Document) -> DocumentInfo:
+        return cls(document.doc_id, document.title, document.metadata)
+
+
+@dataclass(frozen=True, slots=True)
 class Passage:
     """A span of a document: ``document.text[start:end] == text`` always holds."""
 

@@ -11,8 +11,9 @@ from typing import Any
 
 from indexer.stores.base import Reader, Store
 from indexer.stores.faiss_store import FaissStore, read_current_manifest
+from indexer.stores.milvus_store import MilvusStore
 
-STORES: dict[str, type[Store]] = {FaissStore.kind: FaissStore}
+STORES: dict[str, type[Store]] = {FaissStore.kind: FaissStore, MilvusStore.kind: MilvusStore}
 
 
 def store_class(kind: str) -> type[Store]:
@@ -29,4 +30,4 @@ def open_store(location: Path, *, writable: bool = True, **options: Any) -> Stor
     return opened
 
 
-__all__ = ["STORES", "FaissStore", "Reader", "Store", "open_store", "store_class"]
+__all__ = ["STORES", "FaissStore", "MilvusStore", "Reader", "Store", "open_store", "store_class"]

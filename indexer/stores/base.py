@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import ClassVar, Protocol, Self
+from typing import Any, ClassVar, Protocol, Self
 
 from indexer.filters import Filter
 from indexer.manifest import Manifest
 from indexer.types import (
-    Document,
+    DocumentInfo,
     Ids,
     IndexedDocument,
     Matrix,
@@ -51,6 +50,15 @@ class ReadOnlyStoreError(StoreWriteError):
 
 class StorageFullError(StoreWriteError):
     """The disk holding the store is full."""
+
+
+class StoreUnavailableError(Exception):
+    """The engine holding the store cannot be reached or failed to answer; retry later."""
+
+
+class SearchUnsupportedError(Exception):
+    """This store cannot answer this kind of search (say, keyword search on a Milvus without
+    full-text search); the message says what would."""
 
 
 class Reader(Protocol):
@@ -88,8 +96,9 @@ class Reader(Protocol):
 
     def passage(self, passage_id: int) -> Passage: ...
 
-    def document_of(self, passage_id: int) -> Document:
-        """The document a passage belongs to (its title and metadata go with results)."""
+    def document_info(self, passage_id: int) -> DocumentInfo:
+        """The document a passage belongs to, without its text (which results do not carry,
+        and which a remote store would otherwise fetch for every hit)."""
         ...
 
     def documents(self, offset: int, limit: int) -> list[StoredDocument]:
@@ -103,8 +112,9 @@ class Store(Protocol):
     kind: ClassVar[str]
 
     @property
-    def location(self) -> Path:
-        """Where it lives: what ``open`` takes."""
+    def location(self) -> Any:
+        """Where it lives, as ``open`` takes it: a directory (FAISS), a collection at a URI
+        (Milvus)."""
         ...
 
     @property
@@ -119,13 +129,13 @@ class Store(Protocol):
 
     @classmethod
     def create(
-        cls, location: Path, manifest: Manifest, documents: Sequence[IndexedDocument]
+        cls, location: Any, manifest: Manifest, documents: Sequence[IndexedDocument]
     ) -> Self:
         """A new store at ``location`` holding ``documents``, replacing nothing."""
         ...
 
     @classmethod
-    def open(cls, location: Path, *, writable: bool = True) -> Self: ...
+    def open(cls, location: Any, *, writable: bool = True) -> Self: ...
 
     def reader(self) -> Reader:
         """The latest published view (near-real-time: writes appear at the next refresh)."""

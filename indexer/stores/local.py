@@ -41,7 +41,7 @@ from indexer.manifest import (
 )
 from indexer.stores.base import IndexedDocument, StoredDocument
 from indexer.stores.vectors import VectorIndex, VectorView
-from indexer.types import Document, Ids, Matrix, Passage, Scores
+from indexer.types import Document, DocumentInfo, Ids, Matrix, Passage, Scores
 
 PASSAGES_FILE = "passages.jsonl"
 DOCUMENTS_FILE = "documents.jsonl"
@@ -124,8 +124,8 @@ class LocalView:
     def passage(self, passage_id: int) -> Passage:
         return self.passages_by_row[passage_id]
 
-    def document_of(self, passage_id: int) -> Document:
-        return self.documents_by_number[int(self.row_document[passage_id])]
+    def document_info(self, passage_id: int) -> DocumentInfo:
+        return DocumentInfo.of(self.documents_by_number[int(self.row_document[passage_id])])
 
     def documents(self, offset: int, limit: int) -> list[StoredDocument]:
         numbers = np.flatnonzero(self.live_docs)[offset : offset + limit]

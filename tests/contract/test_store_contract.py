@@ -6,6 +6,7 @@ Documents are made here with chosen vectors (no model), so rankings can be check
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -15,15 +16,33 @@ import pytest
 from indexer.filters import Filter, parse_filter
 from indexer.index import BuildParams, new_manifest
 from indexer.stores import STORES, Store
-from indexer.stores.base import ReadOnlyStoreError
-from indexer.types import Document, IndexedDocument, Passage
+from indexer.stores.base import ReadOnlyStoreError, SearchUnsupportedError
+from indexer.stores.milvus_store import MilvusTarget
+from indexer.types import Document, DocumentInfo, IndexedDocument, Passage
 
 DIM = 16
 # Each store kind with the index variants it offers; every one must pass the whole contract.
 VARIANTS: dict[str, list[tuple[str, str]]] = {
     "faiss": [("Flat", ""), ("HNSW32", "efSearch=200"), ("IVF4,Flat", "nprobe=4")],
+    "milvus": [
+        ("FLAT", ""),
+        ("HNSW", "M=16,efConstruction=200,ef=200"),
+        ("IVF_FLAT", "nlist=4,nprobe=4"),
+    ],
 }
-CASES = [(kind, spec, params) for kind in sorted(STORES) for spec, params in VARIANTS[kind]]
+# Where a kind's stores live: a directory; a Milvus Lite file; a real Milvus server (2.3: no
+# full-text search, so its keyword searches must refuse with SearchUnsupportedError).
+DEPLOYMENTS: dict[str, list[str]] = {"faiss": ["local"], "milvus": ["lite", "server"]}
+CASES = [
+    pytest.param(
+        (kind, where, spec, params),
+        id="-".join(p for p in (kind, where if where != "local" else "", spec, params) if p),
+        marks=[pytest.mark.milvus] if where == "server" else [],
+    )
+    for kind in sorted(STORES)
+    for where in DEPLOYMENTS[kind]
+    for spec, params in VARIANTS[kind]
+]
 WORDS = ["troops", "oil", "election", "court", "harvest", "storm", "market", "vaccine"]
 SECTIONS = ["world", "business", "science"]
 
@@ -64,21 +83,66 @@ def corpus(n: int = 60, seed: int = 0) -> list[IndexedDocument]:
     return [article(i, rng, passages=1 + i % 3) for i in range(n)]
 
 
-@pytest.fixture(params=CASES, ids=lambda case: "-".join(p for p in case if p))
+@pytest.fixture(scope="session")
+def milvus_lite_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One Milvus Lite file for the session: starting Milvus Lite on a new file takes seconds."""
+    return str(tmp_path_factory.mktemp("milvus-lite") / "contract.db")
+
+
+@pytest.fixture(params=CASES)
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
-    kind, spec, params = request.param
+    kind, where, spec, params = request.param
     opened: list[Store] = []
+    uri = None
+    if where == "server":
+        uri = request.getfixturevalue("milvus_server").uri
+    elif where == "lite":
+        uri = request.getfixturevalue("milvus_lite_file")
+    prefix = f"t{uuid.uuid4().hex[:12]}"  # each test's own collections
+
+    def location(number: int) -> object:
+        if uri is not None:
+            return MilvusTarget(uri=uri, collection=f"{prefix}_{number}")
+        return tmp_path / f"store-{number}"
 
     def make(documents: Sequence[IndexedDocument]) -> Store:
-        build = BuildParams(index_factory=spec, search_params=params)
+        build = BuildParams(index_factory=spec, search_params=params, store=kind)
         manifest = new_manifest("test/contract", DIM, build, "contract")
-        store = STORES[kind].create(tmp_path / f"store-{len(opened)}", manifest, documents)
+        store = STORES[kind].create(location(len(opened)), manifest, documents)
         opened.append(store)
         return store
 
     yield make
     for store in opened:
         store.close()
+    if uri is not None:
+        drop_collections(uri, prefix)
+
+
+def drop_collections(uri: str, prefix: str) -> None:
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=uri)
+    try:
+        for name in client.list_collections():
+            if name.startswith(prefix):
+                client.drop_collection(name)
+    finally:
+        client.close()
+
+
+def keyword_search(
+    store: Store, query: str, k: int, condition: Filter | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The store's keyword search, or None where the deployment has none: then the store must
+    say so with SearchUnsupportedError, which the service turns into a 4xx."""
+    reader = store.reader()
+    location = store.location
+    if isinstance(location, MilvusTarget) and not location.is_lite:  # the tests' 2.3 server
+        with pytest.raises(SearchUnsupportedError, match=r"need Milvus 2\.5"):
+            reader.keyword_search(query, k, condition)
+        return None
+    return reader.keyword_search(query, k, condition)
 
 
 def reopen(store: Store) -> Store:
@@ -134,7 +198,7 @@ def test_vector_search_is_an_inner_product_ranking(make_store: StoreFactory) -> 
     first = reader.passage(int(ids[0]))
     item = next(i for i in items if i.document.doc_id == first.doc_id)
     np.testing.assert_allclose(scores[0], item.vectors[first.chunk_id] @ query[0], rtol=1e-5)
-    assert reader.document_of(int(ids[0])) == item.document
+    assert reader.document_info(int(ids[0])) == DocumentInfo.of(item.document)
 
 
 def test_a_stored_vector_finds_itself_first(make_store: StoreFactory) -> None:
@@ -156,7 +220,10 @@ def test_asking_for_more_than_stored_returns_what_there_is(make_store: StoreFact
 def test_keyword_search_ranks_passages_that_contain_the_words(make_store: StoreFactory) -> None:
     items = corpus()
     store = make_store(items)
-    scores, ids = store.reader().keyword_search("harvest", 100)
+    searched = keyword_search(store, "harvest", 100)
+    if searched is None:
+        return
+    scores, ids = searched
     found = keys(store, ids)
     expected = {
         (i.document.doc_id, p.chunk_id) for i in items for p in i.passages if "harvest" in p.text
@@ -171,7 +238,8 @@ def test_an_empty_store_answers_with_nothing(make_store: StoreFactory) -> None:
     reader = store.reader()
     assert (reader.document_count, reader.passage_count) == (0, 0)
     assert reader.vector_search(unit(np.random.default_rng(0), 1), 5)[1].tolist() == []
-    assert reader.keyword_search("oil", 5)[1].tolist() == []
+    searched = keyword_search(store, "oil", 5)
+    assert searched is None or searched[1].tolist() == []
     assert reader.documents(0, 10) == []
 
 
@@ -207,8 +275,8 @@ def test_filters_apply_before_ranking_in_both_searches(
     query = unit(np.random.default_rng(5), 1)
     _, ids = store.reader().vector_search(query, 1000, condition)
     assert keys(store, ids) == expected_ranking(allowed, query[0], 1000)
-    _, keyword_ids = store.reader().keyword_search(" ".join(WORDS), 1000, condition)
-    assert set(keys(store, keyword_ids)) == wanted
+    searched = keyword_search(store, " ".join(WORDS), 1000, condition)
+    assert searched is None or set(keys(store, searched[1])) == wanted
 
 
 def test_a_filter_matching_three_passages_of_thousands_returns_those_three(
@@ -229,8 +297,10 @@ def test_a_filter_matching_three_passages_of_thousands_returns_those_three(
     query = -items[7].vectors  # as far from one of them as a vector can be
     _, ids = store.reader().vector_search(query, 10, only)
     assert sorted(keys(store, ids)) == sorted((items[at].document.doc_id, 0) for at in rare)
-    _, keyword_ids = store.reader().keyword_search("report", 10, only)
-    assert sorted(keys(store, keyword_ids)) == sorted((items[at].document.doc_id, 0) for at in rare)
+    searched = keyword_search(store, "report", 10, only)
+    assert searched is None or sorted(keys(store, searched[1])) == sorted(
+        (items[at].document.doc_id, 0) for at in rare
+    )
 
 
 # -- writes -----------------------------------------------------------------------------------
@@ -298,8 +368,8 @@ def test_a_delete_is_gone_from_every_search_and_listing_once_it_returns(
     assert "doc-009" not in {s.document.doc_id for s in reader.documents(0, 1000)}
     _, ids = reader.vector_search(items[9].vectors[0:1], 1000)
     assert all(doc_id != "doc-009" for doc_id, _ in keys(store, ids))
-    _, keyword_ids = reader.keyword_search(" ".join(WORDS), 1000)
-    assert all(doc_id != "doc-009" for doc_id, _ in keys(store, keyword_ids))
+    searched = keyword_search(store, " ".join(WORDS), 1000)
+    assert searched is None or all(doc_id != "doc-009" for doc_id, _ in keys(store, searched[1]))
     assert store.get("doc-009") is None
     assert store.delete(["doc-009"]).existed == (False,)
 
@@ -313,13 +383,16 @@ def test_writes_survive_closing_and_reopening(make_store: StoreFactory) -> None:
     store.refresh()
     ranking = keys(store, store.reader().vector_search(query, 20)[1])
     store = reopen(store)
-    reader = store.reader()
-    assert reader.seq == 7
-    assert reader.document_count == 50 + 5 - 2
-    assert keys(store, reader.vector_search(query, 20)[1]) == ranking
-    assert store.get("doc-052") is None
-    assert store.get("doc-053") is not None
-    assert store.put(items[55:56]).seq == 8  # numbering goes on
+    try:
+        reader = store.reader()
+        assert reader.seq == 7
+        assert reader.document_count == 50 + 5 - 2
+        assert keys(store, reader.vector_search(query, 20)[1]) == ranking
+        assert store.get("doc-052") is None
+        assert store.get("doc-053") is not None
+        assert store.put(items[55:56]).seq == 8  # numbering goes on
+    finally:
+        store.close()
 
 
 def test_a_read_only_store_refuses_writes_and_still_reads(make_store: StoreFactory) -> None:

@@ -1,0 +1,890 @@
+"""The Milvus store: the corpus lives in Milvus, so a replica holds no state of its own.
+
+The same ``pymilvus.MilvusClient`` code reaches Milvus Lite (a local file, one process), a
+standalone server and a cluster, by URI. A store named ``search`` is three collections:
+
+- ``search_passages``: one row per passage with its vector, text, offsets, document id, title
+  and metadata (copied from the document, so Milvus filters before ranking and a hit needs no
+  second lookup), the write's sequence number, and, where Milvus has full-text search (2.5+,
+  Milvus Lite 3), the BM25 sparse vector Milvus derives from the passage's text;
+- ``search_documents``: each document's full text (in pieces: a Milvus string holds at most
+  65 535 bytes), title and metadata, for ``GET /documents``;
+- ``search_meta``: the manifest (model, chunking, keyword settings) and the write counter.
+
+Visibility works as in the FAISS store: every row carries the sequence number of its write,
+and a reader only sees rows up to the sequence number it was published at, so a write becomes
+searchable at the next refresh (every ``refresh_interval``) and ``wait_for`` works. A replica
+learns of other replicas' writes through the shared counter at its own refresh. A delete (and
+the old passages of a replaced document) is acknowledged once searches at the store's
+consistency level no longer see it.
+
+Milvus has no transactions across rows: a write inserts the new passages and document rows
+first and then deletes the old ones, so a crash between the two can leave an unacknowledged
+write's new rows next to the old ones until the document is written or deleted again; an
+acknowledged write is in Milvus's own write-ahead log, which makes it durable.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeVar
+
+import numpy as np
+from cachetools import LRUCache
+
+from indexer.filters import Filter
+from indexer.ingest import passage_representation
+from indexer.manifest import FORMAT_VERSION, Counts, Manifest, ManifestError
+from indexer.stores.base import (
+    IndexedDocument,
+    ReadOnlyStoreError,
+    SearchUnsupportedError,
+    StoredDocument,
+    StoreUnavailableError,
+    StoreWriteError,
+    Written,
+)
+from indexer.stores.milvus_filters import expression, literal, typed_fields
+from indexer.types import Document, DocumentInfo, Ids, Matrix, Passage, Scores
+
+if TYPE_CHECKING:
+    from pymilvus import MilvusClient
+
+logger = logging.getLogger("indexer")
+T = TypeVar("T")
+
+Consistency = Literal["Strong", "Session", "Bounded", "Eventually"]
+CONSISTENCY_LEVELS: tuple[Consistency, ...] = ("Strong", "Session", "Bounded", "Eventually")
+MILVUS_EXTRA_INSTALL = "pip install 'semantic-search[milvus]'"
+FULL_TEXT_SINCE = (2, 5)
+"""The first Milvus server with full-text search (the BM25 function); Milvus Lite 3 has it."""
+INDEX_TYPES = ("FLAT", "HNSW", "IVF_FLAT", "IVF_SQ8", "AUTOINDEX")
+# Parameters applied at search time; every other one shapes the index when it is built.
+_SEARCH_KEYS = frozenset({"ef", "nprobe"})
+_MAX_STRING = 65_535  # bytes in one Milvus VARCHAR
+_TEXT_PIECE = _MAX_STRING // 4  # characters that always fit, at up to 4 bytes each in UTF-8
+_MAX_RESULTS = 16_384  # Milvus's cap on limit (and offset + limit)
+_INSERT_BATCH = 512
+_ID_BATCH = 256  # document ids per `in [...]` lookup
+_PAYLOAD = ["doc_id", "chunk_id", "start", "end", "text", "title", "metadata"]
+_DUMMY_DIM = 2  # Milvus 2.3 wants a vector field in every collection
+_GONE_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class MilvusTarget:
+    """Which Milvus, and which store in it: what ``MilvusStore.open`` takes."""
+
+    uri: str
+    """A local file for Milvus Lite, or ``http://host:19530`` for a server or cluster."""
+    collection: str = "search"
+    token: str = field(default="", repr=False)
+    """``user:password`` or an API key, for a Milvus with authentication."""
+    consistency: Consistency = "Session"
+
+    def __post_init__(self) -> None:
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", self.collection) is None:
+            raise ValueError(
+                f"Milvus collection name {self.collection!r}: letters, digits and underscores, "
+                "not starting with a digit"
+            )
+        if self.consistency not in CONSISTENCY_LEVELS:
+            raise ValueError(f"consistency {self.consistency!r} is not one of {CONSISTENCY_LEVELS}")
+
+    @property
+    def is_lite(self) -> bool:
+        return "://" not in self.uri
+
+    def __str__(self) -> str:
+        return f"Milvus collection {self.collection!r} at {self.uri}"
+
+
+def parse_index_params(index_type: str, params: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``"M=16,efConstruction=200,ef=128"`` as (build parameters, search parameters)."""
+    if index_type not in INDEX_TYPES:
+        raise ValueError(f"Milvus index type {index_type!r} is not one of {', '.join(INDEX_TYPES)}")
+    build: dict[str, Any] = {}
+    search: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in params.split(","))):
+        name, equals, value = item.partition("=")
+        if not equals or not name.strip() or not value.strip():
+            raise ValueError(f"Milvus index parameter {item!r} is not name=value")
+        number = float(value) if re.fullmatch(r"-?\d+(\.\d+)?", value.strip()) else None
+        parsed: Any = (
+            value.strip() if number is None else (int(number) if number.is_integer() else number)
+        )
+        (search if name.strip() in _SEARCH_KEYS else build)[name.strip()] = parsed
+    return build, search
+
+
+def full_text_support(version: str) -> bool:
+    """Does a Milvus reporting ``version`` have full-text search?"""
+    if version.startswith("milvus_lite"):
+        return True
+    found = re.match(r"v?(\d+)\.(\d+)", version)
+    return found is not None and (int(found[1]), int(found[2])) >= FULL_TEXT_SINCE
+
+
+def connect(target: MilvusTarget) -> MilvusClient:
+    """A client for ``target``; StoreUnavailableError if Milvus cannot be reached."""
+    try:
+        from pymilvus import MilvusClient
+    except ImportError as error:
+        raise StoreUnavailableError(
+            f"the Milvus store needs pymilvus, not installed here: {MILVUS_EXTRA_INSTALL}"
+        ) from error
+    if target.is_lite:
+        Path(target.uri).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return MilvusClient(uri=target.uri, token=target.token, timeout=30)
+    except Exception as error:  # pymilvus raises several kinds for the same "cannot reach"
+        raise StoreUnavailableError(
+            f"cannot reach Milvus at {target.uri}: {_reason(error)}"
+        ) from error
+
+
+def collection_names(target: MilvusTarget) -> tuple[str, str, str]:
+    base = target.collection
+    return f"{base}_passages", f"{base}_documents", f"{base}_meta"
+
+
+class MilvusStoreMissingError(LookupError):
+    """No complete store under that name in that Milvus."""
+
+
+@dataclass(frozen=True)
+class MilvusView:
+    """A published view of a Milvus store (implements ``Reader``): rows up to ``seq``."""
+
+    store: MilvusStore = field(repr=False)
+    manifest: Manifest
+    seq: int
+    document_count: int
+    passage_count: int
+
+    def vector_search(
+        self, vector: Matrix, k: int, filter: Filter | None = None
+    ) -> tuple[Scores, Ids]:
+        build, search = parse_index_params(
+            self.manifest.store.spec, self.manifest.store.search_params
+        )
+        del build
+        if "ef" in search:
+            search["ef"] = max(int(search["ef"]), k)  # Milvus refuses an ef below the limit
+        return self.store._search(
+            np.asarray(vector, dtype=np.float32).reshape(-1).tolist(),
+            "vector",
+            {"metric_type": "IP", "params": search},
+            k,
+            self._where(filter),
+        )
+
+    def keyword_search(
+        self, query: str, k: int, filter: Filter | None = None
+    ) -> tuple[Scores, Ids]:
+        problem = self.store.keyword_problem
+        if problem is not None:
+            raise SearchUnsupportedError(problem)
+        if not query.strip():
+            return _empty()
+        scores, ids = self.store._search(
+            query, "sparse", {"metric_type": "BM25", "params": {}}, k, self._where(filter)
+        )
+        # Milvus Lite returns BM25 scores negated; BM25 itself is never negative.
+        scores = np.abs(scores)
+        keep = scores > 0
+        return scores[keep], ids[keep]
+
+    def passage(self, passage_id: int) -> Passage:
+        return self.store._payload(passage_id)[0]
+
+    def document_info(self, passage_id: int) -> DocumentInfo:
+        return self.store._payload(passage_id)[1]
+
+    def documents(self, offset: int, limit: int) -> list[StoredDocument]:
+        rows = self.store._query_all(
+            self.store.documents_collection,
+            f"part == 0 and seq <= {self.seq}",
+            ["doc_id"],
+            skip=offset,
+            limit=limit,
+        )
+        return self.store._stored([row["doc_id"] for row in rows], self.seq)
+
+    def _where(self, filter: Filter | None) -> str:
+        condition = expression(filter)
+        visible = f"seq <= {self.seq}"
+        return f"{visible} and {condition}" if condition else visible
+
+
+class MilvusStore:
+    """A live corpus in Milvus (see the module docstring)."""
+
+    kind: ClassVar[str] = "milvus"
+
+    def __init__(
+        self,
+        target: MilvusTarget,
+        client: MilvusClient,
+        manifest: Manifest,
+        *,
+        full_text: bool,
+        version: str,
+        read_only: str | None,
+        refresh_interval: float,
+    ) -> None:
+        self.target = target
+        self._client = client
+        self._manifest = manifest
+        self.full_text = full_text
+        self.server_version = version
+        self._read_only = read_only
+        self.refresh_interval = refresh_interval
+        self.passages_collection, self.documents_collection, self.meta_collection = (
+            collection_names(target)
+        )
+        self._payloads: LRUCache[int, tuple[Passage, DocumentInfo]] = LRUCache(maxsize=50_000)
+        self._payload_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._visible = threading.Condition()
+        self._seq = self._stored_seq()
+        self._view = self._publish_view(self._seq)
+        self._closed = threading.Event()
+        self._refresher = threading.Thread(
+            target=self._refresh_loop, name="milvus-refresh", daemon=True
+        )
+        self._refresher.start()
+
+    # -- making and opening -----------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls, location: MilvusTarget, manifest: Manifest, documents: Sequence[IndexedDocument]
+    ) -> Self:
+        """Create the store's collections in Milvus and fill them; refuses to replace any."""
+        client = connect(location)
+        try:
+            names = collection_names(location)
+            existing = [name for name in names if _call(partial(client.has_collection, name))]
+            if existing:
+                raise FileExistsError(
+                    f"{location} already holds {', '.join(existing)}; refusing to replace it"
+                )
+            version = _call(client.get_server_version)
+            full_text = full_text_support(version)
+            started = time.perf_counter()
+            _create_collections(client, location, manifest, full_text=full_text)
+            seq = 0
+            written = _insert_documents(client, location, manifest, documents, seq, full_text)
+            passages, documents_collection, meta = names
+            if not location.is_lite:
+                _call(lambda: client.flush(passages))  # seal: Milvus builds the index now
+            final = manifest.model_copy(
+                update={
+                    "format_version": FORMAT_VERSION,
+                    "counts": Counts(documents=len(documents), passages=written),
+                    "built_at": datetime.now(UTC),
+                    "build_seconds": round(time.perf_counter() - started, 3),
+                    "corpus": manifest.corpus.model_copy(update={"checksums": {}}),
+                }
+            )
+            # The manifest last: its presence says the store is complete.
+            _call(lambda: client.upsert(meta, [_meta_row("seq", str(seq))]))
+            _call(lambda: client.upsert(meta, [_meta_row("manifest", final.model_dump_json())]))
+            del documents_collection
+        except BaseException:
+            client.close()
+            raise
+        return cls._opened(location, client, writable=True, refresh_interval=1.0)
+
+    @classmethod
+    def open(
+        cls,
+        location: MilvusTarget,
+        *,
+        writable: bool = True,
+        refresh_interval: float = 1.0,
+    ) -> Self:
+        """The store ``location`` names; MilvusStoreMissingError if Milvus has none there."""
+        return cls._opened(
+            location, connect(location), writable=writable, refresh_interval=refresh_interval
+        )
+
+    @classmethod
+    def _opened(
+        cls, target: MilvusTarget, client: MilvusClient, *, writable: bool, refresh_interval: float
+    ) -> Self:
+        try:
+            manifest = read_manifest(client, target)
+            passages = collection_names(target)[0]
+            for name in collection_names(target):
+                _call(partial(client.load_collection, name))  # searches need it loaded
+            fields = _call(lambda: client.describe_collection(passages))["fields"]
+            full_text = any(f["name"] == "sparse" for f in fields)
+            version = _call(client.get_server_version)
+            store = cls(
+                target,
+                client,
+                manifest,
+                full_text=full_text,
+                version=version,
+                read_only=None if writable else "opened for reading only",
+                refresh_interval=refresh_interval,
+            )
+        except BaseException:
+            client.close()
+            raise
+        return store
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def location(self) -> MilvusTarget:
+        return self.target
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
+
+    @property
+    def read_only(self) -> str | None:
+        return self._read_only
+
+    @property
+    def epoch(self) -> int:
+        return 0  # no reindex in place: a new model or chunking is a new collection
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    @property
+    def keyword_problem(self) -> str | None:
+        """Why keyword (and so hybrid) search is unavailable here, or None."""
+        if self.full_text:
+            return None
+        return (
+            f"keyword and hybrid search need Milvus {'.'.join(map(str, FULL_TEXT_SINCE))} or "
+            f"later (full-text search); this Milvus is {self.server_version} and "
+            f"{self.passages_collection} has no BM25 field: use mode=semantic"
+        )
+
+    def reader(self) -> MilvusView:
+        return self._view
+
+    def get(self, doc_id: str) -> StoredDocument | None:
+        found = self._stored([doc_id], None)
+        return found[0] if found else None
+
+    def _search(
+        self, data: Any, field_name: str, params: dict[str, Any], k: int, where: str
+    ) -> tuple[Scores, Ids]:
+        if k <= 0:
+            return _empty()
+        results = _call(
+            lambda: self._client.search(
+                self.passages_collection,
+                data=[data],
+                anns_field=field_name,
+                limit=min(k, _MAX_RESULTS),
+                filter=where,
+                output_fields=_PAYLOAD,
+                search_params=params,
+                consistency_level=self.target.consistency,
+            )
+        )
+        hits = results[0] if results else []
+        ids = np.fromiter((int(hit["pk"]) for hit in hits), dtype=np.int64, count=len(hits))
+        scores = np.fromiter((hit["distance"] for hit in hits), dtype=np.float32, count=len(hits))
+        with self._payload_lock:
+            for hit in hits:
+                self._payloads[int(hit["pk"])] = _payload_of(hit["entity"])
+        return scores, ids
+
+    def _payload(self, passage_id: int) -> tuple[Passage, DocumentInfo]:
+        with self._payload_lock:
+            cached = self._payloads.get(passage_id)
+        if cached is not None:
+            return cached
+        rows = _call(
+            lambda: self._client.query(
+                self.passages_collection,
+                filter=f"pk == {int(passage_id)}",
+                output_fields=_PAYLOAD,
+                consistency_level=self.target.consistency,
+            )
+        )
+        if not rows:
+            raise KeyError(f"no passage {passage_id}")
+        payload = _payload_of(rows[0])
+        with self._payload_lock:
+            self._payloads[passage_id] = payload
+        return payload
+
+    def _stored(self, doc_ids: Sequence[str], seq: int | None) -> list[StoredDocument]:
+        """The documents ``doc_ids`` as last written (up to ``seq``), in that order."""
+        found: dict[str, StoredDocument] = {}
+        visible = "" if seq is None else f" and seq <= {seq}"
+        for start in range(0, len(doc_ids), _ID_BATCH):
+            batch = doc_ids[start : start + _ID_BATCH]
+            ids = f"doc_id in [{', '.join(literal(d) for d in batch)}]"
+            pieces: dict[tuple[str, int], list[dict[str, Any]]] = {}
+            for row in self._query_all(
+                self.documents_collection,
+                ids + visible,
+                ["doc_id", "seq", "part", "parts", "title", "text", "metadata"],
+            ):
+                pieces.setdefault((row["doc_id"], row["seq"]), []).append(row)
+            latest: dict[str, tuple[int, list[dict[str, Any]]]] = {}
+            for (doc_id, row_seq), rows in pieces.items():
+                complete = len(rows) == rows[0]["parts"]
+                if complete and row_seq > latest.get(doc_id, (-1, []))[0]:
+                    latest[doc_id] = (row_seq, rows)
+            passages: dict[tuple[str, int], list[Passage]] = {}
+            for row in self._query_all(
+                self.passages_collection,
+                ids + visible,
+                ["doc_id", "seq", "chunk_id", "start", "end", "text"],
+            ):
+                passages.setdefault((row["doc_id"], row["seq"]), []).append(
+                    Passage(row["doc_id"], row["chunk_id"], row["start"], row["end"], row["text"])
+                )
+            for doc_id, (row_seq, rows) in latest.items():
+                rows.sort(key=lambda r: r["part"])
+                first = rows[0]
+                document = Document(
+                    doc_id, first["title"], "".join(r["text"] for r in rows), first["metadata"]
+                )
+                own = sorted(passages.get((doc_id, row_seq), []), key=lambda p: p.chunk_id)
+                found[doc_id] = StoredDocument(document, tuple(own))
+        return [found[d] for d in doc_ids if d in found]
+
+    def _query_all(
+        self,
+        collection: str,
+        where: str,
+        fields: list[str],
+        *,
+        skip: int = 0,
+        limit: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Rows matching ``where`` in primary-key order (write order: keys are allocated in
+        increasing order), paged by key so that no request passes Milvus's result cap."""
+        cursor = -1
+        wanted = skip + (limit if limit is not None else 2**62)
+        seen = 0
+        while seen < wanted:
+            page = min(_MAX_RESULTS, wanted - seen)
+            rows: list[dict[str, Any]] = _call(
+                partial(
+                    self._client.query,
+                    collection,
+                    filter=f"pk > {cursor} and ({where})",
+                    output_fields=["pk", *fields],
+                    limit=page,
+                    consistency_level=self.target.consistency,
+                )
+            )
+            if not rows:
+                return
+            rows.sort(key=lambda r: r["pk"])
+            for row in rows:
+                if seen >= skip:
+                    yield row
+                seen += 1
+            cursor = rows[-1]["pk"]
+
+    def _count(self, collection: str, where: str) -> int:
+        rows = _call(
+            lambda: self._client.query(
+                collection,
+                filter=where,
+                output_fields=["count(*)"],
+                consistency_level=self.target.consistency,
+            )
+        )
+        return int(rows[0]["count(*)"])
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def put(self, documents: Sequence[IndexedDocument], *, epoch: int | None = None) -> Written:
+        del epoch  # no reindex in place, so a write is never stale
+        dimension = self.manifest.model.dimension
+        for item in documents:
+            if item.vectors.shape != (len(item.passages), dimension):
+                raise ValueError(
+                    f"document {item.document.doc_id!r}: {len(item.passages)} passages need "
+                    f"vectors of shape ({len(item.passages)}, {dimension}), not "
+                    f"{item.vectors.shape}"
+                )
+        with self._write_lock:
+            self._writable()
+            ids = [item.document.doc_id for item in documents]
+            before = self._existing(ids)
+            existed: list[bool] = []
+            for doc_id in ids:  # a second copy in one batch replaces the first
+                existed.append(doc_id in before)
+                before.add(doc_id)
+            first = max(self._seq, self._stored_seq()) + 1
+            last = first + len(documents) - 1
+            # One write per id: the last copy, numbered by its place in the batch.
+            final = {item.document.doc_id: (first + i, item) for i, item in enumerate(documents)}
+            try:
+                for seq, item in final.values():
+                    _insert_documents(
+                        self._client, self.target, self.manifest, [item], seq, self.full_text
+                    )
+                if any(existed):
+                    self._remove([d for d, (s, _) in final.items()], before_seq=first)
+                self._set_seq(last)
+            except StoreUnavailableError as error:
+                raise StoreWriteError(f"Milvus did not take the write: {error}") from error
+            self._seq = max(self._seq, last)
+        if self.refresh_interval == 0:
+            self.refresh()
+        return Written(self._seq, tuple(existed))
+
+    def delete(self, doc_ids: Sequence[str]) -> Written:
+        with self._write_lock:
+            self._writable()
+            before = self._existing(doc_ids)
+            present = tuple(doc_id in before for doc_id in doc_ids)
+            gone = sorted(before)
+            if gone:
+                last = max(self._seq, self._stored_seq()) + len(gone)
+                try:
+                    self._remove(gone, before_seq=None)
+                    self._set_seq(last)
+                except StoreUnavailableError as error:
+                    raise StoreWriteError(f"Milvus did not take the delete: {error}") from error
+                self._seq = max(self._seq, last)
+                self._publish()  # a delete is visible the moment it is acknowledged
+        return Written(self._seq, present)
+
+    def refresh(self) -> None:
+        self._publish()
+
+    def wait_for(self, seq: int, timeout: float) -> bool:
+        with self._visible:
+            return self._visible.wait_for(lambda: self._view.seq >= seq, timeout)
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._refresher.join(timeout=10)
+        self._client.close()
+
+    def _writable(self) -> None:
+        if self._read_only is not None:
+            raise ReadOnlyStoreError(f"writes are disabled: {self._read_only}")
+
+    def _existing(self, doc_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        unique = sorted(set(doc_ids))
+        for start in range(0, len(unique), _ID_BATCH):
+            batch = ", ".join(literal(d) for d in unique[start : start + _ID_BATCH])
+            rows = self._query_all(
+                self.documents_collection, f"part == 0 and doc_id in [{batch}]", ["doc_id"]
+            )
+            found.update(row["doc_id"] for row in rows)
+        return found
+
+    def _remove(self, doc_ids: Sequence[str], *, before_seq: int | None) -> None:
+        """Delete the rows of ``doc_ids`` (older than ``before_seq``, if given) and return once
+        searches at the store's consistency level no longer see them."""
+        older = "" if before_seq is None else f" and seq < {before_seq}"
+        conditions = []
+        for start in range(0, len(doc_ids), _ID_BATCH):
+            batch = ", ".join(literal(d) for d in doc_ids[start : start + _ID_BATCH])
+            condition = f"doc_id in [{batch}]{older}"
+            conditions.append(condition)
+            for collection in (self.passages_collection, self.documents_collection):
+                _call(partial(self._client.delete, collection, filter=condition))
+        deadline = time.monotonic() + _GONE_TIMEOUT
+        for condition in conditions:
+            for collection in (self.passages_collection, self.documents_collection):
+                while next(iter(self._query_all(collection, condition, [], limit=1)), None):
+                    if time.monotonic() > deadline:
+                        logger.warning(
+                            "Milvus still shows deleted rows after %.0f s", _GONE_TIMEOUT
+                        )
+                        return
+                    time.sleep(0.02)
+
+    def _stored_seq(self) -> int:
+        rows = _call(
+            lambda: self._client.query(
+                self.meta_collection,
+                filter='key == "seq"',
+                output_fields=["value"],
+                consistency_level=self.target.consistency,
+            )
+        )
+        return int(rows[0]["value"]) if rows else 0
+
+    def _set_seq(self, seq: int) -> None:
+        _call(lambda: self._client.upsert(self.meta_collection, [_meta_row("seq", str(seq))]))
+
+    # -- publishing -------------------------------------------------------------------------
+
+    def _publish_view(self, seq: int) -> MilvusView:
+        documents = self._count(self.documents_collection, f"part == 0 and seq <= {seq}")
+        passages = self._count(self.passages_collection, f"seq <= {seq}")
+        return MilvusView(self, self._manifest, seq, documents, passages)
+
+    def _publish(self) -> None:
+        seq = max(self._seq, self._stored_seq())  # other replicas' writes too
+        view = self._publish_view(seq)
+        with self._visible:
+            if view.seq >= self._view.seq:
+                self._view = view
+            self._visible.notify_all()
+
+    def _refresh_loop(self) -> None:
+        while not self._closed.wait(self.refresh_interval or 0.2):
+            try:
+                if max(self._seq, self._stored_seq()) != self._view.seq:
+                    self._publish()
+            except StoreUnavailableError as error:
+                logger.warning("refreshing from Milvus failed (retrying): %s", error)
+
+
+def read_manifest(client: MilvusClient, target: MilvusTarget) -> Manifest:
+    """The manifest of the store at ``target``; MilvusStoreMissingError if there is none."""
+    meta = collection_names(target)[2]
+    if not _call(lambda: client.has_collection(meta)):
+        raise MilvusStoreMissingError(f"{target} holds no index (no collection {meta})")
+    _call(lambda: client.load_collection(meta))
+    rows = _call(
+        lambda: client.query(
+            meta, filter='key == "manifest"', output_fields=["value"], consistency_level="Strong"
+        )
+    )
+    if not rows:
+        raise MilvusStoreMissingError(f"{target} holds no complete index (no manifest yet)")
+    try:
+        manifest = Manifest.model_validate_json(rows[0]["value"])
+    except ValueError as error:
+        raise ManifestError(f"the manifest in {meta} is not valid: {error}") from error
+    if manifest.format_version != FORMAT_VERSION:
+        raise ManifestError(
+            f"{target} has format version {manifest.format_version}, this version reads "
+            f"{FORMAT_VERSION}"
+        )
+    return manifest
+
+
+def _create_collections(
+    client: MilvusClient, target: MilvusTarget, manifest: Manifest, *, full_text: bool
+) -> None:
+    from pymilvus import DataType, Function, FunctionType
+
+    passages, documents, meta = collection_names(target)
+    build, _ = parse_index_params(manifest.store.spec, manifest.store.search_params)
+
+    schema = client.create_schema(auto_id=True)
+    schema.add_field("pk", DataType.INT64, is_primary=True)
+    schema.add_field("doc_id", DataType.VARCHAR, max_length=4096)
+    schema.add_field("chunk_id", DataType.INT64)
+    schema.add_field("start", DataType.INT64)
+    schema.add_field("end", DataType.INT64)
+    schema.add_field("seq", DataType.INT64)
+    schema.add_field("title", DataType.VARCHAR, max_length=_MAX_STRING)
+    schema.add_field("text", DataType.VARCHAR, max_length=_MAX_STRING)
+    schema.add_field("metadata", DataType.JSON)
+    schema.add_field("fields", DataType.JSON)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=manifest.model.dimension)
+    index = client.prepare_index_params()
+    index.add_index("vector", index_type=manifest.store.spec, metric_type="IP", params=build)
+    if full_text:
+        schema.add_field(
+            "keyword_text",
+            DataType.VARCHAR,
+            max_length=_MAX_STRING,
+            enable_analyzer=True,
+            analyzer_params=_analyzer(manifest.keyword.stemmer),
+        )
+        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_function(
+            Function(
+                name="bm25",
+                function_type=FunctionType.BM25,
+                input_field_names=["keyword_text"],
+                output_field_names=["sparse"],
+            )
+        )
+        index.add_index(
+            "sparse",
+            index_type="SPARSE_INVERTED_INDEX",
+            metric_type="BM25",
+            params={"bm25_k1": manifest.keyword.k1, "bm25_b": manifest.keyword.b},
+        )
+    _create_collection(client, passages, schema, index)
+
+    schema = client.create_schema(auto_id=True)
+    schema.add_field("pk", DataType.INT64, is_primary=True)
+    schema.add_field("doc_id", DataType.VARCHAR, max_length=4096)
+    schema.add_field("seq", DataType.INT64)
+    schema.add_field("part", DataType.INT64)
+    schema.add_field("parts", DataType.INT64)
+    schema.add_field("title", DataType.VARCHAR, max_length=_MAX_STRING)
+    schema.add_field("text", DataType.VARCHAR, max_length=_MAX_STRING)
+    schema.add_field("metadata", DataType.JSON)
+    schema.add_field("_v", DataType.FLOAT_VECTOR, dim=_DUMMY_DIM)
+    _create_collection(client, documents, schema, _dummy_index(client))
+
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("key", DataType.VARCHAR, max_length=64, is_primary=True)
+    schema.add_field("value", DataType.VARCHAR, max_length=_MAX_STRING)
+    schema.add_field("_v", DataType.FLOAT_VECTOR, dim=_DUMMY_DIM)
+    _create_collection(client, meta, schema, _dummy_index(client))
+
+
+def _create_collection(client: MilvusClient, name: str, schema: Any, index: Any) -> None:
+    """Create, index and load a collection. The index is built in the background (pymilvus's
+    own wait polls every 0.5 s, which made an empty store take 2 s to create)."""
+    _call(lambda: client.create_collection(name, schema=schema))
+    _call(lambda: client.create_index(name, index, sync=False))
+    _call(lambda: client.load_collection(name))
+
+
+def _dummy_index(client: MilvusClient) -> Any:
+    index = client.prepare_index_params()
+    index.add_index("_v", index_type="FLAT", metric_type="L2")
+    return index
+
+
+def _analyzer(stemmer: str) -> dict[str, Any]:
+    """Milvus's analyzer closest to our keyword index's: lower-case, English stop words,
+    Snowball stemming. (Milvus Lite 3.2 accepts the filters but only lower-cases.)"""
+    return {
+        "tokenizer": "standard",
+        "filter": [
+            "lowercase",
+            {"type": "stop", "stop_words": ["_english_"]},
+            {"type": "stemmer", "language": stemmer},
+        ],
+    }
+
+
+def _insert_documents(
+    client: MilvusClient,
+    target: MilvusTarget,
+    manifest: Manifest,
+    documents: Sequence[IndexedDocument],
+    seq: int,
+    full_text: bool,
+) -> int:
+    """Insert the rows of ``documents``, all numbered ``seq``; the passages written."""
+    passages, documents_collection, _ = collection_names(target)
+    passage_rows: list[dict[str, Any]] = []
+    document_rows: list[dict[str, Any]] = []
+    written = 0
+
+    def flush(force: bool) -> None:
+        nonlocal passage_rows, document_rows, written
+        if passage_rows and (force or len(passage_rows) >= _INSERT_BATCH):
+            rows, passage_rows = passage_rows, []
+            _call(lambda: client.insert(passages, rows))
+            written += len(rows)
+        if document_rows and (force or len(document_rows) >= _INSERT_BATCH):
+            rows, document_rows = document_rows, []
+            _call(lambda: client.insert(documents_collection, rows))
+
+    for item in documents:
+        document = item.document
+        metadata = dict(document.metadata)
+        fields = typed_fields(metadata)
+        for passage, vector in zip(item.passages, item.vectors, strict=True):
+            row: dict[str, Any] = {
+                "doc_id": document.doc_id,
+                "chunk_id": passage.chunk_id,
+                "start": passage.start,
+                "end": passage.end,
+                "seq": seq,
+                "title": document.title,
+                "text": passage.text,
+                "metadata": metadata,
+                "fields": fields,
+                "vector": vector.tolist(),
+            }
+            if full_text:
+                row["keyword_text"] = passage_representation(
+                    passage, document.title, manifest.title_prefix
+                )
+            passage_rows.append(row)
+        pieces = [
+            document.text[i : i + _TEXT_PIECE] for i in range(0, len(document.text), _TEXT_PIECE)
+        ] or [""]
+        for part, piece in enumerate(pieces):
+            document_rows.append(
+                {
+                    "doc_id": document.doc_id,
+                    "seq": seq,
+                    "part": part,
+                    "parts": len(pieces),
+                    "title": document.title,
+                    "text": piece,
+                    "metadata": metadata,
+                    "_v": [0.0] * _DUMMY_DIM,
+                }
+            )
+        flush(force=False)
+    flush(force=True)
+    return written
+
+
+def _meta_row(key: str, value: str) -> dict[str, Any]:
+    return {"key": key, "value": value, "_v": [0.0] * _DUMMY_DIM}
+
+
+def _payload_of(entity: Mapping[str, Any]) -> tuple[Passage, DocumentInfo]:
+    passage = Passage(
+        entity["doc_id"], entity["chunk_id"], entity["start"], entity["end"], entity["text"]
+    )
+    return passage, DocumentInfo(entity["doc_id"], entity["title"], entity["metadata"] or {})
+
+
+def _empty() -> tuple[Scores, Ids]:
+    return np.empty(0, dtype=np.float32), np.empty(0, dtype=np.int64)
+
+
+def _call(request: Callable[[], T]) -> T:
+    """Run a Milvus request; a Milvus or connection failure becomes StoreUnavailableError."""
+    try:
+        return request()
+    except (FileExistsError, MilvusStoreMissingError):
+        raise
+    except Exception as error:
+        if _is_milvus_error(error):
+            raise StoreUnavailableError(_reason(error)) from error
+        raise
+
+
+def _is_milvus_error(error: Exception) -> bool:
+    module = type(error).__module__
+    return module.startswith(("pymilvus", "grpc")) or isinstance(error, ConnectionError)
+
+
+def _reason(error: Exception) -> str:
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    return " ".join(str(message).split())
+
+
+__all__ = [
+    "CONSISTENCY_LEVELS",
+    "MilvusStore",
+    "MilvusStoreMissingError",
+    "MilvusTarget",
+    "MilvusView",
+    "read_manifest",
+]
