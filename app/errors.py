@@ -12,7 +12,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.logs import REQUEST_ID_HEADER, current_request_id
 from app.service import WriteTimeoutError
-from indexer.stores.base import ReadOnlyStoreError, StorageFullError, StoreWriteError
+from indexer.stores.base import (
+    ReadOnlyStoreError,
+    SearchUnsupportedError,
+    StorageFullError,
+    StoreUnavailableError,
+    StoreWriteError,
+)
 
 logger = logging.getLogger("app")
 
@@ -42,6 +48,20 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(error, ReadOnlyStoreError) and not detail.startswith("writes are disabled"):
             detail = f"writes are disabled: {detail}"
         return JSONResponse({"detail": detail}, status_code=code)
+
+    @app.exception_handler(StoreUnavailableError)
+    async def store_unavailable(request: Request, error: StoreUnavailableError) -> JSONResponse:
+        # Milvus down or overloaded: the client may retry (a proxy may try another replica).
+        logger.error("the store failed on %s %s: %s", request.method, request.url.path, error)
+        return JSONResponse(
+            {"detail": f"the index store is unavailable: {error}"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "2"},
+        )
+
+    @app.exception_handler(SearchUnsupportedError)
+    async def unsupported(request: Request, error: SearchUnsupportedError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=status.HTTP_400_BAD_REQUEST)
 
     @app.exception_handler(WriteTimeoutError)
     async def not_visible_in_time(request: Request, error: WriteTimeoutError) -> JSONResponse:

@@ -15,14 +15,12 @@ from indexer.manifest import Manifest, ManifestError
 from indexer.query_encoding import BatchingEmbedder, CachingEmbedder, WriteEncoder
 from indexer.reindex import ReindexChanges, ReindexStatus, ReindexTracker
 from indexer.search import Searcher
-from indexer.stores import FaissStore, Store, open_store
-from indexer.stores.faiss_store import (
-    ReindexError,
-    StaleWriteError,
-    StoreOpenError,
-    read_current_manifest,
-)
+from indexer.stores import FaissStore, Store
+from indexer.stores.base import StoreUnavailableError
+from indexer.stores.configured import configured_manifest, open_configured
+from indexer.stores.faiss_store import ReindexError, StaleWriteError, StoreOpenError
 from indexer.stores.layout import IndexLock, IndexLockedError
+from indexer.stores.milvus_store import MilvusStore, MilvusStoreMissingError
 from indexer.tracing import span
 from indexer.types import Document, StoredDocument
 
@@ -91,9 +89,11 @@ class SearchService:
         """Check the manifest and the backend only: cheap, so a bad setup is reported before
         anything loads."""
         try:
-            manifest = read_current_manifest(self.settings.index_dir)
-        except ManifestError as error:
+            manifest = configured_manifest(self.settings)
+        except (ManifestError, MilvusStoreMissingError) as error:
             raise self._startup_error(str(error)) from error
+        except StoreUnavailableError as error:
+            raise StartupError(f"Cannot serve {self.settings.index_location}: {error}") from error
         if manifest.model.name != self.settings.model:
             raise self._startup_error(
                 f"it was built with model {manifest.model.name!r}, "
@@ -101,9 +101,10 @@ class SearchService:
             )
         if self._loads_configured_model:
             self._check_backend()
-        holder = IndexLock(self.settings.index_dir).held_elsewhere()
-        if holder is not None:
-            raise self._in_use(holder)
+        if self.settings.store == "faiss":
+            holder = IndexLock(self.settings.index_dir).held_elsewhere()
+            if holder is not None:
+                raise self._in_use(holder)
         return manifest
 
     def _in_use(self, holder: object) -> StartupError:
@@ -136,23 +137,32 @@ class SearchService:
     def open_index(self) -> Store:
         self.preflight()
         try:
-            self.store = open_store(
-                self.settings.index_dir, refresh_interval=self.settings.refresh_interval
+            self.store = open_configured(
+                self.settings, refresh_interval=self.settings.refresh_interval
             )
         except IndexLockedError as error:
             raise self._in_use(error) from error
-        except (StoreOpenError, ManifestError) as error:
+        except (StoreOpenError, ManifestError, MilvusStoreMissingError) as error:
             raise self._startup_error(str(error)) from error
+        except StoreUnavailableError as error:
+            raise StartupError(f"Cannot serve {self.settings.index_location}: {error}") from error
         if self.store.read_only:
             logger.warning("serving without writes: %s", self.store.read_only)
+        if isinstance(self.store, MilvusStore) and self.store.keyword_problem:
+            logger.warning("semantic search only: %s", self.store.keyword_problem)
         return self.store
 
     def _startup_error(self, problem: str) -> StartupError:
-        directory, model = self.settings.index_dir, self.settings.model
-        rebuild = f"python -m indexer build --source seeds --out {directory} --model {model}"
-        return StartupError(
-            f"Cannot serve the index at {directory}: {problem}. Build it with: {rebuild}"
-        )
+        settings, model = self.settings, self.settings.model
+        if settings.store == "milvus":
+            rebuild = f"python -m indexer build --source seeds --store milvus --model {model}"
+            where = str(settings.milvus_target)
+        else:
+            rebuild = (
+                f"python -m indexer build --source seeds --out {settings.index_dir} --model {model}"
+            )
+            where = f"the index at {settings.index_dir}"
+        return StartupError(f"Cannot serve {where}: {problem}. Build it with: {rebuild}")
 
     def _load_configured_model(self, model_name: str) -> Embedder:
         return load_embedder(model_name, self.settings.backend, self.settings.onnx_dir)
@@ -335,7 +345,13 @@ class SearchService:
         """Start rebuilding the index in the background; its status says how it goes."""
         if self.store is None or self.searcher is None or self._model is None:
             raise ReindexRefusedError("the model is still loading; retry in a few seconds")
-        if not isinstance(self.store, FaissStore) or self.writes_problem is not None:
+        if not isinstance(self.store, FaissStore):
+            raise ReindexRefusedError(
+                "reindexing in place is for the FAISS store; on Milvus, build the new settings "
+                "into another collection (python -m indexer build --store milvus) and point "
+                "SEARCH_MILVUS_COLLECTION at it"
+            )
+        if self.writes_problem is not None:
             raise ReindexRefusedError(f"the index takes no writes: {self.writes_problem}")
         if not self.reindexing.start(self.store.manifest.build_id):
             raise ReindexRefusedError("a reindex is already running")
