@@ -14,13 +14,14 @@ TORCH_VERSION := 2.13.0
 TORCH_INDEX_URL ?=
 PIP_TORCH_ARGS := $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL),)
 
-.PHONY: run test install install-test index bench soak onnx lint typecheck deploy-deps image clean
+.PHONY: run test install install-test install-milvus index bench soak onnx lint typecheck deploy-deps \
+	image clean
 
 run: install index
 	$(BIN)/python -m app
 
 # Static checks first (seconds), then every test tier: unit, contract, api, e2e, deploy.
-test: install-test lint typecheck deploy-deps
+test: install-test lint typecheck deploy-deps install-milvus
 	$(BIN)/python -m pytest
 
 index: install
@@ -41,6 +42,20 @@ $(VENV)/.installed: $(VENV)/bin/python pyproject.toml
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[torch,eval,test]'
+	touch $@
+
+# A real Milvus standalone server (embedded etcd) for the tests marked `milvus`: its own venv, as
+# the service does not depend on it; tests/milvus_server.py finds it through MILVUS_VENV. The
+# stamp also unpacks the server's binaries once (6 s that each test session would pay).
+MILVUS_VERSION := 2.3.5
+MILVUS_VENV ?= .venv-milvus
+export MILVUS_VENV
+install-milvus: $(MILVUS_VENV)/.installed-$(MILVUS_VERSION)
+
+$(MILVUS_VENV)/.installed-$(MILVUS_VERSION):
+	$(PYTHON) -m venv $(MILVUS_VENV)
+	$(MILVUS_VENV)/bin/python -m pip install --quiet milvus==$(MILVUS_VERSION)
+	$(MILVUS_VENV)/bin/python -c 'import milvus; milvus._initialize_data_files("$(MILVUS_VENV)/server")'
 	touch $@
 
 # nginx, Chromium and podman for the deploy tier: system packages, so root only. Elsewhere the
@@ -74,4 +89,4 @@ typecheck: install-test
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) data build *.egg-info
+	rm -rf $(VENV) $(MILVUS_VENV) data build *.egg-info
