@@ -13,6 +13,9 @@ from indexer.stores import FaissStore
 from indexer.types import Passage
 from tests.fakes import HashingEmbedder
 
+# The milvus_server fixture, for any test.
+pytest_plugins = ["tests.milvus_server"]
+
 REPO = Path(__file__).resolve().parent.parent
 # What tests measure or render for people to look at (screenshots, timings, counts).
 ARTIFACTS = REPO / "test-artifacts"
