@@ -1,0 +1,114 @@
+"""The milvus_server fixture: a real Milvus standalone server answers pymilvus, and stopping one
+leaves no process and no listening port behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from pymilvus import DataType, MilvusClient
+
+from tests.milvus_server import (
+    STOP_SECONDS,
+    MilvusServer,
+    alive,
+    port_is_free,
+    process_tree,
+    require_milvus_server,
+    start_milvus,
+    stop_milvus,
+)
+
+pytestmark = pytest.mark.milvus
+
+ROWS = [
+    {"id": 1, "doc_id": "a", "meta": {"section": "world"}, "vector": [1.0, 0.0, 0.0, 0.0]},
+    {"id": 2, "doc_id": "a", "meta": {"section": "world"}, "vector": [0.9, 0.1, 0.0, 0.0]},
+    {"id": 3, "doc_id": "b", "meta": {"section": "sport"}, "vector": [0.8, 0.0, 0.2, 0.0]},
+    {"id": 4, "doc_id": "c", "meta": {"section": "world"}, "vector": [0.7, 0.0, 0.0, 0.3]},
+    {"id": 5, "doc_id": "c", "meta": {"section": "sport"}, "vector": [0.0, 1.0, 0.0, 0.0]},
+]
+
+
+def test_collection_round_trip(milvus_server: MilvusServer) -> None:
+    """The schema a Milvus store needs: INT64 key, VARCHAR, JSON, a 4-d vector under HNSW/IP."""
+    client = MilvusClient(uri=milvus_server.uri)
+    assert client.get_server_version().startswith("v2.3.5")
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("doc_id", DataType.VARCHAR, max_length=64)
+    schema.add_field("meta", DataType.JSON)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=4)
+    index = client.prepare_index_params()
+    index.add_index(
+        field_name="vector",
+        index_type="HNSW",
+        metric_type="IP",
+        params={"M": 8, "efConstruction": 64},
+    )
+    # Strong: a search sees the writes before it (at ~200 ms a search on this server).
+    client.create_collection(
+        "fixture_check", schema=schema, index_params=index, consistency_level="Strong"
+    )
+    try:
+        assert client.insert("fixture_check", ROWS)["insert_count"] == len(ROWS)
+
+        def search(expression: str) -> list[tuple[int, str]]:
+            [hits] = client.search(
+                "fixture_check",
+                data=[[1.0, 0.0, 0.0, 0.0]],
+                limit=10,
+                filter=expression,
+                output_fields=["doc_id", "meta"],
+                search_params={"metric_type": "IP", "params": {"ef": 32}},
+            )
+            return [(hit["id"], hit["entity"]["doc_id"]) for hit in hits]
+
+        assert search('doc_id in ["a", "b"]') == [(1, "a"), (2, "a"), (3, "b")]
+        assert search('meta["section"] == "world"') == [(1, "a"), (2, "a"), (4, "c")]
+        client.delete("fixture_check", filter='doc_id == "a"')
+        assert search('meta["section"] == "world"') == [(4, "c")]
+        assert sorted(row["id"] for row in client.query("fixture_check", filter="id > 0")) == [
+            3,
+            4,
+            5,
+        ]
+    finally:
+        client.drop_collection("fixture_check")
+        client.close()
+
+
+@pytest.mark.parametrize("stubborn", [False, True], ids=["sigterm", "sigkill"])
+def test_stop_leaves_nothing_behind(tmp_path: Path, stubborn: bool) -> None:
+    """A server of its own: after stop_milvus no process of its tree runs and its ports are free.
+
+    SIGTERM: with a collection loaded, which Milvus's default common.gracefulStopTimeout (1800 s)
+    would keep running. Stubborn: Milvus is stopped (SIGSTOP), so that SIGTERM cannot end it: it
+    must be found by its pid and killed."""
+    require_milvus_server()
+    server = start_milvus(tmp_path / "milvus")
+    processes = process_tree(server.process.pid)
+    # milvus-server (Python) and its child, milvus run standalone (Go).
+    assert len(processes) == 2, processes
+    [milvus] = [p for p in processes if p.pid != server.process.pid]
+    assert f"{tmp_path}/milvus/bin/milvus" in Path(f"/proc/{milvus.pid}/cmdline").read_text()
+    assert not port_is_free(server.ports["proxy-port"])
+    if stubborn:
+        os.kill(milvus.pid, signal.SIGSTOP)
+    else:
+        client = MilvusClient(uri=server.uri)
+        client.create_collection("loaded", dimension=4, consistency_level="Strong")
+        client.insert("loaded", [{"id": row["id"], "vector": row["vector"]} for row in ROWS])
+        assert len(client.query("loaded", filter="id > 0")) == len(ROWS)
+        client.close()
+
+    stopped = stop_milvus(server, seconds=2 if stubborn else STOP_SECONDS)
+
+    assert stopped.remaining == []
+    assert stopped.killed == ([milvus] if stubborn else [])
+    assert not any(alive(p) for p in processes)
+    assert server.process.returncode == -signal.SIGTERM
+    busy = {name: port for name, port in server.ports.items() if not port_is_free(port)}
+    assert busy == {}
