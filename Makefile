@@ -35,13 +35,13 @@ $(VENV)/bin/python:
 	$(BIN)/python -m pip install --quiet $(PIP_TORCH_ARGS) torch==$(TORCH_VERSION)
 
 # The torch extra: the model converted for ONNX Runtime at the first index build, and
-# SEARCH_BACKEND=torch. The eval extra: python -m indexer eval.
+# SEARCH_BACKEND=torch. The eval extra: python -m indexer eval. The milvus extra: SEARCH_STORE=milvus.
 $(VENV)/.installed: $(VENV)/bin/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[torch,eval]'
+	$(BIN)/python -m pip install --quiet -e '.[torch,eval,milvus]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[torch,eval,test]'
+	$(BIN)/python -m pip install --quiet -e '.[torch,eval,milvus,test]'
 	touch $@
 
 # A real Milvus standalone server (embedded etcd) for the tests marked `milvus`: its own venv, as

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import textwrap
+import time
+import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
@@ -15,7 +19,9 @@ from pydantic import ValidationError
 from indexer.backends import BACKENDS, onnx_variant
 from indexer.embedding import DEFAULT_BATCH_SIZE, Embedder, ModelLoadError
 from indexer.evaluation import (
+    Collection,
     MissingEvalExtraError,
+    ModeResult,
     as_json,
     evaluate,
     format_table,
@@ -23,13 +29,30 @@ from indexer.evaluation import (
     trec_eval,
 )
 from indexer.filters import Filter, FilterError, parse_filter_json
-from indexer.index import BuildError, api_writes, build_index, stale_reason
+from indexer.fusion import FusionParams
+from indexer.index import (
+    BuildError,
+    BuildParams,
+    api_writes,
+    build_index,
+    build_milvus,
+    stale_reason,
+)
 from indexer.loading import Corpus, load_corpus
 from indexer.manifest import ManifestError
 from indexer.search import DEFAULT_MODE, MODES, ModelMismatchError, Query, Searcher
 from indexer.settings import IndexSettings
 from indexer.stores import open_store
+from indexer.stores.base import SearchUnsupportedError, StoreUnavailableError
+from indexer.stores.configured import open_configured
 from indexer.stores.faiss_store import StoreOpenError
+from indexer.stores.milvus_store import (
+    MilvusStore,
+    MilvusStoreMissingError,
+    MilvusTarget,
+    collection_names,
+    connect,
+)
 from indexer.stores.snapshot import IncompatibleSnapshotError, SnapshotError
 
 app = typer.Typer(help="Build, query and evaluate semantic search indexes.", no_args_is_help=True)
@@ -53,6 +76,9 @@ def _setting(field: str, *names: str) -> Any:
 
 
 ModelOption = Annotated[str | None, _setting("model", "--model")]
+StoreOption = Annotated[str | None, _setting("store", "--store")]
+MilvusUriOption = Annotated[str | None, _setting("milvus_uri", "--milvus-uri")]
+MilvusCollectionOption = Annotated[str | None, _setting("milvus_collection", "--milvus-collection")]
 IndexDirOption = Annotated[Path | None, _setting("index_dir", "--index", "--out")]
 MaxTokensOption = Annotated[int | None, _setting("chunk_max_tokens", "--max-tokens")]
 OverlapOption = Annotated[float | None, _setting("chunk_overlap", "--overlap")]
@@ -148,6 +174,9 @@ def build(
         Path, typer.Option(help="A corpus file or directory of .txt / .jsonl files.")
     ] = Path("seeds"),
     out: IndexDirOption = None,
+    store: StoreOption = None,
+    milvus_uri: MilvusUriOption = None,
+    milvus_collection: MilvusCollectionOption = None,
     model: ModelOption = None,
     backend: BackendOption = None,
     onnx_dir: OnnxDirOption = None,
@@ -175,9 +204,13 @@ def build(
     ] = False,
     progress: ProgressOption = True,
 ) -> None:
-    """Split the corpus into passages, embed and keyword-index them, write the index atomically."""
+    """Split the corpus into passages, embed and keyword-index them, write the index atomically
+    (or into Milvus, with --store milvus)."""
     settings = _settings(
         index_dir=out,
+        store=store,
+        milvus_uri=milvus_uri,
+        milvus_collection=milvus_collection,
         model=model,
         backend=backend,
         onnx_dir=onnx_dir,
@@ -192,6 +225,9 @@ def build(
     if onnx_variant(settings.backend) is not None:
         # Even for an up-to-date index: the service runs the model from this export.
         _ensure_onnx_export(settings)
+    if settings.store == "milvus":
+        _build_milvus(settings, corpus, source, if_stale, force, progress, batch_size)
+        return
     if if_stale and not force:
         writes = api_writes(out_dir)
         if writes:
@@ -230,10 +266,77 @@ def build(
     )
 
 
+def _build_milvus(
+    settings: IndexSettings,
+    corpus: Corpus,
+    source: Path,
+    if_missing: bool,
+    force: bool,
+    progress: bool,
+    batch_size: int,
+) -> None:
+    """``build --store milvus``. With --if-stale: build only when the store is missing; a store
+    that exists holds the live corpus of every replica and is served as it is."""
+    target = settings.milvus_target
+    if if_missing and not force and _wait_for_milvus_store(target):
+        typer.echo(
+            f"{target} holds an index; serving it as it is (to rebuild it from {source}, "
+            f"losing the documents written to it: python -m indexer build --store milvus --force)"
+        )
+        return
+    try:
+        report = build_milvus(
+            corpus,
+            target,
+            _embedder(settings),
+            settings.build_params,
+            source_label=str(source),
+            progress=progress,
+            batch_size=batch_size,
+            force=force,
+        )
+    except BuildError as error:
+        if if_missing and not force and "already holds" in str(error):
+            return _build_milvus(settings, corpus, source, if_missing, force, progress, batch_size)
+        raise _fail(str(error)) from None
+    counts = report.manifest.counts
+    typer.echo(
+        f"indexed {_count(counts.documents, 'document')} into "
+        f"{_count(counts.passages, 'passage')} in {report.seconds:.1f} s -> {target}"
+    )
+
+
+def _wait_for_milvus_store(target: MilvusTarget, seconds: float = 900) -> bool:
+    """Does ``target`` hold a store? If another process is filling it now (its collections
+    exist, its manifest not yet), wait for that build rather than start a second one."""
+    try:
+        deadline = time.monotonic() + seconds
+        while not MilvusStore.exists(target):
+            if not _milvus_collections_exist(target):
+                return False
+            if time.monotonic() > deadline:
+                raise _fail(f"{target} has been half-built for {seconds:.0f} s; drop it or --force")
+            time.sleep(2)
+    except StoreUnavailableError as error:
+        raise _fail(str(error)) from None
+    return True
+
+
+def _milvus_collections_exist(target: MilvusTarget) -> bool:
+    client = connect(target)
+    try:
+        return any(client.has_collection(name) for name in collection_names(target))
+    finally:
+        client.close()
+
+
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="What to look for, in natural language.")],
     index: IndexDirOption = None,
+    store: StoreOption = None,
+    milvus_uri: MilvusUriOption = None,
+    milvus_collection: MilvusCollectionOption = None,
     model: ModelOption = None,
     backend: BackendOption = None,
     onnx_dir: OnnxDirOption = None,
@@ -264,6 +367,9 @@ def search(
         raise _fail("the query is empty")
     settings = _settings(
         index_dir=index,
+        store=store,
+        milvus_uri=milvus_uri,
+        milvus_collection=milvus_collection,
         model=model,
         backend=backend,
         onnx_dir=onnx_dir,
@@ -280,14 +386,16 @@ def search(
             query_filter.with_doc_ids(source) if query_filter else Filter.of_doc_ids(source)
         )
     try:
-        store = open_store(settings.index_dir, writable=False)
-    except (ManifestError, StoreOpenError) as error:
+        opened = open_configured(settings, writable=False)
+    except (ManifestError, StoreOpenError, MilvusStoreMissingError) as error:
+        where = "--store milvus" if settings.store == "milvus" else f"--out {settings.index_dir}"
         raise _fail(
-            f"{error}; build it with: python -m indexer build --out {settings.index_dir} "
-            f"--model {settings.model}"
+            f"{error}; build it with: python -m indexer build {where} --model {settings.model}"
         ) from None
+    except StoreUnavailableError as error:
+        raise _fail(str(error)) from None
     try:
-        searcher = Searcher(store, _embedder(settings), settings.fusion_params)
+        searcher = Searcher(opened, _embedder(settings), settings.fusion_params)
         hits = searcher.search(
             Query(
                 query.strip(),
@@ -298,10 +406,10 @@ def search(
                 group_by_document=group_by_document,
             )
         )
-    except ModelMismatchError as error:
+    except (ModelMismatchError, SearchUnsupportedError, StoreUnavailableError) as error:
         raise _fail(str(error)) from None
     finally:
-        store.close()
+        opened.close()
     if not hits:
         typer.echo("no passages matched")
     for hit in hits:
@@ -470,6 +578,14 @@ def evaluate_command(
         Path | None,
         typer.Option(help="Keep the evaluation index here and reuse it while it is current."),
     ] = None,
+    store: StoreOption = None,
+    milvus_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="With --store milvus: a Milvus server to evaluate on (a temporary collection, "
+            "dropped after); default: Milvus Lite in a temporary file."
+        ),
+    ] = None,
     progress: ProgressOption = True,
 ) -> None:
     """Build an index of the collection with this project's settings and score every query."""
@@ -481,6 +597,7 @@ def evaluate_command(
     except MissingEvalExtraError as error:
         raise _fail(str(error)) from None
     settings = _settings(
+        store=store,
         model=model,
         backend=backend,
         onnx_dir=onnx_dir,
@@ -492,23 +609,88 @@ def evaluate_command(
         semantic_weight=semantic_weight,
     )
     # The evaluation measures chunking, embedding and ranking, so it always uses exact search.
-    params = replace(settings.build_params, index_factory="Flat", search_params="")
+    exact = "FLAT" if settings.store == "milvus" else "Flat"
+    params = replace(settings.build_params, index_factory=exact, search_params="")
     fusion_params = settings.fusion_params
     collection = load_collection(collection_dir)
     corpus = _load(collection_dir / "corpus.jsonl")
     embedder = _embedder(settings)
+    if settings.store == "milvus":
+        results = _evaluate_on_milvus(
+            corpus,
+            collection,
+            collection_dir,
+            embedder,
+            params,
+            fusion_params,
+            modes,
+            milvus_uri,
+            progress,
+        )
+        _report_evaluation(collection_dir, corpus, collection, params, settings, results, json_out)
+        return
     with tempfile.TemporaryDirectory(prefix="eval-index-") as scratch:
         out = index_dir or Path(scratch) / "index"
         if stale_reason(out, corpus, settings.model, params) is not None:
             build_index(
                 corpus, out, embedder, params, source_label=str(collection_dir), progress=progress
             )
-        store = open_store(out, writable=False)
+        opened = open_store(out, writable=False)
         try:
-            searcher = Searcher(store, embedder, fusion_params)
+            searcher = Searcher(opened, embedder, fusion_params)
             results = evaluate(searcher, collection, modes, progress=progress)  # type: ignore[arg-type]
         finally:
-            store.close()
+            opened.close()
+    _report_evaluation(collection_dir, corpus, collection, params, settings, results, json_out)
+
+
+def _evaluate_on_milvus(
+    corpus: Corpus,
+    collection: Collection,
+    collection_dir: Path,
+    embedder: Embedder,
+    params: BuildParams,
+    fusion_params: FusionParams,
+    modes: Sequence[str],
+    uri: str | None,
+    progress: bool,
+) -> list[ModeResult]:
+    """Build the collection into a temporary Milvus store (Lite, or ``uri``) and score it."""
+    with tempfile.TemporaryDirectory(prefix="eval-milvus-") as scratch:
+        name = f"eval_{uuid.uuid4().hex[:12]}"
+        target = MilvusTarget(uri=uri or str(Path(scratch) / "eval.db"), collection=name)
+        try:
+            build_milvus(
+                corpus,
+                target,
+                embedder,
+                params,
+                source_label=str(collection_dir),
+                progress=progress,
+            )
+            store = MilvusStore.open(target, writable=False)
+            try:
+                searcher = Searcher(store, embedder, fusion_params)
+                return evaluate(searcher, collection, modes, progress=progress)  # type: ignore[arg-type]
+            finally:
+                store.close()
+        except (BuildError, StoreUnavailableError) as error:
+            raise _fail(str(error)) from None
+        finally:
+            with contextlib.suppress(StoreUnavailableError):
+                MilvusStore.drop(target)
+
+
+def _report_evaluation(
+    collection_dir: Path,
+    corpus: Corpus,
+    collection: Collection,
+    params: BuildParams,
+    settings: IndexSettings,
+    results: list[ModeResult],
+    json_out: Path | None,
+) -> None:
+    fusion_params = settings.fusion_params
     typer.echo(
         f"{collection_dir.name}: {len(corpus.documents)} documents, "
         f"{len(collection.queries)} queries with judgements; {params}; {fusion_params}"

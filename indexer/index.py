@@ -27,9 +27,11 @@ from indexer.manifest import (
     ModelInfo,
     StoreInfo,
 )
+from indexer.stores.base import StoreUnavailableError
 from indexer.stores.faiss_store import read_current_manifest, write_index
 from indexer.stores.layout import TRANSLOG_DIR, IndexLock, is_index
 from indexer.stores.local import LocalIndex
+from indexer.stores.milvus_store import MilvusStore, MilvusTarget, parse_index_params
 from indexer.stores.operations import seq_of
 from indexer.stores.translog import replay
 from indexer.stores.vectors import make_index
@@ -134,6 +136,47 @@ def build_index(
     check_replaceable(out, force=force)  # again: a service may have started meanwhile
     manifest = write_index(out, index, started=started)
     return BuildReport(manifest=manifest, seconds=manifest.build_seconds)
+
+
+def build_milvus(
+    corpus: Corpus,
+    target: MilvusTarget,
+    embedder: Embedder,
+    params: BuildParams,
+    *,
+    source_label: str,
+    progress: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    force: bool = False,
+) -> BuildReport:
+    """Chunk and embed ``corpus`` into a new Milvus store at ``target``.
+
+    An existing store there holds the live corpus (writes through any replica): it is only
+    replaced with ``force``, and its documents are then lost.
+    """
+    if not corpus.documents:
+        raise BuildError(f"no documents to index in {source_label}")
+    try:  # before the slow part, so a mistyped index setting fails at once
+        parse_index_params(params.index_factory, params.search_params)
+        exists = MilvusStore.exists(target)
+    except (ValueError, StoreUnavailableError) as error:
+        raise BuildError(str(error)) from None
+    if exists and not force:
+        raise BuildError(
+            f"{target} already holds an index; refusing to replace it (pass --force to rebuild "
+            "it from files, losing every document written to it)"
+        )
+    manifest = new_manifest(embedder.model_name, embedder.dimension, params, source_label)
+    preparer = Preparer(embedder, params.chunking, params.title_prefix)
+    prepared = preparer.prepare(corpus.documents, batch_size=batch_size, progress=progress)
+    try:
+        if force:
+            MilvusStore.drop(target)
+        store = MilvusStore.create(target, manifest, prepared)
+    except (FileExistsError, StoreUnavailableError) as error:
+        raise BuildError(str(error)) from None
+    store.close()
+    return BuildReport(manifest=store.manifest, seconds=store.manifest.build_seconds)
 
 
 def check_replaceable(out: Path, *, force: bool) -> None:

@@ -73,6 +73,9 @@ _MAX_STRING = 65_535  # bytes in one Milvus VARCHAR
 _TEXT_PIECE = _MAX_STRING // 4  # characters that always fit, at up to 4 bytes each in UTF-8
 _MAX_RESULTS = 16_384  # Milvus's cap on limit (and offset + limit)
 _INSERT_BATCH = 512
+# A build this large is sealed at once, so Milvus indexes it now rather than searching the
+# rows by brute force until its own segment size is reached. (A flush costs seconds.)
+_SEAL_ROWS = 10_000
 _ID_BATCH = 256  # document ids per `in [...]` lookup
 _PAYLOAD = ["doc_id", "chunk_id", "start", "end", "text", "title", "metadata"]
 _DUMMY_DIM = 2  # Milvus 2.3 wants a vector field in every collection
@@ -285,7 +288,7 @@ class MilvusStore:
             seq = 0
             written = _insert_documents(client, location, manifest, documents, seq, full_text)
             passages, documents_collection, meta = names
-            if not location.is_lite:
+            if written >= _SEAL_ROWS:
                 _call(lambda: client.flush(passages))  # seal: Milvus builds the index now
             final = manifest.model_copy(
                 update={
@@ -323,10 +326,13 @@ class MilvusStore:
         cls, target: MilvusTarget, client: MilvusClient, *, writable: bool, refresh_interval: float
     ) -> Self:
         try:
+            names = collection_names(target)
+            missing = [n for n in names if not _call(partial(client.has_collection, n))]
+            if missing:
+                raise MilvusStoreMissingError(f"{target} holds no index (no {', '.join(missing)})")
+            _load(client, names)  # searches need them loaded
             manifest = read_manifest(client, target)
-            passages = collection_names(target)[0]
-            for name in collection_names(target):
-                _call(partial(client.load_collection, name))  # searches need it loaded
+            passages = names[0]
             fields = _call(lambda: client.describe_collection(passages))["fields"]
             full_text = any(f["name"] == "sparse" for f in fields)
             version = _call(client.get_server_version)
@@ -343,6 +349,28 @@ class MilvusStore:
             client.close()
             raise
         return store
+
+    @staticmethod
+    def exists(target: MilvusTarget) -> bool:
+        """Does ``target`` hold a complete store (its manifest written)?"""
+        client = connect(target)
+        try:
+            read_manifest(client, target)
+        except MilvusStoreMissingError:
+            return False
+        finally:
+            client.close()
+        return True
+
+    @staticmethod
+    def drop(target: MilvusTarget) -> None:
+        """Delete the store's collections (and every document in them)."""
+        client = connect(target)
+        try:
+            for name in collection_names(target):
+                _call(partial(client.drop_collection, name))
+        finally:
+            client.close()
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -396,7 +424,8 @@ class MilvusStore:
                 anns_field=field_name,
                 limit=min(k, _MAX_RESULTS),
                 filter=where,
-                output_fields=_PAYLOAD,
+                # The key too: a 2.3 server names no primary field in its results.
+                output_fields=["pk", *_PAYLOAD],
                 search_params=params,
                 consistency_level=self.target.consistency,
             )
@@ -750,11 +779,22 @@ def _create_collections(
 
 
 def _create_collection(client: MilvusClient, name: str, schema: Any, index: Any) -> None:
-    """Create, index and load a collection. The index is built in the background (pymilvus's
-    own wait polls every 0.5 s, which made an empty store take 2 s to create)."""
+    """Create and index a collection (``load`` then makes it searchable). The index is built in
+    the background: pymilvus's own wait polls every 0.5 s, which made an empty store take 2 s."""
     _call(lambda: client.create_collection(name, schema=schema))
     _call(lambda: client.create_index(name, index, sync=False))
-    _call(lambda: client.load_collection(name))
+
+
+def _load(client: MilvusClient, names: Sequence[str], timeout: float = 300) -> None:
+    """Load collections for searching, all at once: a 2.3 server takes ~3 s for each."""
+    for name in names:
+        _call(partial(client.load_collection, name, _async=True))
+    deadline = time.monotonic() + timeout
+    for name in names:
+        while "Loaded" not in str(_call(partial(client.get_load_state, name)).get("state")):
+            if time.monotonic() > deadline:
+                raise StoreUnavailableError(f"Milvus did not load {name} in {timeout:.0f} s")
+            time.sleep(0.05)
 
 
 def _dummy_index(client: MilvusClient) -> Any:

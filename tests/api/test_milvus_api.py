@@ -1,0 +1,157 @@
+"""The service on the Milvus store: the same API, through Milvus Lite and a real Milvus server.
+
+Replicas hold no state of their own: two apps on one Milvus server see each other's writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from app.main import create_app
+from app.settings import Settings
+from indexer.index import build_milvus
+from indexer.loading import load_corpus
+from indexer.stores.milvus_store import MilvusStore
+from tests.api.conftest import API_KEY, WRITE_HEADERS, article, found, wait_until_ready
+from tests.conftest import RUSSIA_DOC, SEED_PARAMS, SEEDS
+from tests.fakes import HashingEmbedder
+
+HARVEST = article(
+    "Norwegian apple harvest",
+    "Orchards along the Hardanger fjord reported a record apple harvest this autumn.",
+    section="business",
+    year=2021,
+)
+
+
+def milvus_settings(uri: str, collection: str) -> Settings:
+    """Settings for a store of the seeds in ``collection`` at ``uri``, built if missing."""
+    settings = Settings(
+        store="milvus",
+        milvus_uri=uri,
+        milvus_collection=collection,
+        milvus_index_type="FLAT",
+        milvus_index_params="",
+        model=HashingEmbedder.model_name,
+        api_key=SecretStr(API_KEY),
+        refresh_interval=0.2,
+        max_body_bytes=65_536,
+    )
+    if not MilvusStore.exists(settings.milvus_target):
+        params = replace(SEED_PARAMS, store="milvus", index_factory="FLAT", search_params="")
+        build_milvus(
+            load_corpus(SEEDS),
+            settings.milvus_target,
+            HashingEmbedder(),
+            params,
+            source_label="seeds",
+        )
+    return settings
+
+
+def app_client(settings: Settings) -> TestClient:
+    app = create_app(settings, HashingEmbedder)
+    return TestClient(app, raise_server_exceptions=False, headers=WRITE_HEADERS)
+
+
+@pytest.fixture
+def lite_client(tmp_path: Path) -> Iterator[TestClient]:
+    with app_client(milvus_settings(str(tmp_path / "milvus.db"), "seeds")) as client:
+        wait_until_ready(client)
+        yield client
+
+
+@pytest.fixture
+def server_settings(milvus_server: object) -> Iterator[Settings]:
+    collection = f"api_{uuid.uuid4().hex[:12]}"
+    settings = milvus_settings(milvus_server.uri, collection)  # type: ignore[attr-defined]
+    yield settings
+    MilvusStore.drop(settings.milvus_target)
+
+
+def test_a_written_document_is_found_filtered_replaced_and_deleted_in_every_mode(
+    lite_client: TestClient,
+) -> None:
+    client = lite_client
+    assert RUSSIA_DOC in found(client, "Russian military presence")
+    put = client.put("/documents/apples.txt", params={"refresh": "wait_for"}, json=HARVEST)
+    assert put.status_code == 201, put.text
+    for mode in ("semantic", "keyword", "hybrid"):
+        assert found(client, "apple harvest fjord", mode)[0] == "apples.txt", mode
+    only = {"filter": '{"section": "business", "year": {"gte": 2020}}'}
+    assert found(client, "apple harvest", "hybrid", **only) == ["apples.txt"]
+    assert found(client, "Russian military", "semantic", **only) == ["apples.txt"]
+    listed = client.get("/documents", params={"limit": 100}).json()
+    assert listed["documents"][-1]["doc_id"] == "apples.txt"
+    stored = client.get("/documents/apples.txt").json()
+    assert stored["text"] == HARVEST["text"]
+    assert stored["metadata"] == HARVEST["metadata"]
+
+    replaced = client.put(
+        "/documents/apples.txt",
+        params={"refresh": "wait_for"},
+        json=article("Pears", "A poor pear crop in the valley.", section="business", year=2022),
+    )
+    assert replaced.status_code == 200, replaced.text
+    assert "apples.txt" not in found(client, "Hardanger fjord apple", "keyword")
+    assert found(client, "pear crop", "keyword")[0] == "apples.txt"
+
+    assert client.delete("/documents/apples.txt").status_code == 204
+    for mode in ("semantic", "keyword", "hybrid"):
+        assert "apples.txt" not in found(client, "pear crop valley", mode), mode
+    assert client.get("/documents/apples.txt").status_code == 404
+    assert client.delete("/documents/apples.txt").status_code == 404
+
+
+def test_an_unreachable_milvus_is_a_503_not_a_500(lite_client: TestClient) -> None:
+    service = lite_client.app.state.service  # type: ignore[attr-defined]
+    service.store._client.close()  # as if Milvus went away
+    response = lite_client.get("/search", params={"q": "Russian military", "mode": "semantic"})
+    assert response.status_code == 503, response.text
+    assert "unavailable" in response.json()["detail"]
+    assert response.headers["Retry-After"] == "2"
+
+
+@pytest.mark.milvus
+def test_on_a_milvus_without_full_text_search_keyword_modes_are_a_400_naming_the_version(
+    server_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="app"), app_client(server_settings) as client:
+        wait_until_ready(client)
+        assert RUSSIA_DOC in found(client, "Russian military presence", "semantic")
+        for mode in ("keyword", "hybrid"):
+            response = client.get("/search", params={"q": "Russian military", "mode": mode})
+            assert response.status_code == 400, response.text
+            assert "need Milvus 2.5 or later" in response.json()["detail"]
+            assert "v2.3" in response.json()["detail"]
+    said = [r.getMessage() for r in caplog.records if "semantic search only" in r.getMessage()]
+    assert len(said) == 1
+
+
+@pytest.mark.milvus
+def test_two_replicas_on_one_milvus_see_each_others_writes(server_settings: Settings) -> None:
+    with app_client(server_settings) as a, app_client(server_settings) as b:
+        wait_until_ready(a)
+        wait_until_ready(b)
+        put = a.put("/documents/apples.txt", params={"refresh": "wait_for"}, json=HARVEST)
+        assert put.status_code == 201, put.text
+        deadline = time.monotonic() + 5
+        while "apples.txt" not in found(b, "apple harvest fjord", "semantic"):
+            assert time.monotonic() < deadline, "replica B never saw A's write"
+            time.sleep(0.1)
+        assert b.get("/documents/apples.txt").json()["title"] == HARVEST["title"]
+        assert b.delete("/documents/apples.txt").status_code == 204
+        deadline = time.monotonic() + 5
+        while "apples.txt" in found(a, "apple harvest fjord", "semantic"):
+            assert time.monotonic() < deadline, "replica A kept showing B's delete"
+            time.sleep(0.1)
+        assert a.get("/documents/apples.txt").status_code == 404
