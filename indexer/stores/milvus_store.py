@@ -144,10 +144,14 @@ def connect(target: MilvusTarget) -> MilvusClient:
         raise StoreUnavailableError(
             f"the Milvus store needs pymilvus, not installed here: {MILVUS_EXTRA_INSTALL}"
         ) from error
+    options: dict[str, Any] = {}
     if target.is_lite:
         Path(target.uri).parent.mkdir(parents=True, exist_ok=True)
+        # Milvus Lite's local server answers pymilvus's keep-alive pings (every 10 s) with
+        # "too many pings" and drops the connection: a process on the same machine needs none.
+        options["grpc_options"] = {"grpc.keepalive_time_ms": 2**31 - 1}
     try:
-        return MilvusClient(uri=target.uri, token=target.token, timeout=30)
+        return MilvusClient(uri=target.uri, token=target.token, timeout=30, **options)
     except Exception as error:  # pymilvus raises several kinds for the same "cannot reach"
         raise StoreUnavailableError(
             f"cannot reach Milvus at {target.uri}: {_reason(error)}"

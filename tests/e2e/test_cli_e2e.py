@@ -3,11 +3,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 from typer.testing import CliRunner
 
 from indexer.cli import app
 from indexer.embedding import DEFAULT_MODEL
 from indexer.stores.faiss_store import read_current_manifest
+from indexer.stores.milvus_store import MilvusStore, MilvusTarget
+from indexer.types import Document, IndexedDocument, Passage
 from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC, SEEDS
 
 runner = CliRunner()
@@ -47,3 +50,44 @@ def test_build_then_search_from_the_command_line(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["search", *paths, "--filter", '{"year": {"gtee": 1}}', "x"])
     assert bad.exit_code == 1
     assert "unknown operator 'gtee'" in bad.output
+
+
+def test_build_into_milvus_fills_it_once_and_never_replaces_what_was_written(
+    tmp_path: Path, onnx_dir: Path
+) -> None:
+    """`make run` with SEARCH_STORE=milvus: the first build fills the collection; every later
+    start (another replica, a restart) finds it and serves it as it is, writes included."""
+    target = MilvusTarget(uri=str(tmp_path / "milvus.db"), collection="search")
+    where = ["--store", "milvus", "--milvus-uri", target.uri, "--onnx-dir", str(onnx_dir)]
+    built = runner.invoke(app, ["build", "--source", str(SEEDS), *where, "--if-stale"])
+    assert built.exit_code == 0, built.output
+    assert built.output.splitlines()[-1].startswith("indexed 2 documents into ")
+
+    store = MilvusStore.open(target)
+    try:
+        (kept,) = [s for s in store.reader().documents(0, 10) if s.document.doc_id == RUSSIA_DOC]
+        item = IndexedDocument(
+            Document("written-live.txt", "Written live", kept.passages[0].text),
+            (Passage("written-live.txt", 0, 0, len(kept.passages[0].text), kept.passages[0].text),),
+            np.ones((1, 384), dtype=np.float32) / np.sqrt(384),
+        )
+        store.put([item])
+    finally:
+        store.close()
+
+    again = runner.invoke(app, ["build", "--source", str(SEEDS), *where, "--if-stale"])
+    assert again.exit_code == 0, again.output
+    assert "holds an index; serving it as it is" in again.output
+    refused = runner.invoke(app, ["build", "--source", str(SEEDS), *where])
+    assert refused.exit_code == 1
+    assert "already holds an index; refusing to replace it" in refused.output
+
+    store = MilvusStore.open(target, writable=False)
+    try:
+        assert store.get("written-live.txt") is not None
+        assert store.reader().document_count == 3
+    finally:
+        store.close()
+    found = runner.invoke(app, ["search", *where, "-k", "1", "Russian military presence"])
+    assert found.exit_code == 0, found.output
+    assert RUSSIA_DOC in found.output.splitlines()[0]
