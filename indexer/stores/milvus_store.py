@@ -180,10 +180,7 @@ class MilvusView:
     def vector_search(
         self, vector: Matrix, k: int, filter: Filter | None = None
     ) -> tuple[Scores, Ids]:
-        build, search = parse_index_params(
-            self.manifest.store.spec, self.manifest.store.search_params
-        )
-        del build
+        search = dict(self.store.search_params)
         if "ef" in search:
             search["ef"] = max(int(search["ef"]), k)  # Milvus refuses an ef below the limit
         return self.store._search(
@@ -252,6 +249,10 @@ class MilvusStore:
         self._client = client
         self._manifest = manifest
         self.full_text = full_text
+        self.search_params = parse_index_params(manifest.store.spec, manifest.store.search_params)[
+            1
+        ]
+        """Applied to every vector search (``ef``, ``nprobe``), as the manifest records them."""
         self.server_version = version
         self._read_only = read_only
         self.refresh_interval = refresh_interval
@@ -290,7 +291,8 @@ class MilvusStore:
             started = time.perf_counter()
             _create_collections(client, location, manifest, full_text=full_text)
             seq = 0
-            written = _insert_documents(client, location, manifest, documents, seq, full_text)
+            numbered = [(seq, item) for item in documents]
+            written = _insert_documents(client, location, manifest, numbered, full_text)
             passages, documents_collection, meta = names
             if written >= _SEAL_ROWS:
                 _call(lambda: client.flush(passages))  # seal: Milvus builds the index now
@@ -571,10 +573,9 @@ class MilvusStore:
             # One write per id: the last copy, numbered by its place in the batch.
             final = {item.document.doc_id: (first + i, item) for i, item in enumerate(documents)}
             try:
-                for seq, item in final.values():
-                    _insert_documents(
-                        self._client, self.target, self.manifest, [item], seq, self.full_text
-                    )
+                _insert_documents(
+                    self._client, self.target, self.manifest, list(final.values()), self.full_text
+                )
                 if any(existed):
                     self._remove([d for d, (s, _) in final.items()], before_seq=first)
                 self._set_seq(last)
@@ -824,11 +825,11 @@ def _insert_documents(
     client: MilvusClient,
     target: MilvusTarget,
     manifest: Manifest,
-    documents: Sequence[IndexedDocument],
-    seq: int,
+    documents: Sequence[tuple[int, IndexedDocument]],
     full_text: bool,
 ) -> int:
-    """Insert the rows of ``documents``, all numbered ``seq``; the passages written."""
+    """Insert the rows of ``documents``, each with its write's sequence number, in shared
+    batches; the passages written."""
     passages, documents_collection, _ = collection_names(target)
     passage_rows: list[dict[str, Any]] = []
     document_rows: list[dict[str, Any]] = []
@@ -844,7 +845,7 @@ def _insert_documents(
             rows, document_rows = document_rows, []
             _call(lambda: client.insert(documents_collection, rows))
 
-    for item in documents:
+    for seq, item in documents:
         document = item.document
         metadata = dict(document.metadata)
         fields = typed_fields(metadata)
