@@ -432,3 +432,31 @@ def test_a_document_whose_vectors_do_not_fit_is_refused_before_anything_is_writt
         store.put([good, bad])
     assert store.get(good.document.doc_id) is None
     assert store.reader().seq == 0
+
+
+def test_filters_are_type_strict_and_take_any_string(make_store: StoreFactory) -> None:
+    """1 never equals true or "1"; quotes, backslashes, newlines and non-ASCII text match as
+    written (a store that builds query expressions must escape them)."""
+    rng = np.random.default_rng(4)
+    tricky = ['say "yes"', "back\\slash", "two\nlines", "Zürich – 東京", "1"]
+    values: list[object] = [*tricky, 1, 1.0, True, False, 0]
+    items = []
+    for number, value in enumerate(values):
+        base = article(number, rng, passages=1)
+        document = Document(base.document.doc_id, "", base.document.text, {"v": value})  # type: ignore[dict-item]
+        items.append(IndexedDocument(document, base.passages, base.vectors))
+    store = make_store(items)
+    query = unit(np.random.default_rng(6), 1)
+
+    def matching(raw: dict[str, object]) -> list[str]:
+        _, ids = store.reader().vector_search(query, 100, parse_filter(raw))
+        return sorted(doc_id for doc_id, _ in keys(store, ids))
+
+    for number, value in enumerate(tricky):
+        assert matching({"v": value}) == [f"doc-{number:03d}"], value
+    assert matching({"v": 1}) == ["doc-005", "doc-006"]  # 1 and 1.0, not true, not "1"
+    assert matching({"v": True}) == ["doc-007"]
+    assert matching({"v": False}) == ["doc-008"]
+    assert matching({"v": 0}) == ["doc-009"]
+    assert matching({"v": {"gte": 0}}) == ["doc-005", "doc-006", "doc-009"]  # numbers only
+    assert matching({"v": ["1", True]}) == ["doc-004", "doc-007"]
