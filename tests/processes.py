@@ -65,12 +65,19 @@ def startup_refusal(**env: str) -> str:
 
 
 @contextmanager
-def running_nginx(workdir: Path, upstream_port: int) -> Iterator[str]:
-    """nginx with ``deploy/nginx.conf`` as shipped, on free ports; yields its base URL."""
+def running_nginx(workdir: Path, *upstream_ports: int, config: str = "nginx.conf") -> Iterator[str]:
+    """nginx with ``deploy/<config>`` as shipped, on free ports; yields its base URL.
+
+    The upstream's servers, in order, become ``127.0.0.1:<port>`` for each of
+    ``upstream_ports``; a log under /var/log/nginx/ is written to ``workdir`` instead."""
     port = free_port()
-    site = (REPO / "deploy" / "nginx.conf").read_text()
+    site = (REPO / "deploy" / config).read_text()
     site = re.sub(r"listen \d+;", f"listen 127.0.0.1:{port};", site)
-    site = re.sub(r"server 127\.0\.0\.1:\d+;", f"server 127.0.0.1:{upstream_port};", site)
+    server = re.compile(r"^(\s*server\s+)[\w.-]+:\d+", flags=re.MULTILINE)
+    assert len(server.findall(site)) == len(upstream_ports), upstream_ports
+    ports = iter(upstream_ports)
+    site = server.sub(lambda found: f"{found[1]}127.0.0.1:{next(ports)}", site)
+    site = site.replace("/var/log/nginx/", f"{workdir}/")
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "site.conf").write_text(site)
     # As root, nginx's workers would drop to an unprivileged user that cannot write request
