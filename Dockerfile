@@ -32,9 +32,12 @@ RUN command -v python3 >/dev/null || { \
 # Two venvs: /opt/tools holds torch and sentence-transformers, to export the model for ONNX
 # Runtime and to build the seed index; /opt/venv, the only one the runtime stage gets, serves
 # with ONNX Runtime and has no torch (a third of the size). It gets the project's dependencies
-# only, no extras (the eval extra's scipy is 143 MB), and loses pip, setuptools and the packages'
-# own test suites once everything is installed. It keeps the compiled bytecode: the app user
-# could not write it, so every start would compile its imports again.
+# and, from the milvus extra, the client for a Milvus server (SEARCH_STORE=milvus; pymilvus with
+# pandas and grpcio, +69 MB), but not Milvus Lite (a local file, for one process; its pyarrow is
+# 170 MB): a container talks to a server. No other extra (the eval extra's scipy is 143 MB). The
+# venv loses pip, setuptools and the packages' own test suites once everything is installed. It
+# keeps the compiled bytecode: the app user could not write it, so every start would compile its
+# imports again.
 RUN python3 -m venv /opt/tools && python3 -m venv /opt/venv
 
 # torch first, CPU only; its own layer since it is big and changes least.
@@ -47,7 +50,9 @@ RUN python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb')
         > /tmp/requirements.txt \
     && python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['torch'], sep='\n')" \
         > /tmp/requirements-torch.txt \
-    && /opt/venv/bin/pip install -r /tmp/requirements.txt \
+    && python3 -c "import re, tomllib; extra = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['milvus']; name = lambda r: re.match(r'[A-Za-z0-9._-]+', r)[0].lower().replace('_', '-'); client = [r for r in extra if name(r) != 'milvus-lite']; assert 'pymilvus' in map(name, client), extra; print(*client, sep=chr(10))" \
+        > /tmp/requirements-milvus.txt \
+    && /opt/venv/bin/pip install -r /tmp/requirements.txt -r /tmp/requirements-milvus.txt \
     && /opt/tools/bin/pip install -r /tmp/requirements.txt -r /tmp/requirements-torch.txt
 
 COPY . .
