@@ -81,6 +81,10 @@ COPY --from=build /opt/venv /opt/venv
 # fill a new, empty named volume with this seed index the first time.
 COPY --from=build --chown=10001:10001 /srv/index /srv/index
 COPY --from=build /srv/onnx /srv/onnx
+# The seed articles, for SEARCH_STORE=milvus: the image's command fills a missing collection from
+# them (mount your own at /srv/seeds instead). The FAISS store serves the index built from them.
+COPY --from=build /src/seeds /srv/seeds
+COPY scripts/container-start.sh /usr/local/bin/search-start
 # MALLOC_ARENA_MAX: two malloc arenas from the first allocation on (python -m app also asks
 # glibc for two at start, but by then imports have made a few): flat memory under load.
 ENV PATH=/opt/venv/bin:$PATH \
@@ -99,4 +103,5 @@ EXPOSE 8000
 # /ready answers 200 once the model and index are loaded (503 before); urlopen raises on 503.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '8000') + '/ready', timeout=4)"
-CMD ["python", "-m", "app"]
+# python -m app; with SEARCH_STORE=milvus, after filling a missing collection from /srv/seeds.
+CMD ["search-start"]
