@@ -6,14 +6,17 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
 
 from indexer.stores.faiss_store import read_current_manifest
+from indexer.stores.milvus_store import MilvusStore, MilvusTarget
 from tests.conftest import REPO, RUSSIA_DOC
 from tests.deploy.conftest import ARTIFACTS, require
+from tests.milvus_server import MilvusServer
 from tests.processes import free_port, running_nginx, wait_for
 
 IMAGE = "localhost/semantic-search:test"
@@ -32,6 +35,11 @@ def podman(
         check=check,
         timeout=timeout,
     )
+
+
+def healthy(name: str) -> bool:
+    """podman runs HEALTHCHECKs on a systemd timer, and there is none here: run it on demand."""
+    return podman("healthcheck", "run", name, check=False).returncode == 0
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +78,8 @@ def container(image: str) -> Iterator[Container]:
         image,
     )  # fmt: skip
     try:
-        # podman runs HEALTHCHECKs on a systemd timer, and there is none here: run it on demand.
         seconds = wait_for(
-            lambda: podman("healthcheck", "run", name, check=False).returncode == 0,
-            "the container's own HEALTHCHECK passing",
-            seconds=120,
+            partial(healthy, name), "the container's own HEALTHCHECK passing", seconds=120
         )
         yield name, port, seconds
     finally:
@@ -127,19 +132,20 @@ def test_the_image_serves_with_onnx_runtime_alone(image: str) -> None:
 
 
 def test_the_image_is_under_800_mb(image: str) -> None:
+    """With the Milvus client (pymilvus, pandas, grpcio: 69 of its MB); README.md has the rest."""
     size = int(podman("image", "inspect", "--format", "{{.Size}}", image).stdout)
     assert size < MAX_IMAGE_BYTES, f"the image is {size / 1e6:.0f} MB"
 
 
 def test_the_image_leaves_out_what_serving_does_not_need(image: str) -> None:
-    """No eval extra (pytrec-eval-terrier and its scipy), no pip: `indexer eval` names the extra."""
+    """No eval extra (pytrec-eval-terrier and its scipy), no Milvus Lite (and its pyarrow: the
+    image talks to a Milvus server), no pip: `indexer eval` names the extra."""
     absent = (
         "import importlib.util as u;"
-        "print([u.find_spec(m) for m in ('scipy', 'pytrec_eval', 'pip')])"
+        "print([u.find_spec(m) is None"
+        " for m in ('scipy', 'pytrec_eval', 'milvus_lite', 'pyarrow', 'pip')])"
     )
-    assert (
-        podman("run", "--rm", image, "python", "-c", absent).stdout.strip() == "[None, None, None]"
-    )
+    assert podman("run", "--rm", image, "python", "-c", absent).stdout.strip() == str([True] * 5)
     refused = podman(
         "run", "--rm", image, "python", "-m", "indexer", "eval", "/nowhere", check=False
     )
@@ -232,3 +238,59 @@ def test_writes_survive_restarts_and_kill_9_in_a_named_volume(image: str) -> Non
         for name in names:
             podman("rm", "-f", name, check=False)
         podman("volume", "rm", "-f", volume, check=False)
+
+
+def test_replicas_fill_a_milvus_server_once_and_serve_from_it(
+    image: str, milvus_server: MilvusServer
+) -> None:
+    """As the compose file runs it: two containers started at once with SEARCH_STORE=milvus on
+    a Milvus server. One fills the missing collection from the image's seed articles, the other
+    waits for it and serves it as it is; both become healthy and answer semantic searches (this
+    Milvus, 2.3, has no full-text search) from the same build."""
+    collection = f"image_{uuid.uuid4().hex[:8]}"
+    names = [f"search-milvus-{i}-{uuid.uuid4().hex[:6]}" for i in range(2)]
+    ports = [free_port() for _ in names]
+    try:
+        for name, port in zip(names, ports, strict=True):
+            podman(
+                "run", "-d", "--name", name, "--network", "host", "-e", f"PORT={port}",
+                "-e", "SEARCH_STORE=milvus", "-e", f"SEARCH_MILVUS_URI={milvus_server.uri}",
+                "-e", f"SEARCH_MILVUS_COLLECTION={collection}",
+                image,
+            )  # fmt: skip
+        started = time.monotonic()
+        for name in names:
+            wait_for(partial(healthy, name), f"{name} passing its HEALTHCHECK", seconds=180)
+        seconds = time.monotonic() - started
+        logs = [podman("logs", name).stdout for name in names]
+        filled = [log for log in logs if "indexed 2 documents into" in log]
+        served = [log for log in logs if "holds an index; serving it as it is" in log]
+        assert (len(filled), len(served)) == (1, 1), logs
+        build_ids = set()
+        for port in ports:
+            base = f"http://127.0.0.1:{port}"
+            info = httpx.get(f"{base}/info").json()
+            assert info["store"] == "milvus"
+            build_ids.add(info["build_id"])
+            response = httpx.get(
+                f"{base}/search", params={"q": "Russian military presence", "mode": "semantic"}
+            )
+            assert response.status_code == 200, response.text
+            assert response.json()["results"][0]["doc_id"] == RUSSIA_DOC
+        assert len(build_ids) == 1
+        (ARTIFACTS / "container-milvus-healthy-seconds.txt").write_text(f"{seconds:.1f}\n")
+    finally:
+        for name in names:
+            podman("rm", "-f", name, check=False)
+        MilvusStore.drop(MilvusTarget(uri=milvus_server.uri, collection=collection))
+
+
+def test_the_image_needs_a_milvus_server_uri_for_the_milvus_store(image: str) -> None:
+    """It has no Milvus Lite: SEARCH_STORE=milvus with a file (the default URI) is refused."""
+    refused = podman("run", "--rm", "-e", "SEARCH_STORE=milvus", image, check=False)
+    assert refused.returncode == 2
+    ours = [line for line in refused.stderr.splitlines() if line and not line.startswith("time=")]
+    assert ours == [
+        "error: SEARCH_STORE=milvus: set SEARCH_MILVUS_URI to a Milvus server "
+        "(http://host:19530); the image has no Milvus Lite for a local file"
+    ]
