@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.logs import REQUEST_ID_HEADER, current_request_id
 from app.service import WriteTimeoutError
 from indexer.stores.base import (
+    DocumentRefusedError,
     ReadOnlyStoreError,
     SearchUnsupportedError,
     StorageFullError,
@@ -57,6 +58,12 @@ def install_error_handlers(app: FastAPI) -> None:
             {"detail": f"the index store is unavailable: {error}"},
             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": "2"},
+        )
+
+    @app.exception_handler(DocumentRefusedError)
+    async def refused(request: Request, error: DocumentRefusedError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(error)}, status_code=status.HTTP_422_UNPROCESSABLE_ENTITY
         )
 
     @app.exception_handler(SearchUnsupportedError)

@@ -44,6 +44,11 @@ class StoreWriteError(Exception):
     """A write could not be made durable; nothing of it was applied. Reads go on."""
 
 
+class DocumentRefusedError(ValueError):
+    """A document this store cannot hold (say, a passage longer than the engine's strings);
+    nothing of the write was applied. The message names the document and the limit."""
+
+
 class ReadOnlyStoreError(StoreWriteError):
     """The store cannot be written here (a read-only directory or mount, or no permission)."""
 

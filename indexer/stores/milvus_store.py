@@ -44,6 +44,7 @@ from indexer.filters import Filter
 from indexer.ingest import passage_representation
 from indexer.manifest import FORMAT_VERSION, Counts, Manifest, ManifestError
 from indexer.stores.base import (
+    DocumentRefusedError,
     IndexedDocument,
     ReadOnlyStoreError,
     SearchUnsupportedError,
@@ -70,6 +71,7 @@ INDEX_TYPES = ("FLAT", "HNSW", "IVF_FLAT", "IVF_SQ8", "AUTOINDEX")
 # Parameters applied at search time; every other one shapes the index when it is built.
 _SEARCH_KEYS = frozenset({"ef", "nprobe"})
 _MAX_STRING = 65_535  # bytes in one Milvus VARCHAR
+_MAX_ID = 4_096  # bytes of a document id (the API allows 512 characters)
 _TEXT_PIECE = _MAX_STRING // 4  # characters that always fit, at up to 4 bytes each in UTF-8
 _MAX_RESULTS = 16_384  # Milvus's cap on limit (and offset + limit)
 _INSERT_BATCH = 512
@@ -259,7 +261,7 @@ class MilvusStore:
         self.passages_collection, self.documents_collection, self.meta_collection = (
             collection_names(target)
         )
-        self._payloads: LRUCache[int, tuple[Passage, DocumentInfo]] = LRUCache(maxsize=50_000)
+        self._payloads: LRUCache[int, tuple[Passage, DocumentInfo]] = LRUCache(maxsize=10_000)
         self._payload_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._visible = threading.Condition()
@@ -560,6 +562,8 @@ class MilvusStore:
                     f"vectors of shape ({len(item.passages)}, {dimension}), not "
                     f"{item.vectors.shape}"
                 )
+        for item in documents:
+            _check_fits(item, self.manifest.title_prefix)
         with self._write_lock:
             self._writable()
             ids = [item.document.doc_id for item in documents]
@@ -727,7 +731,7 @@ def _create_collections(
 
     schema = client.create_schema(auto_id=True)
     schema.add_field("pk", DataType.INT64, is_primary=True)
-    schema.add_field("doc_id", DataType.VARCHAR, max_length=4096)
+    schema.add_field("doc_id", DataType.VARCHAR, max_length=_MAX_ID)
     schema.add_field("chunk_id", DataType.INT64)
     schema.add_field("start", DataType.INT64)
     schema.add_field("end", DataType.INT64)
@@ -766,7 +770,7 @@ def _create_collections(
 
     schema = client.create_schema(auto_id=True)
     schema.add_field("pk", DataType.INT64, is_primary=True)
-    schema.add_field("doc_id", DataType.VARCHAR, max_length=4096)
+    schema.add_field("doc_id", DataType.VARCHAR, max_length=_MAX_ID)
     schema.add_field("seq", DataType.INT64)
     schema.add_field("part", DataType.INT64)
     schema.add_field("parts", DataType.INT64)
@@ -886,6 +890,23 @@ def _insert_documents(
         flush(force=False)
     flush(force=True)
     return written
+
+
+def _check_fits(item: IndexedDocument, title_prefix: bool) -> None:
+    """Refuse a document whose strings Milvus cannot hold, before anything is written."""
+    document = item.document
+    fields = [("its id", document.doc_id, _MAX_ID), ("its title", document.title, _MAX_STRING)]
+    for passage in item.passages:
+        fields.append((f"passage {passage.chunk_id}", passage.text, _MAX_STRING))
+        keyword = passage_representation(passage, document.title, title_prefix)
+        fields.append((f"passage {passage.chunk_id} with its title", keyword, _MAX_STRING))
+    for what, text, limit in fields:
+        size = len(text.encode("utf-8"))
+        if size > limit:
+            raise DocumentRefusedError(
+                f"document {document.doc_id[:100]!r}: {what} is {size} bytes in UTF-8; Milvus "
+                f"holds at most {limit} (a run of text without spaces makes one huge passage)"
+            )
 
 
 def _meta_row(key: str, value: str) -> dict[str, Any]:

@@ -1,0 +1,78 @@
+"""The Milvus store's own rules, on Milvus Lite: index parameters, capabilities, size limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.index import BuildParams, new_manifest
+from indexer.stores.base import DocumentRefusedError
+from indexer.stores.milvus_store import (
+    MilvusStore,
+    MilvusTarget,
+    full_text_support,
+    parse_index_params,
+)
+from indexer.types import Document, IndexedDocument, Passage
+
+
+def test_index_parameters_split_into_build_and_search_time() -> None:
+    assert parse_index_params("HNSW", "M=16, efConstruction=200,ef=128") == (
+        {"M": 16, "efConstruction": 200},
+        {"ef": 128},
+    )
+    assert parse_index_params("IVF_FLAT", "nlist=1024,nprobe=16") == (
+        {"nlist": 1024},
+        {"nprobe": 16},
+    )
+    assert parse_index_params("FLAT", "") == ({}, {})
+    with pytest.raises(ValueError, match="not one of"):
+        parse_index_params("HNSW32", "")
+    with pytest.raises(ValueError, match="is not name=value"):
+        parse_index_params("HNSW", "M")
+
+
+@pytest.mark.parametrize(
+    ("version", "has_it"),
+    [
+        ("milvus_lite-3.2.2", True),
+        ("v2.3.5-lite", False),
+        ("v2.4.9", False),
+        ("v2.5.16", True),
+        ("2.6.0", True),
+        ("unknown", False),
+    ],
+)
+def test_full_text_search_comes_with_milvus_2_5_and_milvus_lite(version: str, has_it: bool) -> None:
+    assert full_text_support(version) is has_it
+
+
+def test_a_collection_name_is_checked_before_milvus_sees_it() -> None:
+    with pytest.raises(ValueError, match="letters, digits and underscores"):
+        MilvusTarget(uri="x.db", collection="my-index")
+
+
+def test_a_passage_longer_than_a_milvus_string_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    target = MilvusTarget(uri=str(tmp_path / "milvus.db"), collection="limits")
+    manifest = new_manifest("test/x", 4, BuildParams(store="milvus", index_factory="FLAT"), "t")
+    store = MilvusStore.create(target, manifest, [])
+    try:
+        text = "é" * 40_000  # 80 000 bytes in UTF-8: a run of text with no spaces
+        fine = Document("fine.txt", "Fine", "short")
+        huge = Document("huge.txt", "Huge", text)
+        items = [
+            IndexedDocument(fine, (Passage("fine.txt", 0, 0, 5, "short"),), np.ones((1, 4), "f4")),
+            IndexedDocument(
+                huge, (Passage("huge.txt", 0, 0, len(text), text),), np.ones((1, 4), "f4")
+            ),
+        ]
+        with pytest.raises(DocumentRefusedError, match=r"'huge.txt': passage 0 is 80000 bytes"):
+            store.put(items)
+        assert store.get("fine.txt") is None
+        assert store.seq == 0
+    finally:
+        store.close()
