@@ -47,6 +47,13 @@ def exact_top(vectors: Matrix, queries: Matrix, k: int) -> npt.NDArray[np.int64]
     return index.search(queries, k)[1]
 
 
+def recall_at(found: Sequence[Sequence[int]], truth: npt.NDArray[np.int64], k: int) -> float:
+    """Mean share of each query's true top ``k`` among the ids found for it."""
+    return float(
+        np.mean([len(set(f[:k]) & set(t[:k])) / k for f, t in zip(found, truth, strict=True)])
+    )
+
+
 def measure(
     factory: str,
     vectors: Matrix,
@@ -80,9 +87,7 @@ def measure(
             begun = time.perf_counter()
             found.append(index.search(query[None, :], k)[1][0])
             seconds.append(time.perf_counter() - begun)
-        recall = float(
-            np.mean([len(set(f) & set(t)) / k for f, t in zip(found, truth, strict=True)])
-        )
+        recall = recall_at(found, truth, k)
         rows.append(
             {
                 "index": f"{factory} ({build_params})" if build_params else factory,

@@ -150,11 +150,15 @@ def http_levels(
     levels: Sequence[int],
     requests_per_level: int,
     env: dict[str, str],
+    params: dict[str, str] | None = None,
 ) -> ServerRun:
+    """The service's latency and throughput at each concurrency level; ``params``: the
+    search's query parameters (default ``k=10`` in the default mode)."""
+    params = params or {"k": "10"}
     with server(index_dir, port, env) as (process, seconds_to_ready):
         rss_start = rss_mb(process.pid)
         base = f"http://127.0.0.1:{port}"
-        run_load(base, queries, concurrency=4, requests=40, params={"k": "10"})  # warm-up
+        run_load(base, queries, concurrency=4, requests=40, params=params)  # warm-up
         results = []
         for concurrency in levels:
             load = run_load(
@@ -162,7 +166,7 @@ def http_levels(
                 queries,
                 concurrency=concurrency,
                 requests=requests_per_level,
-                params={"k": "10"},
+                params=params,
             )
             results.append(
                 {

@@ -69,7 +69,7 @@ def write_benchmarks(
         live = copy_index(index_dir, Path(scratch) / "live")
         with server(live, port, env) as (process, _):
             base = f"http://127.0.0.1:{port}"
-            results["put_c4"] = _puts(base, documents[:200], concurrency=4)
+            results["put_c4"] = put_rate(base, documents[:200], concurrency=4)
             results["search_c16"] = _search_while_writing(base, queries, documents[200:])
             results["churn"] = _churn(base, process.pid, documents, churn_cycles)
         ingest = Path(scratch) / "ingest"
@@ -88,7 +88,8 @@ def write_benchmarks(
     return results
 
 
-def _puts(base: str, documents: Sequence[Document], concurrency: int) -> dict[str, Any]:
+def put_rate(base: str, documents: Sequence[Document], concurrency: int) -> dict[str, Any]:
+    """``PUT /documents/put-<n>`` of each document, ``concurrency`` at a time."""
     requests = (
         Request("PUT", f"/documents/put-{i}", json=_body(d), ok=WRITTEN)
         for i, d in enumerate(documents)
