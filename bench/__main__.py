@@ -6,7 +6,7 @@ import json
 import os
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +14,14 @@ from typing import Annotated
 import faiss
 import typer
 
+from bench.milvus import (
+    STORE_COLUMNS,
+    measure_milvus,
+    milvus_missing,
+    milvus_spec,
+    running_milvus,
+    store_comparison,
+)
 from bench.scale import Matrix, exact_top, measure, replicate
 from bench.service import (
     REPO,
@@ -34,6 +42,7 @@ from indexer.search import DEFAULT_MODE, Searcher
 from indexer.settings import IndexSettings
 from indexer.stores import open_store
 from indexer.stores.layout import current_version
+from indexer.stores.milvus_store import CONSISTENCY_LEVELS, Consistency
 from indexer.stores.vectors import VECTORS_FILE
 
 app = typer.Typer(add_completion=False)
@@ -89,6 +98,31 @@ def main(
             'e.g. "HNSW32@efConstruction=200|efSearch=64;efSearch=128".'
         ),
     ] = None,
+    skip_milvus: Annotated[
+        bool,
+        typer.Option(
+            help="Skip the Milvus rows: the service on a real Milvus server against FAISS "
+            "(with --scale: Milvus's rows). Skipped anyway where the server is not installed."
+        ),
+    ] = False,
+    milvus_consistency: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Milvus consistency levels to measure. Default: Session and Strong (with "
+            "--scale, only the first: Session)."
+        ),
+    ] = None,
+    milvus_index: Annotated[
+        str | None,
+        typer.Option(
+            help='With --scale: Milvus\'s "INDEX_TYPE@BUILD_PARAMS|PARAMS;PARAMS", e.g. '
+            '"HNSW@M=16,efConstruction=200|ef=64;ef=128". Default: the store settings\' index, '
+            "searched with their ef, half of it and twice it."
+        ),
+    ] = None,
+    skip_faiss: Annotated[
+        bool, typer.Option(help="With --scale: only Milvus's rows, no FAISS index.")
+    ] = False,
 ) -> None:
     """Measure the service on COLLECTION and write bench/results/service-<time>.json."""
     out.mkdir(parents=True, exist_ok=True)
@@ -103,9 +137,26 @@ def main(
     corpus = load_corpus(collection / "corpus.jsonl")
     queries = load_queries(collection)
     params = BuildParams()
+    consistencies = _consistencies(milvus_consistency or ["Session", "Strong"])
+    milvus = None if skip_milvus else milvus_missing()
+    if skip_milvus:
+        typer.echo("Milvus: skipped (--skip-milvus)")
+    elif milvus is not None:
+        typer.echo(f"Milvus: skipped, no server to run: {milvus}")
+    with_milvus = not skip_milvus and milvus is None
     if scale:
         index_dir = ensure_index(corpus, out / f".index-{collection.name}", embedder, params)
-        _scale(index_dir, embedder.encode(queries), scale, factory or DEFAULT_FACTORIES, out)
+        _scale(
+            index_dir,
+            embedder.encode(queries),
+            scale,
+            [] if skip_faiss else factory or DEFAULT_FACTORIES,
+            (milvus_index or milvus_spec(settings.milvus_index_type, settings.milvus_index_params))
+            if with_milvus
+            else None,
+            consistencies[0],
+            out,
+        )
         return
     results: dict[str, object] = {
         "label": label,
@@ -156,6 +207,26 @@ def main(
                 else None
             ),
         )
+    if with_milvus:
+        typer.echo("stores: FAISS against Milvus, mode=semantic ...")
+        milvus_params = replace(
+            params,
+            index_factory=settings.milvus_index_type,
+            search_params=settings.milvus_index_params,
+            store="milvus",
+        )
+        results["stores"] = store_comparison(
+            corpus,
+            queries,
+            embedder,
+            params,
+            milvus_params,
+            free_port(),
+            server_env,
+            levels=sorted({min(concurrency), max(concurrency)}),
+            requests=requests,
+            consistencies=consistencies,
+        )
     by_level = {level["concurrency"]: level for level in run.levels}
     first, last = by_level[min(by_level)], by_level[max(by_level)]
     results["ratios"] = {
@@ -180,8 +251,23 @@ DEFAULT_FACTORIES = [
 ]
 
 
+def _consistencies(levels: list[str]) -> list[Consistency]:
+    """The levels as given, once each; the first is --scale's."""
+    known: dict[str, Consistency] = {level: level for level in CONSISTENCY_LEVELS}
+    unknown = [level for level in levels if level not in known]
+    if unknown:
+        raise typer.BadParameter(f"{unknown}: not among {', '.join(CONSISTENCY_LEVELS)}")
+    return list(dict.fromkeys(known[level] for level in levels))
+
+
 def _scale(
-    index_dir: Path, query_vectors: Matrix, count: int, factories: list[str], out: Path
+    index_dir: Path,
+    query_vectors: Matrix,
+    count: int,
+    factories: list[str],
+    milvus: str | None,
+    consistency: Consistency,
+    out: Path,
 ) -> None:
     flat = faiss.read_index(str(current_version(index_dir) / VECTORS_FILE))
     base = flat.reconstruct_n(0, flat.ntotal)
@@ -198,15 +284,22 @@ def _scale(
         typer.echo(f"building {index} ...")
         searches = [s for s in settings.split(";") if s]
         rows += measure(name, vectors, queries, truth, searches, build_params=build_params)
-        typer.echo(table(rows[-1:], SCALE_COLUMNS))
-    results = {
+        typer.echo(table(rows[-len(searches or [""]) :], SCALE_COLUMNS))
+    results: dict[str, object] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "vectors": count,
         "dimension": int(vectors.shape[1]),
         "queries": len(queries),
         "noise": 0.02,
-        "rows": rows,
     }
+    if milvus is not None:
+        typer.echo(f"Milvus {milvus} ...")
+        with running_milvus() as server:
+            results["milvus_server"] = {"seconds_to_ready": round(server.seconds_to_ready, 1)}
+            added = measure_milvus(server, milvus, vectors, queries, truth, consistency=consistency)
+        rows += added
+        typer.echo(table(added, SCALE_COLUMNS))
+    results["rows"] = rows
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = out / f"scale-{count}-{stamp}.json"
     path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
@@ -222,6 +315,7 @@ SCALE_COLUMNS = [
     "p50_ms",
     "p90_ms",
     "p99_ms",
+    "server_rss_mb",
 ]
 
 
@@ -260,6 +354,16 @@ def _report(results: dict[str, object]) -> str:
             f"ratios: p50 {search['p50_ratio']}, requests/s {search['rps_ratio']} (goal <= 1.5)",
             f"churn: {writes['churn']}",
             f"start-up with a translog: {writes['replay']}",
+        ]
+    if "stores" in results:
+        stores: dict[str, object] = results["stores"]  # type: ignore[assignment]
+        lines += [
+            "",
+            f"stores, mode=semantic, {stores['passages']} passages "
+            f"(FAISS {stores['faiss_index']}, Milvus {stores['milvus_index']}; "
+            f"Milvus server {stores.get('milvus_server')}):",
+            table(stores["rows"], STORE_COLUMNS),  # type: ignore[arg-type]
+            f"Milvus over FAISS: {stores['ratios']}",
         ]
     return "\n".join(lines)
 

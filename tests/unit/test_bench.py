@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import itertools
 import os
+from pathlib import Path
 
 import numpy as np
+import pytest
 
-from bench.scale import exact_top, measure, replicate
+from bench.milvus import (
+    agreement_at,
+    cpu_seconds,
+    milvus_missing,
+    milvus_spec,
+    parse_milvus_spec,
+    store_ratios,
+    timed_methods,
+    total_rss_mb,
+)
+from bench.scale import exact_top, measure, recall_at, replicate
 from bench.stats import percentiles_ms, rss_mb, table
 
 
@@ -81,3 +93,98 @@ def test_the_soak_mix_is_reproducible_and_has_every_kind_of_request() -> None:
     assert any(r.url == "/search/batch" for r in first)
     writes = [r for r in first if r.method in ("PUT", "DELETE")]
     assert 0.1 < len(writes) / len(first) < 0.25  # the mix stays mostly reads
+
+
+def test_recall_counts_the_true_top_k_found() -> None:
+    truth = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.int64)
+    assert recall_at([[3, 2, 1], [4, 9, 8]], truth, 3) == (1.0 + 1 / 3) / 2
+    assert recall_at([[1, 2, 3, 4], [4, 5, 6, 7]], truth, 2) == 1.0  # only the first k count
+
+
+def test_agreement_compares_each_list_with_its_reference() -> None:
+    reference = [[("a", 0), ("b", 1)], [("c", 0), ("d", 0)]]
+    assert agreement_at([[("b", 1), ("a", 0)], [("c", 0), ("x", 0)]], reference) == 0.75
+    assert agreement_at([[]], [[]]) != agreement_at([[]], [[]])  # nothing to agree on: NaN
+
+
+def test_total_rss_adds_processes_and_skips_those_gone() -> None:
+    mine = rss_mb(os.getpid())
+    assert total_rss_mb([os.getpid(), 2**22 + 1]) == mine  # beyond pid_max: no such process
+    assert total_rss_mb([]) == 0.0
+
+
+def test_the_default_milvus_scale_rows_come_from_the_store_settings() -> None:
+    assert milvus_spec("HNSW", "M=16,efConstruction=200,ef=128") == (
+        "HNSW@M=16,efConstruction=200|ef=64;ef=128;ef=256"
+    )
+    assert milvus_spec("HNSW", "M=16,ef=16") == "HNSW@M=16|ef=10;ef=16;ef=32"  # ef >= k
+    assert milvus_spec("IVF_FLAT", "nlist=1024,nprobe=16") == (
+        "IVF_FLAT@nlist=1024|nprobe=8;nprobe=16;nprobe=32"
+    )
+    assert milvus_spec("FLAT", "") == "FLAT@|"
+
+
+def test_milvus_specs_parse_into_build_and_search_parameters() -> None:
+    assert parse_milvus_spec("HNSW@M=16,efConstruction=200|ef=64;ef=128") == (
+        "HNSW",
+        {"M": 16, "efConstruction": 200},
+        [{"ef": 64}, {"ef": 128}],
+    )
+    assert parse_milvus_spec("FLAT") == ("FLAT", {}, [{}])
+    with pytest.raises(ValueError, match="search parameters go after"):
+        parse_milvus_spec("HNSW@M=16,ef=64")
+    with pytest.raises(ValueError, match="build parameters go after"):
+        parse_milvus_spec("HNSW|M=16")
+    with pytest.raises(ValueError, match="not one of"):
+        parse_milvus_spec("DISKANN|")
+
+
+def test_store_ratios_put_each_milvus_row_over_faiss() -> None:
+    rows = [
+        {"store": "faiss", "consistency": "-", "c1_p50_ms": 10.0, "c16_requests_per_s": 80.0},
+        {"store": "milvus", "consistency": "Session", "c1_p50_ms": 15.0},
+        {"store": "milvus", "consistency": "Strong", "c1_p50_ms": 210.0, "c16_requests_per_s": 40},
+    ]
+    ratios = store_ratios(rows)
+    assert ratios["milvus/Session c1_p50_ms"] == 1.5
+    assert ratios["milvus/Session c16_requests_per_s"] is None  # not measured
+    assert ratios["milvus/Strong c1_p50_ms"] == 21.0
+    assert ratios["milvus/Strong c16_requests_per_s"] == 0.5
+    assert not any(name.startswith("faiss") or "agreement" in name for name in ratios)
+
+
+def test_milvus_rows_are_skipped_with_a_reason_without_the_server(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MILVUS_VENV", str(tmp_path / "no-venv"))
+    reason = milvus_missing()
+    assert reason is not None
+    assert f"{tmp_path}/no-venv/bin/milvus-server not found" in reason
+    assert "make install-milvus" in reason
+
+
+def test_timed_methods_count_calls_and_restore_the_class() -> None:
+    class Client:
+        def search(self, x: int) -> int:
+            return x + 1
+
+        def insert(self) -> None:
+            raise RuntimeError("refused")
+
+    original = Client.__dict__["search"]
+    with timed_methods(Client, ["search", "insert"]) as timings:
+        client = Client()
+        assert client.search(1) == 2
+        assert client.search(2) == 3
+        with pytest.raises(RuntimeError):
+            client.insert()
+    assert timings["search"]["calls"] == 2
+    assert timings["insert"]["calls"] == 1  # a failed call counts too
+    assert timings["search"]["seconds"] >= 0
+    assert Client.__dict__["search"] is original
+
+
+def test_cpu_seconds_of_this_process_grow_with_work() -> None:
+    before = cpu_seconds([os.getpid(), 2**22 + 1])
+    sum(i * i for i in range(3_000_000))
+    assert cpu_seconds([os.getpid()]) > before
