@@ -492,17 +492,6 @@ def _server_version(uri: str) -> str:
         client.close()
 
 
-def _loaded_segments(uri: str, collection: str) -> int:
-    """How many segments the query node holds for ``collection``: a search visits each."""
-    from pymilvus import connections, utility
-
-    connections.connect(alias="bench-segments", uri=uri)
-    try:
-        return len(utility.get_query_segment_info(collection, using="bench-segments"))
-    finally:
-        connections.disconnect("bench-segments")
-
-
 def wait_indexed(uri: str, collection: str, field: str = "vector") -> float:
     """Wait until Milvus has indexed every row of ``collection``; the seconds waited."""
     from pymilvus import MilvusClient
@@ -570,7 +559,7 @@ def measure_milvus(
         client.load_collection(name)
         loaded = time.perf_counter() - started
         rss_loaded = milvus_rss_mb(milvus)
-        segments = _loaded_segments(milvus.uri, name)
+        segments = len(client.list_loaded_segments(name))  # a search visits each
         out = []
         for search in searches:
             params = {"metric_type": "IP", "params": search}
