@@ -72,7 +72,8 @@ onnx: install
 	$(BIN)/python -m indexer export-onnx --out $(SEARCH_ONNX_DIR)
 
 # Latency, throughput, indexing rate and memory on CISI; tables on stdout, JSON in bench/results/.
-bench: install-test  # the load generator uses httpx, a test extra
+# The load generator uses httpx, a test extra; the store axis, a real Milvus server.
+bench: install-test install-milvus
 	$(BIN)/python -m bench
 
 # 10 minutes of mixed searches, batches, writes and deletes at concurrency 32 on loopback: errors,
