@@ -74,6 +74,7 @@ CLIENT_CALLS = (
     "create_collection",
     "create_index",
     "load_collection",
+    "get_load_state",
     "insert",
     "upsert",
     "delete",
