@@ -35,6 +35,7 @@ from indexer.stores.milvus_store import MilvusStore, MilvusTarget, parse_index_p
 from indexer.stores.operations import seq_of
 from indexer.stores.translog import replay
 from indexer.stores.vectors import make_index
+from indexer.types import IndexedDocument
 
 
 class BuildError(Exception):
@@ -126,9 +127,7 @@ def build_index(
         make_index(embedder.dimension, params.index_factory, params.search_params)
     except ValueError as error:
         raise BuildError(str(error)) from None
-    manifest = new_manifest(embedder.model_name, embedder.dimension, params, source_label)
-    preparer = Preparer(embedder, params.chunking, params.title_prefix)
-    prepared = preparer.prepare(corpus.documents, batch_size=batch_size, progress=progress)
+    manifest, prepared = _prepare(corpus, embedder, params, source_label, progress, batch_size)
     try:
         index = LocalIndex.build(manifest, prepared)
     except ValueError as error:
@@ -166,9 +165,7 @@ def build_milvus(
             f"{target} already holds an index; refusing to replace it (pass --force to rebuild "
             "it from files, losing every document written to it)"
         )
-    manifest = new_manifest(embedder.model_name, embedder.dimension, params, source_label)
-    preparer = Preparer(embedder, params.chunking, params.title_prefix)
-    prepared = preparer.prepare(corpus.documents, batch_size=batch_size, progress=progress)
+    manifest, prepared = _prepare(corpus, embedder, params, source_label, progress, batch_size)
     try:
         if force:
             MilvusStore.drop(target)
@@ -177,6 +174,21 @@ def build_milvus(
         raise BuildError(str(error)) from None
     store.close()
     return BuildReport(manifest=store.manifest, seconds=store.manifest.build_seconds)
+
+
+def _prepare(
+    corpus: Corpus,
+    embedder: Embedder,
+    params: BuildParams,
+    source_label: str,
+    progress: bool,
+    batch_size: int,
+) -> tuple[Manifest, list[IndexedDocument]]:
+    """The new index's manifest and every document chunked and embedded (the slow part of a
+    build, whichever store it goes into)."""
+    manifest = new_manifest(embedder.model_name, embedder.dimension, params, source_label)
+    preparer = Preparer(embedder, params.chunking, params.title_prefix)
+    return manifest, preparer.prepare(corpus.documents, batch_size=batch_size, progress=progress)
 
 
 def check_replaceable(out: Path, *, force: bool) -> None:
