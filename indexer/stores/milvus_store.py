@@ -701,7 +701,16 @@ def read_manifest(client: MilvusClient, target: MilvusTarget) -> Manifest:
     meta = collection_names(target)[2]
     if not _call(lambda: client.has_collection(meta)):
         raise MilvusStoreMissingError(f"{target} holds no index (no collection {meta})")
-    _call(lambda: client.load_collection(meta))
+    try:
+        _call(lambda: client.load_collection(meta))
+    except StoreUnavailableError:
+        # A build creates the collection, then its index: a reader between the two (a replica
+        # waiting for another's build) finds it unloadable, as a store not yet complete.
+        if not _call(lambda: client.list_indexes(meta)):
+            raise MilvusStoreMissingError(
+                f"{target} is being created (no index on {meta} yet)"
+            ) from None
+        raise
     rows = _call(
         lambda: client.query(
             meta, filter='key == "manifest"', output_fields=["value"], consistency_level="Strong"

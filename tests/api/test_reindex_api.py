@@ -142,8 +142,10 @@ def test_a_reindex_rechunks_the_served_index(live_client: TestClient) -> None:
     assert info["build_id"] == status["to_build"] != before["build_id"]
     assert info["chunking"]["max_tokens"] == 16
     assert info["passages"] > before["passages"]
-    # The finished status counts the new version's documents, whatever the last phase was.
-    assert status["done"] == status["total"] == info["documents"]
+    # The finished status counts the new version's documents, whatever the last phase was; on
+    # this tiny corpus the switch can come before the PUT lands, so count what it covered.
+    covered = info["documents"] - (0 if written.json()["seq"] <= status["seq"] else 1)
+    assert status["done"] == status["total"] == covered
     search = live_client.get("/search", params={"q": "lighthouse keepers"}).json()
     assert search["index_build"] == info["build_id"]
     assert search["results"][0]["doc_id"] == "during"

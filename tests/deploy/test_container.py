@@ -260,7 +260,13 @@ def test_replicas_fill_a_milvus_server_once_and_serve_from_it(
             )  # fmt: skip
         started = time.monotonic()
         for name in names:
-            wait_for(partial(healthy, name), f"{name} passing its HEALTHCHECK", seconds=180)
+            try:
+                wait_for(partial(healthy, name), f"{name} passing its HEALTHCHECK", seconds=180)
+            except AssertionError as failure:
+                logs = {n: podman("logs", n, check=False) for n in names}
+                raise AssertionError(
+                    {n: (r.stdout[-2000:], r.stderr[-2000:]) for n, r in logs.items()}
+                ) from failure
         seconds = time.monotonic() - started
         logs = [podman("logs", name).stdout for name in names]
         filled = [log for log in logs if "indexed 2 documents into" in log]

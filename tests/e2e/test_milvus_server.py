@@ -10,6 +10,13 @@ from pathlib import Path
 import pytest
 from pymilvus import DataType, MilvusClient
 
+from indexer.stores.milvus_store import (
+    MilvusStore,
+    MilvusStoreMissingError,
+    MilvusTarget,
+    collection_names,
+    read_manifest,
+)
 from tests.milvus_server import (
     STOP_SECONDS,
     MilvusServer,
@@ -112,3 +119,25 @@ def test_stop_leaves_nothing_behind(tmp_path: Path, stubborn: bool) -> None:
     assert server.process.returncode == -signal.SIGTERM
     busy = {name: port for name, port in server.ports.items() if not port_is_free(port)}
     assert busy == {}
+
+
+def test_a_store_whose_meta_collection_has_no_index_yet_is_one_being_built(
+    milvus_server: MilvusServer,
+) -> None:
+    """A build creates each collection, then its index. A replica waiting for another's build
+    (``build --if-stale``) that looks in between cannot load the meta collection: that is a
+    store not yet complete, to wait for, not a failure (it once ended a container's start)."""
+    target = MilvusTarget(uri=milvus_server.uri, collection="half_built")
+    meta = collection_names(target)[2]
+    client = MilvusClient(uri=milvus_server.uri)
+    schema = MilvusClient.create_schema(auto_id=False)
+    schema.add_field("key", DataType.VARCHAR, max_length=64, is_primary=True)
+    schema.add_field("_v", DataType.FLOAT_VECTOR, dim=2)
+    client.create_collection(meta, schema=schema)
+    try:
+        with pytest.raises(MilvusStoreMissingError, match="is being created"):
+            read_manifest(client, target)
+        assert not MilvusStore.exists(target)
+    finally:
+        client.drop_collection(meta)
+        client.close()
