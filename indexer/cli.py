@@ -47,11 +47,10 @@ from indexer.stores.base import SearchUnsupportedError, StoreUnavailableError
 from indexer.stores.configured import open_configured
 from indexer.stores.faiss_store import StoreOpenError
 from indexer.stores.milvus_store import (
+    BUILD_CLAIM_SECONDS,
     MilvusStore,
     MilvusStoreMissingError,
     MilvusTarget,
-    collection_names,
-    connect,
 )
 from indexer.stores.snapshot import IncompatibleSnapshotError, SnapshotError
 
@@ -306,13 +305,13 @@ def _build_milvus(
     )
 
 
-def _wait_for_milvus_store(target: MilvusTarget, seconds: float = 900) -> bool:
-    """Does ``target`` hold a store? If another process is filling it now (its collections
-    exist, its manifest not yet), wait for that build rather than start a second one."""
+def _wait_for_milvus_store(target: MilvusTarget, seconds: float = BUILD_CLAIM_SECONDS) -> bool:
+    """Does ``target`` hold a store? If another process is building it now (its claim or its
+    collections exist, its manifest not yet), wait for that build rather than start a second."""
     try:
         deadline = time.monotonic() + seconds
         while not MilvusStore.exists(target):
-            if not _milvus_collections_exist(target):
+            if not MilvusStore.being_built(target):
                 return False
             if time.monotonic() > deadline:
                 raise _fail(f"{target} has been half-built for {seconds:.0f} s; drop it or --force")
@@ -320,14 +319,6 @@ def _wait_for_milvus_store(target: MilvusTarget, seconds: float = 900) -> bool:
     except StoreUnavailableError as error:
         raise _fail(str(error)) from None
     return True
-
-
-def _milvus_collections_exist(target: MilvusTarget) -> bool:
-    client = connect(target)
-    try:
-        return any(client.has_collection(name) for name in collection_names(target))
-    finally:
-        client.close()
 
 
 @app.command()

@@ -30,6 +30,7 @@ import logging
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -82,6 +83,9 @@ _ID_BATCH = 256  # document ids per `in [...]` lookup
 _PAYLOAD = ["doc_id", "chunk_id", "start", "end", "text", "title", "metadata"]
 _DUMMY_DIM = 2  # Milvus 2.3 wants a vector field in every collection
 _GONE_TIMEOUT = 30.0
+# A build's claim older than this is a crashed builder's: ignored, then dropped. A replica
+# waits this long for another's build too (python -m indexer build --if-stale).
+BUILD_CLAIM_SECONDS = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,8 +285,12 @@ class MilvusStore:
     ) -> Self:
         """Create the store's collections in Milvus and fill them; refuses to replace any."""
         client = connect(location)
+        claim: str | None = None
         try:
             names = collection_names(location)
+            # Claimed first, checked after: a build that finished meanwhile created its
+            # collections before it dropped its claim, so one of the two is seen.
+            claim = _claim_build(client, location)
             existing = [name for name in names if _call(partial(client.has_collection, name))]
             if existing:
                 raise FileExistsError(
@@ -312,8 +320,12 @@ class MilvusStore:
             _call(lambda: client.upsert(meta, [_meta_row("manifest", final.model_dump_json())]))
             del documents_collection
         except BaseException:
+            if claim is not None:
+                _drop_quietly(client, claim)
             client.close()
             raise
+        if claim is not None:
+            _drop_quietly(client, claim)
         return cls._opened(location, client, writable=True, refresh_interval=1.0)
 
     @classmethod
@@ -359,6 +371,18 @@ class MilvusStore:
         return store
 
     @staticmethod
+    def being_built(target: MilvusTarget) -> bool:
+        """Is a build of ``target`` under way (or was one left half-done): a live claim, or
+        collections without a manifest? Call when ``exists`` is False."""
+        client = connect(target)
+        try:
+            if _live_claims(client, target):
+                return True
+            return any(_call(partial(client.has_collection, n)) for n in collection_names(target))
+        finally:
+            client.close()
+
+    @staticmethod
     def exists(target: MilvusTarget) -> bool:
         """Does ``target`` hold a complete store (its manifest written)?"""
         client = connect(target)
@@ -375,7 +399,7 @@ class MilvusStore:
         """Delete the store's collections (and every document in them)."""
         client = connect(target)
         try:
-            for name in collection_names(target):
+            for name in (*collection_names(target), *_claims(client, target)):
                 _call(partial(client.drop_collection, name))
         finally:
             client.close()
@@ -728,6 +752,85 @@ def read_manifest(client: MilvusClient, target: MilvusTarget) -> Manifest:
             f"{FORMAT_VERSION}"
         )
     return manifest
+
+
+# -- build claims ------------------------------------------------------------------------
+# Replicas started together may all find a store missing and build it. Creating a collection
+# is no lock (a 2.3 server accepts a second create with the same schema), so each builder
+# creates a claim collection of its own and the earliest created (the server's timestamps are
+# totally ordered) builds; the others wait for its manifest. A Milvus Lite file is held by one
+# process, so it needs no claim.
+
+
+def _claim_prefix(target: MilvusTarget) -> str:
+    return f"{target.collection}_build_claim_"
+
+
+def _claims(client: MilvusClient, target: MilvusTarget) -> list[str]:
+    prefix = _claim_prefix(target)
+    return [n for n in _call(client.list_collections) if n.startswith(prefix)]
+
+
+def _created(client: MilvusClient, name: str) -> int | None:
+    """A collection's creation timestamp (a Milvus hybrid timestamp); None if it is gone."""
+    try:
+        described = _call(partial(client.describe_collection, name))
+    except StoreUnavailableError:
+        return None
+    stamp = described.get("created_timestamp")
+    return int(stamp) if stamp else None
+
+
+def _age_seconds(stamp: int, now: int) -> float:
+    return ((now >> 18) - (stamp >> 18)) / 1000  # the physical part is in milliseconds
+
+
+def _live_claims(client: MilvusClient, target: MilvusTarget) -> list[tuple[int, str]]:
+    """The claims of builds under way, earliest first; stale ones are dropped."""
+    if target.is_lite:
+        return []
+    found = [(_created(client, name), name) for name in _claims(client, target)]
+    stamps = [stamp for stamp, _ in found if stamp is not None]
+    if not stamps:
+        return []
+    newest = max(stamps)
+    live = []
+    for stamp, name in found:
+        if stamp is None:
+            continue
+        if _age_seconds(stamp, newest) > BUILD_CLAIM_SECONDS:
+            _drop_quietly(client, name)
+        else:
+            live.append((stamp, name))
+    return sorted(live)
+
+
+def _claim_build(client: MilvusClient, target: MilvusTarget) -> str | None:
+    """Claim the building of ``target``; FileExistsError if another process claimed it
+    first. Returns the claim to drop once built (None on Milvus Lite)."""
+    if target.is_lite:
+        return None
+    from pymilvus import DataType
+
+    mine = _claim_prefix(target) + uuid.uuid4().hex[:16]
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("pk", DataType.INT64, is_primary=True)
+    schema.add_field("_v", DataType.FLOAT_VECTOR, dim=_DUMMY_DIM)
+    _call(lambda: client.create_collection(mine, schema=schema))
+    live = _live_claims(client, target)
+    if live and live[0][1] != mine:
+        _drop_quietly(client, mine)
+        raise FileExistsError(
+            f"{target} already holds a build in progress (another process claimed it first)"
+        )
+    return mine
+
+
+def _drop_quietly(client: MilvusClient, name: str) -> None:
+    try:
+        _call(partial(client.drop_collection, name))
+    except StoreUnavailableError as error:
+        logger.warning("could not drop %s: %s", name, error)
 
 
 def _create_collections(

@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
+import uuid
 from pathlib import Path
 
 import pytest
 from pymilvus import DataType, MilvusClient
 
+import indexer.stores.milvus_store as milvus_store
+from indexer.index import BuildParams, new_manifest
+from indexer.manifest import Manifest
 from indexer.stores.milvus_store import (
     MilvusStore,
     MilvusStoreMissingError,
@@ -17,6 +23,7 @@ from indexer.stores.milvus_store import (
     collection_names,
     read_manifest,
 )
+from tests.contract.test_store_contract import DIM, corpus
 from tests.milvus_server import (
     STOP_SECONDS,
     MilvusServer,
@@ -140,4 +147,75 @@ def test_a_store_whose_meta_collection_has_no_index_yet_is_one_being_built(
         assert not MilvusStore.exists(target)
     finally:
         client.drop_collection(meta)
+        client.close()
+
+
+def new_target(milvus_server: MilvusServer) -> MilvusTarget:
+    return MilvusTarget(uri=milvus_server.uri, collection=f"claims_{uuid.uuid4().hex[:8]}")
+
+
+def manifest_for_tests() -> Manifest:
+    params = BuildParams(index_factory="FLAT", search_params="", store="milvus")
+    return new_manifest("test/claims", DIM, params, "claims")
+
+
+def test_replicas_building_one_store_at_once_fill_it_once(milvus_server: MilvusServer) -> None:
+    """A 2.3 server accepts a second create of a collection with the same schema, so two
+    replicas finding the store missing at the same moment would both fill it (every document
+    twice). The build claim lets exactly one of them build; the other is refused, as a store
+    that already holds a build, and waits for it (python -m indexer build --if-stale)."""
+    target = new_target(milvus_server)
+    documents = corpus(30)
+    start = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def build() -> None:
+        start.wait()
+        try:
+            MilvusStore.create(target, manifest_for_tests(), documents).close()
+            outcomes.append("built")
+        except FileExistsError as error:
+            outcomes.append("refused" if "already holds" in str(error) else str(error))
+
+    try:
+        threads = [threading.Thread(target=build) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert sorted(outcomes) == ["built", "refused"]
+        store = MilvusStore.open(target, writable=False)
+        try:
+            reader = store.reader()
+            assert reader.document_count == len(documents)
+            assert reader.passage_count == sum(len(d.passages) for d in documents)
+        finally:
+            store.close()
+        assert not milvus_store._claims(MilvusClient(uri=milvus_server.uri), target)
+    finally:
+        MilvusStore.drop(target)
+
+
+def test_a_live_claim_means_a_build_is_under_way_and_a_stale_one_is_ignored(
+    milvus_server: MilvusServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = new_target(milvus_server)
+    client = MilvusClient(uri=milvus_server.uri)
+    try:
+        assert not MilvusStore.being_built(target)
+        other = milvus_store._claim_build(client, target)  # another replica's build, under way
+        assert other is not None
+        assert MilvusStore.being_built(target)
+        with pytest.raises(FileExistsError, match="build in progress"):
+            MilvusStore.create(target, manifest_for_tests(), corpus(3))
+        assert milvus_store._claims(client, target) == [other]  # the refused one dropped its own
+        # A builder that crashed long ago: its claim no longer holds anyone back.
+        time.sleep(0.1)
+        monkeypatch.setattr(milvus_store, "BUILD_CLAIM_SECONDS", 0.05)
+        MilvusStore.create(target, manifest_for_tests(), corpus(3)).close()
+        assert MilvusStore.exists(target)
+        assert milvus_store._claims(client, target) == []
+    finally:
+        MilvusStore.drop(target)
+        assert not milvus_store._claims(client, target)
         client.close()
