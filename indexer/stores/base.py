@@ -106,8 +106,15 @@ class Reader(Protocol):
         and which a remote store would otherwise fetch for every hit)."""
         ...
 
-    def documents(self, offset: int, limit: int) -> list[StoredDocument]:
-        """Documents in the order they were written (a replaced one moves to the end)."""
+    def documents(
+        self, offset: int, limit: int, filter: Filter | None = None
+    ) -> list[StoredDocument]:
+        """Documents (those passing ``filter``) in the order they were written (a replaced
+        one moves to the end)."""
+        ...
+
+    def document_ids(self, filter: Filter | None = None) -> list[str]:
+        """The ids of every document passing ``filter`` (all, without one), in that order."""
         ...
 
 

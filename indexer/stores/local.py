@@ -127,9 +127,20 @@ class LocalView:
     def document_info(self, passage_id: int) -> DocumentInfo:
         return DocumentInfo.of(self.documents_by_number[int(self.row_document[passage_id])])
 
-    def documents(self, offset: int, limit: int) -> list[StoredDocument]:
-        numbers = np.flatnonzero(self.live_docs)[offset : offset + limit]
+    def documents(
+        self, offset: int, limit: int, filter: Filter | None = None
+    ) -> list[StoredDocument]:
+        numbers = self._numbers(filter)[offset : offset + limit]
         return [self._stored(int(n)) for n in numbers]
+
+    def document_ids(self, filter: Filter | None = None) -> list[str]:
+        return [self.documents_by_number[int(n)].doc_id for n in self._numbers(filter)]
+
+    def _numbers(self, filter: Filter | None) -> npt.NDArray[np.intp]:
+        """Numbers of the live documents passing ``filter``, in write order."""
+        if filter is None:
+            return np.flatnonzero(self.live_docs)
+        return np.flatnonzero(self.columns.mask(filter, len(self.live_docs)) & self.live_docs)
 
     def _stored(self, number: int) -> StoredDocument:
         first, count = self.document_rows[number]

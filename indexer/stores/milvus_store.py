@@ -219,15 +219,24 @@ class MilvusView:
     def document_info(self, passage_id: int) -> DocumentInfo:
         return self.store._payload(passage_id)[1]
 
-    def documents(self, offset: int, limit: int) -> list[StoredDocument]:
-        rows = self.store._query_all(
-            self.store.documents_collection,
-            f"part == 0 and seq <= {self.seq}",
-            ["doc_id"],
-            skip=offset,
-            limit=limit,
-        )
+    def documents(
+        self, offset: int, limit: int, filter: Filter | None = None
+    ) -> list[StoredDocument]:
+        collection, where = self._document_rows(filter)
+        rows = self.store._query_all(collection, where, ["doc_id"], skip=offset, limit=limit)
         return self.store._stored([row["doc_id"] for row in rows], self.seq)
+
+    def document_ids(self, filter: Filter | None = None) -> list[str]:
+        collection, where = self._document_rows(filter)
+        rows = self.store._query_all(collection, where, ["doc_id"])
+        return list(dict.fromkeys(row["doc_id"] for row in rows))
+
+    def _document_rows(self, filter: Filter | None) -> tuple[str, str]:
+        """Where one row per visible document is, in write order: a document's first piece,
+        or (filtered: the typed metadata is on the passages) its first passage."""
+        if filter is None:
+            return self.store.documents_collection, f"part == 0 and seq <= {self.seq}"
+        return self.store.passages_collection, f"chunk_id == 0 and {self._where(filter)}"
 
     def _where(self, filter: Filter | None) -> str:
         condition = expression(filter)

@@ -303,6 +303,41 @@ def test_a_filter_matching_three_passages_of_thousands_returns_those_three(
     )
 
 
+def test_listings_filter_documents_in_write_order(make_store: StoreFactory) -> None:
+    items = corpus()
+    store = make_store(items)
+    reader = store.reader()
+    world = parse_filter({"section": "world"})
+    expected = [i.document.doc_id for i in items if i.document.metadata["section"] == "world"]
+    assert reader.document_ids() == [i.document.doc_id for i in items]
+    assert reader.document_ids(world) == expected
+    assert [s.document.doc_id for s in reader.documents(0, 5, world)] == expected[:5]
+    assert [s.document.doc_id for s in reader.documents(5, 1000, world)] == expected[5:]
+    assert reader.documents(0, 1, world)[0] == store.get(expected[0])
+    recent = parse_filter({"year": {"gte": 2010}, "breaking": True})
+    assert reader.document_ids(recent) == [
+        i.document.doc_id
+        for i in items
+        if i.document.metadata["year"] >= 2010 and i.document.metadata["breaking"] is True
+    ]
+    assert reader.document_ids(parse_filter({"year": 1999})) == []
+    assert reader.documents(0, 10, parse_filter({"doc_id": "missing"})) == []
+    # A replaced document is listed under its new metadata, last; a deleted one not at all.
+    first = items[0]
+    moved = IndexedDocument(
+        Document(first.document.doc_id, "Moved", first.document.text, {"section": "weather"}),
+        first.passages,
+        first.vectors,
+    )
+    store.put([moved])
+    store.delete([expected[1]])
+    store.refresh()
+    reader = store.reader()
+    assert reader.document_ids(world) == expected[2:]
+    assert reader.document_ids(parse_filter({"section": "weather"})) == [first.document.doc_id]
+    assert reader.document_ids()[-1] == first.document.doc_id
+
+
 # -- writes -----------------------------------------------------------------------------------
 
 
