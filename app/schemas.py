@@ -340,7 +340,9 @@ class DocumentSummary(BaseModel):
 
 
 class DocumentList(BaseModel):
-    total: int = Field(description="Number of documents in the index.")
+    total: int = Field(
+        description="Number of documents in the index (matching the filter, if one is given)."
+    )
     documents: list[DocumentSummary]
 
 
@@ -439,6 +441,37 @@ class WriteResponse(BaseModel):
     result: WriteOutcome
     passages: int = Field(description="How many passages the document was split into.")
     seq: int = Field(description="The index's sequence number after this write.")
+
+
+def _some_filter(raw: object) -> Filter:
+    parsed = _filter(raw)
+    if parsed is None:
+        raise ValueError(
+            "a filter needs at least one condition: an empty one would delete every document"
+        )
+    return parsed
+
+
+class DeleteByFilterRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"filter": {"section": "sport", "published": {"lt": "2019-01-01"}}}]
+        },
+    )
+
+    filter: Annotated[
+        Filter,
+        PlainValidator(_some_filter),
+        PlainSerializer(lambda f: f.to_json()),
+        WithJsonSchema({**FILTER_SCHEMA, "minProperties": 1}),
+    ] = Field(description="The documents to delete: those matching it, as in searches.")
+
+
+class DeleteByFilterResponse(BaseModel):
+    deleted: int = Field(description="How many documents were deleted.")
+    seq: int = Field(description="The index's sequence number after these deletes.")
+    took_ms: float
 
 
 class BulkItem(BaseModel):

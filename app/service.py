@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from app.settings import Settings
 from indexer.backends import BACKENDS, Backend, load_embedder, onnx_variant, torch_backend_installed
 from indexer.embedding import TORCH_EXTRA_INSTALL, Embedder
+from indexer.filters import Filter
 from indexer.ingest import Preparer
 from indexer.manifest import Manifest, ManifestError
 from indexer.query_encoding import BatchingEmbedder, CachingEmbedder, WriteEncoder
@@ -279,6 +280,24 @@ class SearchService:
             raise
         self._count("deleted" if existed else "not_found")
         return existed
+
+    def delete_matching(self, filter: Filter) -> tuple[int, int]:
+        """Delete every document passing ``filter``, the writes acknowledged before this
+        call included: how many, and the sequence number after them."""
+        assert self.store is not None
+        try:
+            with span("store.delete_matching"):
+                self.store.refresh()
+                ids = self.store.reader().document_ids(filter)
+                written = self.store.delete(ids) if ids else None
+        except Exception:
+            self._count("failed")
+            raise
+        if written is None:
+            return 0, self.store.reader().seq
+        deleted = sum(written.existed)  # a concurrent delete may have taken some first
+        self._count("deleted", deleted)
+        return deleted, written.seq
 
     def get(self, doc_id: str) -> StoredDocument | None:
         assert self.store is not None

@@ -12,12 +12,15 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Response, status
 
 from app.deps import DeleterDep, ReaderDep, ServiceDep, WriterDep, require_json
+from app.query_filter import FILTER_PARAMETER, QueryFilterDep
 from app.schemas import (
     DOC_ID_PATTERN,
     MAX_BULK_DOCUMENTS,
     BulkItem,
     BulkRequest,
     BulkResponse,
+    DeleteByFilterRequest,
+    DeleteByFilterResponse,
     DocumentDetail,
     DocumentIn,
     DocumentList,
@@ -60,18 +63,21 @@ _WRITE_ERRORS: dict[int | str, dict[str, object]] = {
     response_model=DocumentList,
     summary="List documents",
     dependencies=[ReadKey],
-    responses=_READ_ERRORS,
+    responses={422: {"description": "Invalid parameters or filter."}, **_READ_ERRORS},
+    openapi_extra={"parameters": [FILTER_PARAMETER]},
 )
 def list_documents(
     reader: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="Documents per page.")] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_LIST_OFFSET, description="Documents to skip.")] = 0,
+    filter: QueryFilterDep = None,
 ) -> DocumentList:
     """Searchable documents in the order they were written (a replaced one moves to the end),
-    with their titles, sizes and metadata."""
+    with their titles, sizes and metadata; with `filter`, only those matching it."""
+    total = reader.document_count if filter is None else len(reader.document_ids(filter))
     return DocumentList(
-        total=reader.document_count,
-        documents=[_summary(stored) for stored in reader.documents(offset, limit)],
+        total=total,
+        documents=[_summary(stored) for stored in reader.documents(offset, limit, filter)],
     )
 
 
@@ -162,6 +168,27 @@ def put_documents(
             )
             for document, replaced, count in zip(documents, existed, passages, strict=True)
         ],
+    )
+
+
+@router.post(
+    "/documents/delete",
+    response_model=DeleteByFilterResponse,
+    summary="Delete the documents matching a filter",
+    dependencies=[WriteKey, Depends(require_json)],
+    responses={
+        422: {"description": "Invalid or empty filter: the detail names the problem."},
+        **{code: _WRITE_ERRORS[code] for code in (400, 401, 403, 413, 415, 503, 507)},
+    },
+)
+def delete_documents(body: DeleteByFilterRequest, writer: DeleterDep) -> DeleteByFilterResponse:
+    """Every document matching `filter` (as in searches; writes acknowledged before this
+    request included), e.g. articles past their retention date. Durable, and gone from every
+    search and listing, when this returns. Needs the write key."""
+    started = time.perf_counter()
+    deleted, seq = writer.delete_matching(body.filter)
+    return DeleteByFilterResponse(
+        deleted=deleted, seq=seq, took_ms=round((time.perf_counter() - started) * 1000, 3)
     )
 
 

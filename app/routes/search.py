@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import Histogram
 from pydantic import ValidationError
 
 from app.deps import LatencyDep, SearcherDep, require_json
+from app.query_filter import FILTER_PARAMETER, QueryFilterDep
 from app.schemas import (
     EXAMPLE_QUERY,
     FILTER_SCHEMA,
@@ -30,7 +31,6 @@ from app.schemas import (
     TopK,
 )
 from app.security import ReadKey
-from indexer.filters import FilterError, parse_filter_json
 from indexer.search import DEFAULT_MODE, Searcher
 from indexer.search import Query as CoreQuery
 from indexer.types import Hit
@@ -54,33 +54,14 @@ _JSON_ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-# GET's `filter` is the JSON of POST's: declared as JSON content, so clients and fuzzers send
-# JSON, and Swagger UI offers a JSON box.
-_FILTER_PARAMETER = {
-    "name": "filter",
-    "in": "query",
-    "required": False,
-    "description": "Only documents matching this filter: the JSON of POST /search's `filter`, "
-    'e.g. `{"section": "world", "year": {"gte": 2019}}`.',
-    "content": {
-        "application/json": {
-            # Swagger UI fills the box with the schema's first example: here {} (no filter),
-            # not the body schema's, which would restrict every "Try it out".
-            "schema": {**FILTER_SCHEMA, "examples": [{}, *FILTER_SCHEMA["examples"]]},
-        }
-    },
-}
-
-
 @router.get(
     "/search",
     response_model=SearchResponse,
     responses=_ERRORS,
     summary="Search (query string)",
-    openapi_extra={"parameters": [_FILTER_PARAMETER]},
+    openapi_extra={"parameters": [FILTER_PARAMETER]},
 )
 def search_get(
-    http: Request,
     searcher: SearcherDep,
     latency: LatencyDep,
     q: Annotated[QueryText, Query(openapi_examples={"example": {"value": EXAMPLE_QUERY}})],
@@ -90,30 +71,16 @@ def search_get(
     source: Annotated[SourcesParam, Query()] = None,
     min_score: Annotated[MinScoreParam, Query()] = None,
     group_by: Annotated[GroupByParam, Query()] = None,
+    filter: QueryFilterDep = None,
 ) -> SearchResponse:
     """Search with query parameters, e.g. `/search?q=Russian+military+presence&k=5`."""
-    # Read here rather than declared as a string: the schema (_FILTER_PARAMETER) says it is JSON.
-    filter = http.query_params.get("filter")
-    try:
-        parsed = parse_filter_json(filter) if filter else None
-    except FilterError as error:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "value_error",
-                    "loc": ("query", "filter"),
-                    "msg": str(error),
-                    "input": filter,
-                }
-            ]
-        ) from None
     try:
         request = SearchRequest(
             query=q,
             k=k,
             offset=offset,
             mode=mode,
-            filter=parsed,
+            filter=filter,
             source=source,
             min_score=min_score,
             group_by=group_by,

@@ -161,3 +161,86 @@ def test_a_filter_too_large_once_source_is_added_is_a_422_too(client: TestClient
     response = client.post("/search", json={"query": QUERY, "filter": full, "source": ["a"]})
     assert response.status_code == 422
     assert "32" in response.text
+
+
+# -- listing and deleting by filter -----------------------------------------------------------
+
+
+def listed(client: TestClient, **params: object) -> tuple[int, list[str]]:
+    response = client.get("/documents", params={"limit": 1000, **params})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return body["total"], [d["doc_id"] for d in body["documents"]]
+
+
+def test_the_listing_takes_a_filter(news: TestClient) -> None:
+    assert listed(news, filter='{"section": "world"}') == (2, ["oslo.txt", "vote.txt"])
+    assert listed(news, filter='{"section": "world"}', offset=1, limit=1) == (2, ["vote.txt"])
+    assert listed(news, filter='{"published": {"gte": "2019-06-01"}}') == (
+        2,
+        ["oil.txt", "vote.txt"],
+    )
+    assert listed(news, filter='{"year": 1999}') == (0, [])
+    total, everything = listed(news, filter="{}")  # an empty filter is no filter
+    assert total == len(everything) == 5  # the two seed articles too
+    bad = news.get("/documents", params={"filter": '{"year": {"gtee": 1}}'})
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["query", "filter"]
+    assert "unknown operator 'gtee'" in bad.json()["detail"][0]["msg"]
+
+
+def test_deleting_by_filter_removes_exactly_the_matching_documents(news: TestClient) -> None:
+    seq = news.get("/info").json()["seq"]
+    old = news.post("/documents/delete", json={"filter": {"published": {"lt": "2020-01-01"}}})
+    assert old.status_code == 200, old.text
+    assert old.json()["deleted"] == 2
+    assert old.json()["seq"] == seq + 2  # one write per document, as DELETE /documents/{id}
+    for mode in MODES:
+        assert set(found(news, QUERY, mode)) & set(NEWS) == {"vote.txt"}, mode
+    assert news.get("/documents/oslo.txt").status_code == 404
+    assert listed(news, filter='{"year": {"gte": 2000}}') == (1, ["vote.txt"])
+    none = news.post("/documents/delete", json={"filter": {"section": "sport"}})
+    assert none.json() == {**none.json(), "deleted": 0, "seq": seq + 2}
+    # Seed articles (no metadata) are selected by id.
+    seeds = news.post("/documents/delete", json={"filter": {"doc_id": [RUSSIA_DOC]}})
+    assert seeds.json()["deleted"] == 1
+    assert RUSSIA_DOC not in found(news, "Russian military presence")
+
+
+def test_a_write_acknowledged_before_a_delete_by_filter_is_deleted_by_it(
+    live_client: TestClient,
+) -> None:
+    """The delete looks at every acknowledged write, not only at what searches see yet."""
+    written = live_client.put("/documents/fresh.txt", json=article("Fresh", "Brand new.", desk="x"))
+    assert written.status_code == 201
+    gone = live_client.post("/documents/delete", json={"filter": {"desk": "x"}})
+    assert gone.json()["deleted"] == 1
+    assert live_client.get("/documents/fresh.txt").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"filter": {}}, "an empty one would delete every document"),
+        ({"filter": None}, "an empty one would delete every document"),
+        ({}, "Field required"),
+        ({"filter": {"year": {"gtee": 1}}}, "unknown operator 'gtee'"),
+        ({"filter": {"section": "world"}, "limit": 3}, "Extra inputs are not permitted"),
+    ],
+)
+def test_a_delete_by_filter_needs_a_valid_non_empty_filter(
+    news: TestClient, body: dict[str, object], message: str
+) -> None:
+    response = news.post("/documents/delete", json=body)
+    assert response.status_code == 422, response.text
+    assert message in response.text
+    assert listed(news)[0] == 5  # nothing was deleted
+
+
+def test_deleting_by_filter_needs_the_write_key(news: TestClient) -> None:
+    bare = TestClient(news.app, raise_server_exceptions=False)
+    body = {"filter": {"section": "world"}}
+    assert bare.post("/documents/delete", json=body).status_code == 401
+    wrong = bare.post("/documents/delete", json=body, headers={"X-API-Key": "wrong"})
+    assert wrong.status_code == 403
+    assert listed(news, filter='{"section": "world"}')[0] == 2

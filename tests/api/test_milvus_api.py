@@ -112,6 +112,27 @@ def test_a_written_document_is_found_filtered_replaced_and_deleted_in_every_mode
     assert client.delete("/documents/apples.txt").status_code == 404
 
 
+def test_listing_and_deleting_by_filter_work_on_milvus_too(lite_client: TestClient) -> None:
+    client = lite_client
+    news = [
+        {"doc_id": f"n{i}.txt", **article(f"News {i}", f"Harbour report {i}.", desk=desk, year=y)}
+        for i, (desk, y) in enumerate([("port", 2018), ("city", 2019), ("port", 2021)])
+    ]
+    assert client.post("/documents?refresh=wait_for", json={"documents": news}).status_code == 200
+    ports = client.get("/documents", params={"filter": '{"desk": "port"}'}).json()
+    assert (ports["total"], [d["doc_id"] for d in ports["documents"]]) == (2, ["n0.txt", "n2.txt"])
+    gone = client.post("/documents/delete", json={"filter": {"year": {"lt": 2020}}})
+    assert gone.status_code == 200, gone.text
+    assert gone.json()["deleted"] == 2
+    for mode in ("semantic", "keyword", "hybrid"):
+        assert [d for d in found(client, "harbour report", mode) if d.startswith("n")] == [
+            "n2.txt"
+        ], mode
+    assert client.get("/documents/n0.txt").status_code == 404
+    left = client.get("/documents", params={"filter": '{"desk": ["port", "city"]}'}).json()
+    assert [d["doc_id"] for d in left["documents"]] == ["n2.txt"]
+
+
 def test_an_unreachable_milvus_is_a_503_not_a_500(lite_client: TestClient) -> None:
     service = lite_client.app.state.service  # type: ignore[attr-defined]
     service.store._client.close()  # as if Milvus went away
