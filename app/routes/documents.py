@@ -74,9 +74,8 @@ def list_documents(
 ) -> DocumentList:
     """Searchable documents in the order they were written (a replaced one moves to the end),
     with their titles, sizes and metadata; with `filter`, only those matching it."""
-    total = reader.document_count if filter is None else len(reader.document_ids(filter))
     return DocumentList(
-        total=total,
+        total=reader.count_documents(filter),
         documents=[_summary(stored) for stored in reader.documents(offset, limit, filter)],
     )
 

@@ -117,6 +117,10 @@ class Reader(Protocol):
         """The ids of every document passing ``filter`` (all, without one), in that order."""
         ...
 
+    def count_documents(self, filter: Filter | None = None) -> int:
+        """How many documents pass ``filter`` (``document_count`` without one)."""
+        ...
+
 
 class Store(Protocol):
     """A durable, live corpus. ``put`` and ``delete`` return once the write is durable."""

@@ -136,6 +136,9 @@ class LocalView:
     def document_ids(self, filter: Filter | None = None) -> list[str]:
         return [self.documents_by_number[int(n)].doc_id for n in self._numbers(filter)]
 
+    def count_documents(self, filter: Filter | None = None) -> int:
+        return self.document_count if filter is None else len(self._numbers(filter))
+
     def _numbers(self, filter: Filter | None) -> npt.NDArray[np.intp]:
         """Numbers of the live documents passing ``filter``, in write order."""
         if filter is None:

@@ -231,6 +231,11 @@ class MilvusView:
         rows = self.store._query_all(collection, where, ["doc_id"])
         return list(dict.fromkeys(row["doc_id"] for row in rows))
 
+    def count_documents(self, filter: Filter | None = None) -> int:
+        if filter is None:
+            return self.document_count
+        return self.store._count(*self._document_rows(filter))
+
     def _document_rows(self, filter: Filter | None) -> tuple[str, str]:
         """Where one row per visible document is, in write order: a document's first piece,
         or (filtered: the typed metadata is on the passages) its first passage."""

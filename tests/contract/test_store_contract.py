@@ -311,6 +311,8 @@ def test_listings_filter_documents_in_write_order(make_store: StoreFactory) -> N
     expected = [i.document.doc_id for i in items if i.document.metadata["section"] == "world"]
     assert reader.document_ids() == [i.document.doc_id for i in items]
     assert reader.document_ids(world) == expected
+    assert reader.count_documents(world) == len(expected)
+    assert reader.count_documents() == reader.document_count == len(items)
     assert [s.document.doc_id for s in reader.documents(0, 5, world)] == expected[:5]
     assert [s.document.doc_id for s in reader.documents(5, 1000, world)] == expected[5:]
     assert reader.documents(0, 1, world)[0] == store.get(expected[0])
@@ -334,6 +336,7 @@ def test_listings_filter_documents_in_write_order(make_store: StoreFactory) -> N
     store.refresh()
     reader = store.reader()
     assert reader.document_ids(world) == expected[2:]
+    assert reader.count_documents(world) == len(expected) - 2
     assert reader.document_ids(parse_filter({"section": "weather"})) == [first.document.doc_id]
     assert reader.document_ids()[-1] == first.document.doc_id
 
