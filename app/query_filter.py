@@ -29,6 +29,16 @@ FILTER_PARAMETER: dict[str, Any] = {
 }
 
 
+# DELETE /documents's: the same, required and not empty (an empty one would match everything).
+REQUIRED_FILTER_PARAMETER: dict[str, Any] = {
+    **FILTER_PARAMETER,
+    "required": True,
+    "description": "The documents to delete: those matching this filter (as in searches), "
+    'e.g. `{"published": {"lt": "2019-01-01"}}`.',
+    "content": {"application/json": {"schema": {**FILTER_SCHEMA, "minProperties": 1}}},
+}
+
+
 async def get_query_filter(request: Request) -> Filter | None:
     """The parsed ``filter`` parameter; None without one (or for ``{}``). Read here rather
     than declared as a string parameter: the schema (FILTER_PARAMETER) says it is JSON."""

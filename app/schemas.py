@@ -443,31 +443,6 @@ class WriteResponse(BaseModel):
     seq: int = Field(description="The index's sequence number after this write.")
 
 
-def _some_filter(raw: object) -> Filter:
-    parsed = _filter(raw)
-    if parsed is None:
-        raise ValueError(
-            "a filter needs at least one condition: an empty one would delete every document"
-        )
-    return parsed
-
-
-class DeleteByFilterRequest(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [{"filter": {"section": "sport", "published": {"lt": "2019-01-01"}}}]
-        },
-    )
-
-    filter: Annotated[
-        Filter,
-        PlainValidator(_some_filter),
-        PlainSerializer(lambda f: f.to_json()),
-        WithJsonSchema({**FILTER_SCHEMA, "minProperties": 1}),
-    ] = Field(description="The documents to delete: those matching it, as in searches.")
-
-
 class DeleteByFilterResponse(BaseModel):
     deleted: int = Field(description="How many documents were deleted.")
     seq: int = Field(description="The index's sequence number after these deletes.")

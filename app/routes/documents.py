@@ -10,16 +10,16 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Response, status
+from fastapi.exceptions import RequestValidationError
 
 from app.deps import DeleterDep, ReaderDep, ServiceDep, WriterDep, require_json
-from app.query_filter import FILTER_PARAMETER, QueryFilterDep
+from app.query_filter import FILTER_PARAMETER, REQUIRED_FILTER_PARAMETER, QueryFilterDep
 from app.schemas import (
     DOC_ID_PATTERN,
     MAX_BULK_DOCUMENTS,
     BulkItem,
     BulkRequest,
     BulkResponse,
-    DeleteByFilterRequest,
     DeleteByFilterResponse,
     DocumentDetail,
     DocumentIn,
@@ -63,7 +63,11 @@ _WRITE_ERRORS: dict[int | str, dict[str, object]] = {
     response_model=DocumentList,
     summary="List documents",
     dependencies=[ReadKey],
-    responses={422: {"description": "Invalid parameters or filter."}, **_READ_ERRORS},
+    responses={
+        400: {"description": "The URL is over 64 KiB."},
+        422: {"description": "Invalid parameters or filter."},
+        **_READ_ERRORS,
+    },
     openapi_extra={"parameters": [FILTER_PARAMETER]},
 )
 def list_documents(
@@ -170,22 +174,36 @@ def put_documents(
     )
 
 
-@router.post(
-    "/documents/delete",
+@router.delete(
+    "/documents",
     response_model=DeleteByFilterResponse,
     summary="Delete the documents matching a filter",
-    dependencies=[WriteKey, Depends(require_json)],
+    dependencies=[WriteKey],
     responses={
-        422: {"description": "Invalid or empty filter: the detail names the problem."},
-        **{code: _WRITE_ERRORS[code] for code in (400, 401, 403, 413, 415, 503, 507)},
+        400: {"description": "The URL is over 64 KiB."},
+        422: {"description": "A missing, empty or invalid filter: the detail names the problem."},
+        **{code: _WRITE_ERRORS[code] for code in (401, 403, 503, 507)},
     },
+    openapi_extra={"parameters": [REQUIRED_FILTER_PARAMETER]},
 )
-def delete_documents(body: DeleteByFilterRequest, writer: DeleterDep) -> DeleteByFilterResponse:
+def delete_documents(filter: QueryFilterDep, writer: DeleterDep) -> DeleteByFilterResponse:
     """Every document matching `filter` (as in searches; writes acknowledged before this
     request included), e.g. articles past their retention date. Durable, and gone from every
     search and listing, when this returns. Needs the write key."""
+    if filter is None:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "missing",
+                    "loc": ("query", "filter"),
+                    "msg": "a filter with at least one condition is required: "
+                    "an empty one would delete every document",
+                    "input": None,
+                }
+            ]
+        )
     started = time.perf_counter()
-    deleted, seq = writer.delete_matching(body.filter)
+    deleted, seq = writer.delete_matching(filter)
     return DeleteByFilterResponse(
         deleted=deleted, seq=seq, took_ms=round((time.perf_counter() - started) * 1000, 3)
     )

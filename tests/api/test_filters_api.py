@@ -6,6 +6,7 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
+from httpx import Response
 
 from tests.api.conftest import article, found
 from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC
@@ -189,9 +190,13 @@ def test_the_listing_takes_a_filter(news: TestClient) -> None:
     assert "unknown operator 'gtee'" in bad.json()["detail"][0]["msg"]
 
 
+def delete_where(client: TestClient, condition: dict[str, object]) -> Response:
+    return client.delete("/documents", params={"filter": json.dumps(condition)})
+
+
 def test_deleting_by_filter_removes_exactly_the_matching_documents(news: TestClient) -> None:
     seq = news.get("/info").json()["seq"]
-    old = news.post("/documents/delete", json={"filter": {"published": {"lt": "2020-01-01"}}})
+    old = delete_where(news, {"published": {"lt": "2020-01-01"}})
     assert old.status_code == 200, old.text
     assert old.json()["deleted"] == 2
     assert old.json()["seq"] == seq + 2  # one write per document, as DELETE /documents/{id}
@@ -199,11 +204,10 @@ def test_deleting_by_filter_removes_exactly_the_matching_documents(news: TestCli
         assert set(found(news, QUERY, mode)) & set(NEWS) == {"vote.txt"}, mode
     assert news.get("/documents/oslo.txt").status_code == 404
     assert listed(news, filter='{"year": {"gte": 2000}}') == (1, ["vote.txt"])
-    none = news.post("/documents/delete", json={"filter": {"section": "sport"}})
-    assert none.json() == {**none.json(), "deleted": 0, "seq": seq + 2}
+    none = delete_where(news, {"section": "sport"})
+    assert (none.json()["deleted"], none.json()["seq"]) == (0, seq + 2)
     # Seed articles (no metadata) are selected by id.
-    seeds = news.post("/documents/delete", json={"filter": {"doc_id": [RUSSIA_DOC]}})
-    assert seeds.json()["deleted"] == 1
+    assert delete_where(news, {"doc_id": [RUSSIA_DOC]}).json()["deleted"] == 1
     assert RUSSIA_DOC not in found(news, "Russian military presence")
 
 
@@ -213,34 +217,45 @@ def test_a_write_acknowledged_before_a_delete_by_filter_is_deleted_by_it(
     """The delete looks at every acknowledged write, not only at what searches see yet."""
     written = live_client.put("/documents/fresh.txt", json=article("Fresh", "Brand new.", desk="x"))
     assert written.status_code == 201
-    gone = live_client.post("/documents/delete", json={"filter": {"desk": "x"}})
-    assert gone.json()["deleted"] == 1
+    assert delete_where(live_client, {"desk": "x"}).json()["deleted"] == 1
     assert live_client.get("/documents/fresh.txt").status_code == 404
 
 
 @pytest.mark.parametrize(
-    ("body", "message"),
+    ("params", "message"),
     [
-        ({"filter": {}}, "an empty one would delete every document"),
-        ({"filter": None}, "an empty one would delete every document"),
-        ({}, "Field required"),
-        ({"filter": {"year": {"gtee": 1}}}, "unknown operator 'gtee'"),
-        ({"filter": {"section": "world"}, "limit": 3}, "Extra inputs are not permitted"),
+        ({"filter": "{}"}, "an empty one would delete every document"),
+        ({"filter": "null"}, "an empty one would delete every document"),
+        ({}, "an empty one would delete every document"),
+        ({"filter": '{"year": {"gtee": 1}}'}, "unknown operator 'gtee'"),
+        ({"filter": "{not json"}, "not valid JSON"),
     ],
 )
 def test_a_delete_by_filter_needs_a_valid_non_empty_filter(
-    news: TestClient, body: dict[str, object], message: str
+    news: TestClient, params: dict[str, str], message: str
 ) -> None:
-    response = news.post("/documents/delete", json=body)
+    response = news.delete("/documents", params=params)
     assert response.status_code == 422, response.text
-    assert message in response.text
+    [problem] = response.json()["detail"]
+    assert problem["loc"] == ["query", "filter"]
+    assert message in problem["msg"]
     assert listed(news)[0] == 5  # nothing was deleted
 
 
 def test_deleting_by_filter_needs_the_write_key(news: TestClient) -> None:
     bare = TestClient(news.app, raise_server_exceptions=False)
-    body = {"filter": {"section": "world"}}
-    assert bare.post("/documents/delete", json=body).status_code == 401
-    wrong = bare.post("/documents/delete", json=body, headers={"X-API-Key": "wrong"})
+    params = {"filter": '{"section": "world"}'}
+    assert bare.delete("/documents", params=params).status_code == 401
+    wrong = bare.delete("/documents", params=params, headers={"X-API-Key": "wrong"})
     assert wrong.status_code == 403
     assert listed(news, filter='{"section": "world"}')[0] == 2
+
+
+def test_the_delete_filter_is_documented_as_required_and_not_empty(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    [declared] = spec["paths"]["/documents"]["delete"]["parameters"]
+    assert declared["name"] == "filter"
+    assert declared["required"] is True
+    assert declared["content"]["application/json"]["schema"]["minProperties"] == 1
+    listing = {p["name"]: p for p in spec["paths"]["/documents"]["get"]["parameters"]}
+    assert listing["filter"]["required"] is False
