@@ -42,7 +42,7 @@ from indexer.loading import Corpus, load_corpus
 from indexer.manifest import ManifestError
 from indexer.search import DEFAULT_MODE, MODES, ModelMismatchError, Query, Searcher
 from indexer.settings import IndexSettings
-from indexer.stores import open_store
+from indexer.stores import Store, open_store
 from indexer.stores.base import SearchUnsupportedError, StoreUnavailableError
 from indexer.stores.configured import open_configured
 from indexer.stores.faiss_store import StoreOpenError
@@ -53,6 +53,7 @@ from indexer.stores.milvus_store import (
     MilvusTarget,
 )
 from indexer.stores.snapshot import IncompatibleSnapshotError, SnapshotError
+from indexer.types import Document
 
 app = typer.Typer(help="Build, query and evaluate semantic search indexes.", no_args_is_help=True)
 
@@ -131,6 +132,36 @@ def _load(source: Path) -> Corpus:
     return corpus
 
 
+_COPY_PAGE = 1000  # documents read from a store at a time
+
+
+def _live_corpus(
+    settings: IndexSettings, index_dir: Path | None, collection: str | None
+) -> tuple[Corpus, str]:
+    """Every live document of a store (as of its last write), and a label saying which."""
+    try:
+        if index_dir is not None:
+            store: Store = open_store(index_dir, writable=False)
+        else:
+            assert collection is not None
+            target = replace(settings.milvus_target, collection=collection)
+            store = MilvusStore.open(target, writable=False)
+    except (ValueError, StoreOpenError, MilvusStoreMissingError, StoreUnavailableError) as error:
+        raise _fail(str(error)) from None  # ValueError: ManifestError, a bad collection name
+    try:
+        reader = store.reader()
+        documents: list[Document] = []
+        while page := reader.documents(len(documents), _COPY_PAGE):
+            documents.extend(stored.document for stored in page)
+        label = f"{store.location} at write {reader.seq}"
+    finally:
+        store.close()
+    if not documents:
+        raise _fail(f"no documents to index in {label}")
+    typer.echo(f"read {_count(len(documents), 'document')} from {label}")
+    return Corpus(documents), label
+
+
 def _embedder(settings: IndexSettings) -> Embedder:
     from indexer.backends import load_embedder
 
@@ -187,6 +218,21 @@ def build(
     batch_size: Annotated[
         int, typer.Option(min=1, help="Passages per embedding batch.")
     ] = DEFAULT_BATCH_SIZE,
+    from_index: Annotated[
+        Path | None,
+        typer.Option(
+            help="Instead of files: the live documents of this index directory (those written "
+            "through the API included), e.g. to move a corpus into Milvus or rebuild it with "
+            "new settings.",
+        ),
+    ] = None,
+    from_collection: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead of files: the live documents of this Milvus collection (at the "
+            "Milvus URI), e.g. to rebuild it into another collection with new settings.",
+        ),
+    ] = None,
     if_stale: Annotated[
         bool,
         typer.Option(
@@ -220,12 +266,17 @@ def build(
         search_params=search_params,
     )
     out_dir, params = settings.index_dir, settings.build_params
-    corpus = _load(source)
+    if from_index is not None or from_collection is not None:
+        if if_stale or (from_index is not None and from_collection is not None):
+            raise _fail("--from-index and --from-collection go alone (and not with --if-stale)")
+        corpus, label = _live_corpus(settings, from_index, from_collection)
+    else:
+        corpus, label = _load(source), str(source)
     if onnx_variant(settings.backend) is not None:
         # Even for an up-to-date index: the service runs the model from this export.
         _ensure_onnx_export(settings)
     if settings.store == "milvus":
-        _build_milvus(settings, corpus, source, if_stale, force, progress, batch_size)
+        _build_milvus(settings, corpus, label, if_stale, force, progress, batch_size)
         return
     if if_stale and not force:
         writes = api_writes(out_dir)
@@ -250,7 +301,7 @@ def build(
             out_dir,
             _embedder(settings),
             params,
-            source_label=str(source),
+            source_label=label,
             progress=progress,
             batch_size=batch_size,
             force=force,
@@ -268,7 +319,7 @@ def build(
 def _build_milvus(
     settings: IndexSettings,
     corpus: Corpus,
-    source: Path,
+    source: str,
     if_missing: bool,
     force: bool,
     progress: bool,
@@ -289,7 +340,7 @@ def _build_milvus(
             target,
             _embedder(settings),
             settings.build_params,
-            source_label=str(source),
+            source_label=source,
             progress=progress,
             batch_size=batch_size,
             force=force,

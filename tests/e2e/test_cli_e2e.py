@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from indexer.cli import app
 from indexer.embedding import DEFAULT_MODEL
+from indexer.stores import open_store
 from indexer.stores.faiss_store import read_current_manifest
 from indexer.stores.milvus_store import MilvusStore, MilvusTarget
 from indexer.types import Document, IndexedDocument, Passage
@@ -91,3 +92,59 @@ def test_build_into_milvus_fills_it_once_and_never_replaces_what_was_written(
     found = runner.invoke(app, ["search", *where, "-k", "1", "Russian military presence"])
     assert found.exit_code == 0, found.output
     assert RUSSIA_DOC in found.output.splitlines()[0]
+
+
+def test_a_live_corpus_moves_between_stores_with_its_api_writes(
+    tmp_path: Path, onnx_dir: Path
+) -> None:
+    """`build --from-index` / `--from-collection`: the documents as the store holds them now
+    (written and deleted through the API), not the files it was first built from, rebuilt with
+    the settings given: FAISS into Milvus (scaling out), then back with other chunking."""
+    index, onnx = tmp_path / "index", ["--onnx-dir", str(onnx_dir)]
+    built = runner.invoke(app, ["build", "--source", str(SEEDS), "--out", str(index), *onnx])
+    assert built.exit_code == 0, built.output
+    text = "Lighthouse keepers handed their lamps to automation in 1998."
+    store = open_store(index)
+    try:
+        live = IndexedDocument(
+            Document("written-live.txt", "Keepers", text, {"desk": "coast"}),
+            (Passage("written-live.txt", 0, 0, len(text), text),),
+            np.ones((1, 384), dtype=np.float32) / np.sqrt(384),
+        )
+        store.put([live])
+        store.delete([OPPOSITION_DOC])
+        seq = store.reader().seq
+    finally:
+        store.close()
+
+    milvus = ["--store", "milvus", "--milvus-uri", str(tmp_path / "milvus.db"), *onnx]
+    moved = runner.invoke(app, ["build", "--from-index", str(index), *milvus, "--no-progress"])
+    assert moved.exit_code == 0, moved.output
+    assert f"read 2 documents from {index} at write {seq}" in moved.output
+    target = MilvusTarget(uri=str(tmp_path / "milvus.db"), collection="search")
+    copied = MilvusStore.open(target, writable=False)
+    try:
+        assert sorted(copied.reader().document_ids()) == sorted([RUSSIA_DOC, "written-live.txt"])
+        stored = copied.get("written-live.txt")
+        assert stored is not None
+        assert stored.document.metadata == {"desk": "coast"}
+    finally:
+        copied.close()
+    found = runner.invoke(app, ["search", *milvus, "-k", "1", "lighthouse keepers automation"])
+    assert "written-live.txt" in found.output.splitlines()[0], found.output
+
+    back = tmp_path / "rechunked"
+    into_faiss = ["--store", "faiss", "--milvus-uri", str(tmp_path / "milvus.db")]
+    rechunked = ["--out", str(back), "--max-tokens", "64", *onnx]
+    rebuilt = runner.invoke(app, ["build", "--from-collection", "search", *into_faiss, *rechunked])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    manifest = read_current_manifest(back)
+    assert manifest.counts.documents == 2
+    assert manifest.chunking.max_tokens == 64
+    assert manifest.corpus.source.startswith("Milvus collection 'search'")
+
+    missing = runner.invoke(app, ["build", "--from-index", str(tmp_path / "nothing"), *onnx])
+    assert missing.exit_code == 1
+    both = runner.invoke(app, ["build", "--from-index", str(index), "--if-stale", *onnx])
+    assert both.exit_code == 1
+    assert "not with --if-stale" in both.output
