@@ -31,7 +31,8 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -86,6 +87,79 @@ _GONE_TIMEOUT = 30.0
 # A build's claim older than this is a crashed builder's: ignored, then dropped. A replica
 # waits this long for another's build too (python -m indexer build --if-stale).
 BUILD_CLAIM_SECONDS = 900.0
+_DELETE_BATCH = 4_096  # primary keys per delete
+# How long a replica answers for its own writes from memory (_RecentWrites): Milvus has applied
+# a write within a tick or two (200 ms each), so reads as of writes this old do not wait.
+_RECENT_SECONDS = 1.0
+
+
+@dataclass
+class _OldRows:
+    """A document's rows before a write, as (primary key, seq) pairs."""
+
+    exists: bool = False
+    """It has a first text piece: the document is there (not only a failed write's rows)."""
+    documents: list[tuple[int, int]] = field(default_factory=list)
+    passages: list[tuple[int, int]] = field(default_factory=list)
+
+
+class _RecentWrites:
+    """What this replica's writes of the last ``_RECENT_SECONDS`` left of each document, and
+    the Milvus timestamps up to which reads need not wait (see ``_read_for_write``).
+
+    Used by the writer alone, under the store's write lock."""
+
+    def __init__(self, collections: Sequence[str]) -> None:
+        self.collections = collections
+        self._documents: dict[str, tuple[float, _OldRows]] = {}
+        # (when, each collection's last-write timestamp then), oldest first.
+        self._marks: list[tuple[float, dict[str, int]]] = []
+        self._settled: dict[str, int] = {}
+        """Per collection: a timestamp past every write no longer in ``_documents``."""
+
+    def rows(self, doc_ids: Sequence[str]) -> dict[str, _OldRows]:
+        self._expire()
+        return {d: self._documents[d][1] for d in doc_ids if d in self._documents}
+
+    def read_options(self, collection: str, latest: int) -> dict[str, Any]:
+        """How to read ``collection`` so as to see every write of this client older than
+        those remembered, without waiting for the newer ones."""
+        settled = self._settled.get(collection)
+        if latest <= 0 or settled is None:  # nothing to go by: wait for this client's writes
+            return {"consistency_level": "Session"}
+        # At Customized, pymilvus and Milvus keep an explicit guarantee timestamp (at
+        # Eventually Milvus 2.3.5 ignores it).
+        return {"consistency_level": "Customized", "guarantee_timestamp": max(settled, 1)}
+
+    def record(self, documents: Mapping[str, _OldRows], stamps: Mapping[str, int]) -> None:
+        now = time.monotonic()
+        for doc_id, rows in documents.items():
+            self._documents.pop(doc_id, None)
+            self._documents[doc_id] = (now, rows)  # insertion order: oldest first
+        self._marks.append((now, dict(stamps)))
+
+    def reset(self) -> None:
+        """Remember nothing: reads wait as at ``Session`` until new writes have settled."""
+        self._documents.clear()
+        self._marks.clear()
+        self._settled.clear()
+
+    def _expire(self) -> None:
+        horizon = time.monotonic() - _RECENT_SECONDS
+        while self._marks and self._marks[0][0] <= horizon:
+            self._settled.update(self._marks.pop(0)[1])
+        for doc_id, (when, _) in list(self._documents.items()):
+            if when > horizon:
+                break
+            del self._documents[doc_id]
+
+
+@dataclass
+class _PendingPut:
+    """A put waiting for its group's round; ``outcome`` is set once the round is over."""
+
+    documents: tuple[IndexedDocument, ...]
+    outcome: Written | BaseException | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +356,11 @@ class MilvusStore:
         self._payloads: LRUCache[int, tuple[Passage, DocumentInfo]] = LRUCache(maxsize=10_000)
         self._payload_lock = threading.Lock()
         self._write_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_PendingPut] = []
+        self._recent = _RecentWrites((self.passages_collection, self.documents_collection))
+        # Reads a write or a publish makes at once (see _read_for_write).
+        self._readers = ThreadPoolExecutor(max_workers=3, thread_name_prefix="milvus-read")
         self._visible = threading.Condition()
         self._seq = self._stored_seq()
         self._view = self._publish_view(self._seq)
@@ -550,6 +629,7 @@ class MilvusStore:
         *,
         skip: int = 0,
         limit: int | None = None,
+        **read: Any,
     ) -> Iterator[dict[str, Any]]:
         """Rows matching ``where`` in primary-key order (write order: keys are allocated in
         increasing order), paged by key so that no request passes Milvus's result cap."""
@@ -565,7 +645,7 @@ class MilvusStore:
                     filter=f"pk > {cursor} and ({where})",
                     output_fields=["pk", *fields],
                     limit=page,
-                    consistency_level=self.target.consistency,
+                    **(read or {"consistency_level": self.target.consistency}),
                 )
             )
             if not rows:
@@ -602,47 +682,102 @@ class MilvusStore:
                 )
         for item in documents:
             _check_fits(item, self.manifest.title_prefix)
+        pending = _PendingPut(tuple(documents))
+        with self._queue_lock:
+            self._queue.append(pending)
+        # Group commit: whoever holds the write lock writes every put queued meanwhile in one
+        # Milvus round (one read, one insert per collection, one delete, one counter upsert),
+        # so concurrent writers share the round's waits instead of queueing for one each.
         with self._write_lock:
-            self._writable()
-            ids = [item.document.doc_id for item in documents]
-            before = self._existing(ids)
-            existed: list[bool] = []
-            for doc_id in ids:  # a second copy in one batch replaces the first
-                existed.append(doc_id in before)
-                before.add(doc_id)
-            first = max(self._seq, self._stored_seq()) + 1
-            last = first + len(documents) - 1
-            # One write per id: the last copy, numbered by its place in the batch.
-            final = {item.document.doc_id: (first + i, item) for i, item in enumerate(documents)}
-            try:
-                _insert_documents(
-                    self._client, self.target, self.manifest, list(final.values()), self.full_text
-                )
-                if any(existed):
-                    self._remove([d for d, (s, _) in final.items()], before_seq=first)
-                self._set_seq(last)
-            except StoreUnavailableError as error:
-                raise StoreWriteError(f"Milvus did not take the write: {error}") from error
-            self._seq = max(self._seq, last)
+            if pending.outcome is None:
+                with self._queue_lock:
+                    group, self._queue = self._queue, []
+                self._commit(group)
+        outcome = pending.outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        assert outcome is not None
         if self.refresh_interval == 0:
             self.refresh()
-        return Written(self._seq, tuple(existed))
+        return outcome
+
+    def _commit(self, group: Sequence[_PendingPut]) -> None:
+        """Write a group of puts as one: each gets its own Written (or its own error)."""
+        try:
+            written = self._put_group([p.documents for p in group])
+        except (StoreUnavailableError, StoreWriteError) as error:
+            for p in group:  # an exception of its own for each caller's traceback
+                p.outcome = type(error)(str(error))
+                p.outcome.__cause__ = error
+            return
+        except BaseException as error:
+            for p in group:
+                p.outcome = error
+            return
+        for p, outcome in zip(group, written, strict=True):
+            p.outcome = outcome
+
+    def _put_group(self, batches: Sequence[Sequence[IndexedDocument]]) -> list[Written]:
+        self._writable()
+        documents = [item for batch in batches for item in batch]
+        if not documents:
+            return [Written(self._seq, ()) for _ in batches]
+        ids = [item.document.doc_id for item in documents]
+        old, stored = self._read_for_write(ids)
+        existed: list[bool] = []
+        seen = {doc_id for doc_id, rows in old.items() if rows.exists}
+        for doc_id in ids:  # a second copy in one group replaces the first
+            existed.append(doc_id in seen)
+            seen.add(doc_id)
+        first = max(self._seq, stored) + 1
+        last = first + len(documents) - 1
+        # One write per id: the last copy, numbered by its place in the group.
+        final = {item.document.doc_id: (first + i, item) for i, item in enumerate(documents)}
+        new: dict[str, _OldRows] = {}
+        try:
+            _insert_documents(
+                self._client,
+                self.target,
+                self.manifest,
+                list(final.values()),
+                self.full_text,
+                new,
+            )
+            # Every row read above, of whichever write: this one replaces them all.
+            removed = self._remove(old.values())
+            self._set_seq(last)
+            self._settle(removed)
+        except StoreUnavailableError as error:
+            # What Milvus holds is unknown now (some rows may be in): read it as it is.
+            self._recent.reset()
+            raise StoreWriteError(f"Milvus did not take the write: {error}") from error
+        self._recent.record(new, self._write_stamps())
+        self._seq = max(self._seq, last)
+        results, done = [], 0
+        for batch in batches:
+            done += len(batch)
+            results.append(Written(first + done - 1, tuple(existed[done - len(batch) : done])))
+        return results
 
     def delete(self, doc_ids: Sequence[str]) -> Written:
         with self._write_lock:
             self._writable()
-            before = self._existing(doc_ids)
-            present = tuple(doc_id in before for doc_id in doc_ids)
-            gone = sorted(before)
+            old, stored = self._read_for_write(doc_ids)
+            present = tuple(doc_id in old and old[doc_id].exists for doc_id in doc_ids)
+            gone = [rows for rows in old.values() if rows.exists]
             if gone:
-                last = max(self._seq, self._stored_seq()) + len(gone)
+                last = max(self._seq, stored) + len(gone)
                 try:
-                    self._remove(gone, before_seq=None)
+                    removed = self._remove(gone)
                     self._set_seq(last)
+                    self._settle(removed)
                 except StoreUnavailableError as error:
+                    self._recent.reset()
                     raise StoreWriteError(f"Milvus did not take the delete: {error}") from error
+                deleted = {doc_id: _OldRows() for doc_id, rows in old.items() if rows.exists}
+                self._recent.record(deleted, self._write_stamps())
                 self._seq = max(self._seq, last)
-                self._publish()  # a delete is visible the moment it is acknowledged
+                self._publish(self._seq)  # a delete is visible the moment it is acknowledged
         return Written(self._seq, present)
 
     def refresh(self) -> None:
@@ -657,37 +792,93 @@ class MilvusStore:
             return
         self._closed.set()
         self._refresher.join(timeout=10)
+        self._readers.shutdown(wait=True)
         self._client.close()
 
     def _writable(self) -> None:
         if self._read_only is not None:
             raise ReadOnlyStoreError(f"writes are disabled: {self._read_only}")
 
-    def _existing(self, doc_ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        unique = sorted(set(doc_ids))
-        for start in range(0, len(unique), _ID_BATCH):
-            batch = ", ".join(literal(d) for d in unique[start : start + _ID_BATCH])
-            rows = self._query_all(
-                self.documents_collection, f"part == 0 and doc_id in [{batch}]", ["doc_id"]
-            )
-            found.update(row["doc_id"] for row in rows)
-        return found
+    def _read_for_write(self, doc_ids: Sequence[str]) -> tuple[dict[str, _OldRows], int]:
+        """The rows ``doc_ids`` have now (by document) and the shared write counter.
 
-    def _remove(self, doc_ids: Sequence[str], *, before_seq: int | None) -> None:
-        """Delete the rows of ``doc_ids`` (older than ``before_seq``, if given) and return once
-        searches at the store's consistency level no longer see them."""
-        older = "" if before_seq is None else f" and seq < {before_seq}"
-        conditions = []
-        for start in range(0, len(doc_ids), _ID_BATCH):
-            batch = ", ".join(literal(d) for d in doc_ids[start : start + _ID_BATCH])
-            condition = f"doc_id in [{batch}]{older}"
-            conditions.append(condition)
-            for collection in (self.passages_collection, self.documents_collection):
-                _call(partial(self._client.delete, collection, filter=condition))
+        At ``Session`` a read waits until Milvus's time tick (every 200 ms, one or two of them)
+        covers this client's last write to the collection, so a write that read at it waited
+        for the previous one. Instead, this replica's own writes of the last
+        ``_RECENT_SECONDS`` come from memory (``_recent``: the rows each left), and Milvus is
+        read as of the writes before them, which it has long applied: no wait. Other replicas'
+        writes are seen as a ``Session`` read sees them, once Milvus has applied them. At
+        ``Strong`` every read waits for the next tick anyway, and sees everything.
+        """
+        unique = sorted(set(doc_ids))
+        strong = self.target.consistency == "Strong"
+        known = {} if strong else self._recent.rows(unique)
+        wanted = [d for d in unique if d not in known]
+
+        def rows(collection: str, fields: list[str]) -> list[dict[str, Any]]:
+            read = (
+                {"consistency_level": "Strong"}
+                if strong
+                else self._recent.read_options(collection, self._last_write_ts(collection))
+            )
+            found: list[dict[str, Any]] = []
+            for start in range(0, len(wanted), _ID_BATCH):
+                batch = ", ".join(literal(d) for d in wanted[start : start + _ID_BATCH])
+                found.extend(self._query_all(collection, f"doc_id in [{batch}]", fields, **read))
+            return found
+
+        documents = self._readers.submit(rows, self.documents_collection, ["doc_id", "seq", "part"])
+        passages = self._readers.submit(rows, self.passages_collection, ["doc_id", "seq"])
+        # This replica's own count is self._seq; the shared one is for other replicas' writes,
+        # which no consistency level short of Strong waits for.
+        counter = self._readers.submit(self._stored_seq, None if strong else "Eventually")
+        old: dict[str, _OldRows] = {
+            d: _OldRows(r.exists, [*r.documents], [*r.passages]) for d, r in known.items()
+        }
+        for row in documents.result():
+            entry = old.setdefault(row["doc_id"], _OldRows())
+            entry.documents.append((row["pk"], row["seq"]))
+            entry.exists = entry.exists or row["part"] == 0
+        for row in passages.result():
+            old.setdefault(row["doc_id"], _OldRows()).passages.append((row["pk"], row["seq"]))
+        return old, counter.result()
+
+    def _remove(self, old: Iterable[_OldRows]) -> dict[str, list[int]]:
+        """Delete ``old`` rows by primary key (a delete by any other expression makes Milvus
+        query first, which waits for a time tick); the keys deleted, by collection."""
+        old = list(old)
+        removed = {
+            self.passages_collection: [pk for o in old for pk, _ in o.passages],
+            self.documents_collection: [pk for o in old for pk, _ in o.documents],
+        }
+        for collection, pks in removed.items():
+            for start in range(0, len(pks), _DELETE_BATCH):
+                batch = pks[start : start + _DELETE_BATCH]
+                _call(partial(self._client.delete, collection, ids=batch))
+        return removed
+
+    def _settle(self, removed: Mapping[str, list[int]]) -> None:
+        """Return once searches at the store's consistency level no longer see ``removed``.
+
+        pymilvus's ``Session`` waits for the client's last insert or upsert to a collection,
+        not its deletes (Milvus 2.3.5 returns no timestamp for them): a ``Session`` read right
+        after this client's delete still sees the rows. But the counter's upsert, which comes
+        after the round's deletes, has a timestamp: made the session's for the round's
+        collections too, it makes this client's next ``Session`` read wait until Milvus has
+        applied the deletes. At ``Strong`` every read waits for that; Milvus Lite applies a
+        delete before answering. Otherwise (Bounded, Eventually) wait until reads stop
+        seeing the rows.
+        """
+        if not any(removed.values()) or self.target.consistency == "Strong":
+            return
+        if self.target.consistency == "Session" and (
+            self.target.is_lite or self._carry_session(self.meta_collection, removed)
+        ):
+            return
         deadline = time.monotonic() + _GONE_TIMEOUT
-        for condition in conditions:
-            for collection in (self.passages_collection, self.documents_collection):
+        for collection, pks in removed.items():
+            for start in range(0, len(pks), _DELETE_BATCH):
+                condition = f"pk in [{', '.join(map(str, pks[start : start + _DELETE_BATCH]))}]"
                 while next(iter(self._query_all(collection, condition, [], limit=1)), None):
                     if time.monotonic() > deadline:
                         logger.warning(
@@ -696,16 +887,48 @@ class MilvusStore:
                         return
                     time.sleep(0.02)
 
-    def _stored_seq(self) -> int:
+    def _carry_session(self, source: str, targets: Iterable[str]) -> bool:
+        """Make ``source``'s last write timestamp the session's for ``targets``; False where
+        pymilvus keeps none."""
+        stamp = self._last_write_ts(source)
+        if stamp <= 0:
+            return False
+        try:
+            from pymilvus.client import ts_utils
+
+            address = self._client._get_connection().server_address
+            for target in targets:
+                if self._last_write_ts(target) < stamp:
+                    ts_utils.update_collection_ts(target, stamp, address, "")
+        except Exception:  # pymilvus internals (the version is pinned)
+            return False
+        return True
+
+    def _stored_seq(self, consistency: Consistency | None = None) -> int:
         rows = _call(
             lambda: self._client.query(
                 self.meta_collection,
                 filter='key == "seq"',
                 output_fields=["value"],
-                consistency_level=self.target.consistency,
+                consistency_level=consistency or self.target.consistency,
             )
         )
         return int(rows[0]["value"]) if rows else 0
+
+    def _write_stamps(self) -> dict[str, int]:
+        return {c: self._last_write_ts(c) for c in self._recent.collections}
+
+    def _last_write_ts(self, collection: str) -> int:
+        """The Milvus timestamp of this client's last write to ``collection`` (what a
+        ``Session`` read waits for), or 0 where pymilvus keeps none (Milvus Lite, which applies
+        each write before answering)."""
+        try:
+            from pymilvus.client import ts_utils
+
+            address = self._client._get_connection().server_address
+            return int(ts_utils.get_collection_ts(collection, address, "") or 0)
+        except Exception:  # pymilvus internals: without them, reads wait as at Session
+            return -1
 
     def _set_seq(self, seq: int) -> None:
         _call(lambda: self._client.upsert(self.meta_collection, [_meta_row("seq", str(seq))]))
@@ -713,12 +936,17 @@ class MilvusStore:
     # -- publishing -------------------------------------------------------------------------
 
     def _publish_view(self, seq: int) -> MilvusView:
-        documents = self._count(self.documents_collection, f"part == 0 and seq <= {seq}")
+        # Both at once: each may wait for the same time tick.
+        documents = self._readers.submit(
+            self._count, self.documents_collection, f"part == 0 and seq <= {seq}"
+        )
         passages = self._count(self.passages_collection, f"seq <= {seq}")
-        return MilvusView(self, self._manifest, seq, documents, passages)
+        return MilvusView(self, self._manifest, seq, documents.result(), passages)
 
-    def _publish(self) -> None:
-        seq = max(self._seq, self._stored_seq())  # other replicas' writes too
+    def _publish(self, seq: int | None = None) -> None:
+        """Publish a view at ``seq``, or at the shared counter (other replicas' writes too)."""
+        if seq is None:
+            seq = max(self._seq, self._stored_seq())
         view = self._publish_view(seq)
         with self._visible:
             if view.seq >= self._view.seq:
@@ -957,9 +1185,10 @@ def _insert_documents(
     manifest: Manifest,
     documents: Sequence[tuple[int, IndexedDocument]],
     full_text: bool,
+    keys: dict[str, _OldRows] | None = None,
 ) -> int:
     """Insert the rows of ``documents``, each with its write's sequence number, in shared
-    batches; the passages written."""
+    batches; the passages written. With ``keys``, each document's new rows go there."""
     passages, documents_collection, _ = collection_names(target)
     passage_rows: list[dict[str, Any]] = []
     document_rows: list[dict[str, Any]] = []
@@ -969,11 +1198,19 @@ def _insert_documents(
         nonlocal passage_rows, document_rows, written
         if passage_rows and (force or len(passage_rows) >= _INSERT_BATCH):
             rows, passage_rows = passage_rows, []
-            _call(lambda: client.insert(passages, rows))
+            done = _call(lambda: client.insert(passages, rows))
             written += len(rows)
+            if keys is not None:
+                for row, pk in zip(rows, done["ids"], strict=True):
+                    keys.setdefault(row["doc_id"], _OldRows(True)).passages.append((pk, row["seq"]))
         if document_rows and (force or len(document_rows) >= _INSERT_BATCH):
             rows, document_rows = document_rows, []
-            _call(lambda: client.insert(documents_collection, rows))
+            done = _call(lambda: client.insert(documents_collection, rows))
+            if keys is not None:
+                for row, pk in zip(rows, done["ids"], strict=True):
+                    keys.setdefault(row["doc_id"], _OldRows(True)).documents.append(
+                        (pk, row["seq"])
+                    )
 
     for seq, item in documents:
         document = item.document
