@@ -111,15 +111,18 @@ class _RecentWrites:
 
     def __init__(self, collections: Sequence[str]) -> None:
         self.collections = collections
-        self._documents: dict[str, tuple[float, _OldRows]] = {}
+        # Per document: when, the rows this replica's write left, and the keys it deleted
+        # (Milvus allocates auto ids across collections, so one set serves both).
+        self._documents: dict[str, tuple[float, _OldRows, set[int]]] = {}
         # (when, each collection's last-write timestamp then), oldest first.
         self._marks: list[tuple[float, dict[str, int]]] = []
         self._settled: dict[str, int] = {}
         """Per collection: a timestamp past every write no longer in ``_documents``."""
 
-    def rows(self, doc_ids: Sequence[str]) -> dict[str, _OldRows]:
+    def rows(self, doc_ids: Sequence[str]) -> dict[str, tuple[_OldRows, set[int]]]:
         self._expire()
-        return {d: self._documents[d][1] for d in doc_ids if d in self._documents}
+        found = {d: self._documents[d] for d in doc_ids if d in self._documents}
+        return {d: (rows, deleted) for d, (_, rows, deleted) in found.items()}
 
     def read_options(self, collection: str, latest: int) -> dict[str, Any]:
         """How to read ``collection`` so as to see every write of this client older than
@@ -131,11 +134,21 @@ class _RecentWrites:
         # Eventually Milvus 2.3.5 ignores it).
         return {"consistency_level": "Customized", "guarantee_timestamp": max(settled, 1)}
 
-    def record(self, documents: Mapping[str, _OldRows], stamps: Mapping[str, int]) -> None:
+    def record(
+        self,
+        documents: Mapping[str, _OldRows],
+        deleted: Mapping[str, _OldRows],
+        stamps: Mapping[str, int],
+    ) -> None:
+        """This replica's write left ``documents`` with those rows, having deleted the rows
+        ``deleted`` names; ``stamps``: each collection's last-write timestamp after it."""
         now = time.monotonic()
         for doc_id, rows in documents.items():
-            self._documents.pop(doc_id, None)
-            self._documents[doc_id] = (now, rows)  # insertion order: oldest first
+            _, _, before = self._documents.pop(doc_id, (now, rows, set()))
+            gone = deleted.get(doc_id)
+            if gone is not None:
+                before |= {pk for pk, _ in gone.documents} | {pk for pk, _ in gone.passages}
+            self._documents[doc_id] = (now, rows, before)  # insertion order: oldest first
         self._marks.append((now, dict(stamps)))
 
     def reset(self) -> None:
@@ -148,7 +161,7 @@ class _RecentWrites:
         horizon = time.monotonic() - _RECENT_SECONDS
         while self._marks and self._marks[0][0] <= horizon:
             self._settled.update(self._marks.pop(0)[1])
-        for doc_id, (when, _) in list(self._documents.items()):
+        for doc_id, (when, _, _) in list(self._documents.items()):
             if when > horizon:
                 break
             del self._documents[doc_id]
@@ -751,7 +764,7 @@ class MilvusStore:
             # What Milvus holds is unknown now (some rows may be in): read it as it is.
             self._recent.reset()
             raise StoreWriteError(f"Milvus did not take the write: {error}") from error
-        self._recent.record(new, self._write_stamps())
+        self._recent.record(new, old, self._write_stamps())
         self._seq = max(self._seq, last)
         results, done = [], 0
         for batch in batches:
@@ -762,7 +775,10 @@ class MilvusStore:
     def delete(self, doc_ids: Sequence[str]) -> Written:
         with self._write_lock:
             self._writable()
-            old, stored = self._read_for_write(doc_ids)
+            # At Strong: a delete also removes another replica's write of a moment ago (a put
+            # leaves that to the next write of the document), and its publish waits a tick
+            # anyway.
+            old, stored = self._read_for_write(doc_ids, strong=True)
             present = tuple(doc_id in old and old[doc_id].exists for doc_id in doc_ids)
             gone = [rows for rows in old.values() if rows.exists]
             if gone:
@@ -775,7 +791,7 @@ class MilvusStore:
                     self._recent.reset()
                     raise StoreWriteError(f"Milvus did not take the delete: {error}") from error
                 deleted = {doc_id: _OldRows() for doc_id, rows in old.items() if rows.exists}
-                self._recent.record(deleted, self._write_stamps())
+                self._recent.record(deleted, old, self._write_stamps())
                 self._seq = max(self._seq, last)
                 self._publish(self._seq)  # a delete is visible the moment it is acknowledged
         return Written(self._seq, present)
@@ -799,7 +815,9 @@ class MilvusStore:
         if self._read_only is not None:
             raise ReadOnlyStoreError(f"writes are disabled: {self._read_only}")
 
-    def _read_for_write(self, doc_ids: Sequence[str]) -> tuple[dict[str, _OldRows], int]:
+    def _read_for_write(
+        self, doc_ids: Sequence[str], *, strong: bool = False
+    ) -> tuple[dict[str, _OldRows], int]:
         """The rows ``doc_ids`` have now (by document) and the shared write counter.
 
         At ``Session`` a read waits until Milvus's time tick (every 200 ms, one or two of them)
@@ -811,9 +829,8 @@ class MilvusStore:
         ``Strong`` every read waits for the next tick anyway, and sees everything.
         """
         unique = sorted(set(doc_ids))
-        strong = self.target.consistency == "Strong"
+        strong = strong or self.target.consistency == "Strong"
         known = {} if strong else self._recent.rows(unique)
-        wanted = [d for d in unique if d not in known]
 
         def rows(collection: str, fields: list[str]) -> list[dict[str, Any]]:
             read = (
@@ -822,8 +839,8 @@ class MilvusStore:
                 else self._recent.read_options(collection, self._last_write_ts(collection))
             )
             found: list[dict[str, Any]] = []
-            for start in range(0, len(wanted), _ID_BATCH):
-                batch = ", ".join(literal(d) for d in wanted[start : start + _ID_BATCH])
+            for start in range(0, len(unique), _ID_BATCH):
+                batch = ", ".join(literal(d) for d in unique[start : start + _ID_BATCH])
                 found.extend(self._query_all(collection, f"doc_id in [{batch}]", fields, **read))
             return found
 
@@ -832,15 +849,21 @@ class MilvusStore:
         # This replica's own count is self._seq; the shared one is for other replicas' writes,
         # which no consistency level short of Strong waits for.
         counter = self._readers.submit(self._stored_seq, None if strong else "Eventually")
-        old: dict[str, _OldRows] = {
-            d: _OldRows(r.exists, [*r.documents], [*r.passages]) for d, r in known.items()
-        }
+        # A remembered document: the rows this replica's write left, and any other rows Milvus
+        # shows (another replica's write) but those that write deleted.
+        old: dict[str, _OldRows] = {}
+        skip: set[int] = set()
+        for doc_id, (left, deleted) in known.items():
+            old[doc_id] = _OldRows(left.exists, [*left.documents], [*left.passages])
+            skip |= deleted | {pk for pk, _ in left.documents} | {pk for pk, _ in left.passages}
         for row in documents.result():
-            entry = old.setdefault(row["doc_id"], _OldRows())
-            entry.documents.append((row["pk"], row["seq"]))
-            entry.exists = entry.exists or row["part"] == 0
+            if row["pk"] not in skip:
+                entry = old.setdefault(row["doc_id"], _OldRows())
+                entry.documents.append((row["pk"], row["seq"]))
+                entry.exists = entry.exists or row["part"] == 0
         for row in passages.result():
-            old.setdefault(row["doc_id"], _OldRows()).passages.append((row["pk"], row["seq"]))
+            if row["pk"] not in skip:
+                old.setdefault(row["doc_id"], _OldRows()).passages.append((row["pk"], row["seq"]))
         return old, counter.result()
 
     def _remove(self, old: Iterable[_OldRows]) -> dict[str, list[int]]:

@@ -198,6 +198,14 @@ def test_a_document_written_through_replica_a_is_found_through_replica_b(
     topology.report["write through A found through B"] = (
         f"yes, {seconds:.2f} s after A acknowledged it (B's refresh interval: 1 s)"
     )
+    # Each replica knows its own recent writes from memory: the other's must still count.
+    headers = {"Authorization": f"Bearer {KEY}"}
+    replaced = httpx.put(f"{b.url}/documents/apples.txt", json=HARVEST, headers=headers)
+    assert replaced.status_code == 200, replaced.text  # replaced, not created
+    deleted = httpx.delete(url, headers=headers)  # through A, right after B's replacement
+    assert deleted.status_code == 204, deleted.text
+    for replica in (a, b):
+        assert httpx.get(f"{replica.url}/documents/apples.txt").status_code == 404
 
     # `docker compose up` again runs the init job again: it must leave the written corpus be.
     again = init_job(topology.env)

@@ -1,0 +1,102 @@
+"""The Milvus store's group commit and its memory of its own writes, on Milvus Lite and on a
+real server: concurrent puts share one round, and two stores on one collection (replicas) each
+see the other's writes."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.index import BuildParams, new_manifest
+from indexer.stores.base import Written
+from indexer.stores.milvus_store import MilvusStore, MilvusTarget
+from indexer.types import Document, IndexedDocument, Passage
+
+DIM = 4
+
+
+def item(doc_id: str, text: str = "some text") -> IndexedDocument:
+    vector = np.random.default_rng(abs(hash((doc_id, text))) % 2**32).normal(size=(1, DIM))
+    return IndexedDocument(
+        Document(doc_id, doc_id.title(), text),
+        (Passage(doc_id, 0, 0, len(text), text),),
+        (vector / np.linalg.norm(vector)).astype(np.float32),
+    )
+
+
+@pytest.fixture(params=["lite", pytest.param("server", marks=pytest.mark.milvus)])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MilvusTarget]:
+    if request.param == "server":
+        uri = request.getfixturevalue("milvus_server").uri
+    else:
+        uri = str(tmp_path / "milvus.db")
+    found = MilvusTarget(uri=uri, collection=f"w{uuid.uuid4().hex[:12]}")
+    manifest = new_manifest(
+        "test/writes", DIM, BuildParams(store="milvus", index_factory="FLAT"), "w"
+    )
+    MilvusStore.create(found, manifest, [item("old-1"), item("old-2")]).close()
+    yield found
+    MilvusStore.drop(found)
+
+
+def test_concurrent_puts_in_one_group_each_get_their_own_outcome(target: MilvusTarget) -> None:
+    store = MilvusStore.open(target)
+    try:
+        puts = [[item("old-1")], [item("new-1"), item("new-2")], [item("new-1", "again")], []]
+        results: dict[int, Written] = {}
+        # Hold the write lock so that every put queues, then let them go as one group.
+        with store._write_lock:
+            threads = [
+                threading.Thread(target=lambda n=n, p=p: results.__setitem__(n, store.put(p)))
+                for n, p in enumerate(puts)
+            ]
+            for queued, thread in enumerate(threads, start=1):
+                thread.start()
+                while len(store._queue) < queued:  # in this order
+                    time.sleep(0.001)
+        for thread in threads:
+            thread.join(30)
+        assert results[0] == Written(1, (True,))
+        assert results[1] == Written(3, (False, False))
+        assert results[2] == Written(4, (True,))  # new-1, written earlier in the same group
+        assert results[3].existed == ()
+        assert store.seq == 4
+        new_1 = store.get("new-1")
+        assert new_1 is not None
+        assert new_1.document.text == "again"
+        store.refresh()
+        reader = store.reader()
+        assert reader.document_count == 4  # old-1, old-2, new-1, new-2: one copy each
+        assert reader.passage_count == 4
+    finally:
+        store.close()
+
+
+def test_each_replica_sees_the_others_writes(target: MilvusTarget) -> None:
+    a, b = MilvusStore.open(target), MilvusStore.open(target)
+    try:
+        assert a.put([item("shared")]).existed == (False,)
+        time.sleep(0.5)  # another replica's write counts once Milvus has applied it
+        assert b.put([item("shared", "from b")]).existed == (True,)  # A's write: replaced
+        time.sleep(0.5)
+        assert a.put([item("shared", "from a")]).existed == (True,)  # A remembers its own
+        time.sleep(0.5)
+        # B wrote "shared" a moment ago too: A's replacement must have removed B's rows.
+        deleted = b.delete(["shared"])
+        assert deleted.existed == (True,)
+        for store in (a, b):
+            assert store.get("shared") is None
+            store.refresh()
+            assert store.reader().document_count == 2
+        time.sleep(0.5)
+        # The shared counter carries B's writes to A: A numbers its next write after them.
+        assert a.put([item("later")]).seq > deleted.seq
+    finally:
+        a.close()
+        b.close()
