@@ -1,4 +1,5 @@
-"""The Milvus store: the corpus lives in Milvus, so a replica holds no state of its own.
+"""The Milvus store: the corpus lives in Milvus, so a replica holds no state of its own (but a
+second's memory of its own writes).
 
 The same ``pymilvus.MilvusClient`` code reaches Milvus Lite (a local file, one process), a
 standalone server and a cluster, by URI. A store named ``search`` is three collections:
@@ -17,6 +18,14 @@ searchable at the next refresh (every ``refresh_interval``) and ``wait_for`` wor
 learns of other replicas' writes through the shared counter at its own refresh. A delete (and
 the old passages of a replaced document) is acknowledged once searches at the store's
 consistency level no longer see it.
+
+Writes are group commits: the puts that queue while one is being written go together in the
+next round of Milvus calls. A round does not wait for Milvus's time tick: the replica keeps the
+rows its writes of the last second left (``_RecentWrites``), and reads Milvus as of its writes
+before those. Another replica's write counts for a put once Milvus has applied it (a tick or
+two after it was acknowledged); a delete reads at ``Strong``. Two replicas writing one document
+within that moment can leave both versions until it is written again (``get`` returns the one
+with the higher sequence number).
 
 Milvus has no transactions across rows: a write inserts the new passages and document rows
 first and then deletes the old ones, so a crash between the two can leave an unacknowledged
