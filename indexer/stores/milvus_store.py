@@ -381,6 +381,9 @@ class MilvusStore:
         self._queue_lock = threading.Lock()
         self._queue: list[_PendingPut] = []
         self._recent = _RecentWrites((self.passages_collection, self.documents_collection))
+        # How to read the shared counter, for other replicas' writes (this one's are in
+        # self._seq): short of Strong, no level waits for them, so read without waiting.
+        self._others: Consistency | None = None if target.consistency == "Strong" else "Eventually"
         # Reads a write or a publish makes at once (see _read_for_write).
         self._readers = ThreadPoolExecutor(max_workers=3, thread_name_prefix="milvus-read")
         self._visible = threading.Condition()
@@ -857,7 +860,7 @@ class MilvusStore:
         passages = self._readers.submit(rows, self.passages_collection, ["doc_id", "seq"])
         # This replica's own count is self._seq; the shared one is for other replicas' writes,
         # which no consistency level short of Strong waits for.
-        counter = self._readers.submit(self._stored_seq, None if strong else "Eventually")
+        counter = self._readers.submit(self._stored_seq, None if strong else self._others)
         # A remembered document: the rows this replica's write left, and any other rows Milvus
         # shows (another replica's write) but those that write deleted.
         old: dict[str, _OldRows] = {}
@@ -977,8 +980,8 @@ class MilvusStore:
 
     def _publish(self, seq: int | None = None) -> None:
         """Publish a view at ``seq``, or at the shared counter (other replicas' writes too)."""
-        if seq is None:
-            seq = max(self._seq, self._stored_seq())
+        if seq is None:  # this replica's own count is in memory: no wait for its writes
+            seq = max(self._seq, self._stored_seq(self._others))
         view = self._publish_view(seq)
         with self._visible:
             if view.seq >= self._view.seq:
@@ -988,7 +991,7 @@ class MilvusStore:
     def _refresh_loop(self) -> None:
         while not self._closed.wait(self.refresh_interval or 0.2):
             try:
-                if max(self._seq, self._stored_seq()) != self._view.seq:
+                if max(self._seq, self._stored_seq(self._others)) != self._view.seq:
                     self._publish()
             except StoreUnavailableError as error:
                 logger.warning("refreshing from Milvus failed (retrying): %s", error)
