@@ -320,7 +320,8 @@ class MilvusView:
     ) -> list[StoredDocument]:
         collection, where = self._document_rows(filter)
         rows = self.store._query_all(collection, where, ["doc_id"], skip=offset, limit=limit)
-        return self.store._stored([row["doc_id"] for row in rows], self.seq)
+        # Once, should two replicas' writes of a moment have left two copies (see _stored).
+        return self.store._stored(list(dict.fromkeys(row["doc_id"] for row in rows)), self.seq)
 
     def document_ids(self, filter: Filter | None = None) -> list[str]:
         collection, where = self._document_rows(filter)
@@ -615,13 +616,20 @@ class MilvusStore:
         for start in range(0, len(doc_ids), _ID_BATCH):
             batch = doc_ids[start : start + _ID_BATCH]
             ids = f"doc_id in [{', '.join(literal(d) for d in batch)}]"
+            # Rows come in key order, which is insertion order. Two replicas writing a document
+            # at the same moment can both number their write alike (the shared counter has no
+            # compare-and-set): a copy's first piece or passage starts it anew, so the copy
+            # inserted last is the one read.
             pieces: dict[tuple[str, int], list[dict[str, Any]]] = {}
             for row in self._query_all(
                 self.documents_collection,
                 ids + visible,
                 ["doc_id", "seq", "part", "parts", "title", "text", "metadata"],
             ):
-                pieces.setdefault((row["doc_id"], row["seq"]), []).append(row)
+                key = (row["doc_id"], row["seq"])
+                if row["part"] == 0:
+                    pieces[key] = []
+                pieces.setdefault(key, []).append(row)
             latest: dict[str, tuple[int, list[dict[str, Any]]]] = {}
             for (doc_id, row_seq), rows in pieces.items():
                 complete = len(rows) == rows[0]["parts"]
@@ -633,7 +641,10 @@ class MilvusStore:
                 ids + visible,
                 ["doc_id", "seq", "chunk_id", "start", "end", "text"],
             ):
-                passages.setdefault((row["doc_id"], row["seq"]), []).append(
+                key = (row["doc_id"], row["seq"])
+                if row["chunk_id"] == 0:
+                    passages[key] = []
+                passages.setdefault(key, []).append(
                     Passage(row["doc_id"], row["chunk_id"], row["start"], row["end"], row["text"])
                 )
             for doc_id, (row_seq, rows) in latest.items():

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import indexer.stores.milvus_store as milvus_store
 from indexer.index import BuildParams, new_manifest
 from indexer.stores.base import Written
 from indexer.stores.milvus_store import MilvusStore, MilvusTarget
@@ -100,3 +101,32 @@ def test_each_replica_sees_the_others_writes(target: MilvusTarget) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_two_copies_of_one_write_number_read_as_the_copy_written_last(
+    target: MilvusTarget,
+) -> None:
+    """Two replicas writing one document at the same moment can number their writes alike
+    (the shared counter has no compare-and-set) and miss each other's rows: both copies stay
+    until the document is written again. Reading it gives one whole copy, the later one."""
+    store = MilvusStore.open(target)
+    try:
+        written = store.put([item("contested", "first copy")])
+        later = item("contested", "second copy, longer")
+        milvus_store._insert_documents(
+            store._client, target, store.manifest, [(written.seq, later)], store.full_text
+        )
+        store.refresh()
+        kept = store.get("contested")
+        assert kept is not None
+        assert kept.document.text == "second copy, longer"
+        assert kept.passages == later.passages
+        listed = [s for s in store.reader().documents(0, 100) if s.document.doc_id == "contested"]
+        assert [s.document.text for s in listed] == ["second copy, longer"]
+        # The next write of the document replaces both copies.
+        assert store.put([item("contested", "settled")]).existed == (True,)
+        store.refresh()
+        reader = store.reader()
+        assert (reader.document_count, reader.passage_count) == (3, 3)
+    finally:
+        store.close()
