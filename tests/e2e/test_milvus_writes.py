@@ -130,3 +130,29 @@ def test_two_copies_of_one_write_number_read_as_the_copy_written_last(
         assert (reader.document_count, reader.passage_count) == (3, 3)
     finally:
         store.close()
+
+
+def test_a_delete_through_one_replica_is_gone_from_the_others_searches_once_acknowledged(
+    target: MilvusTarget,
+) -> None:
+    """A takedown: once the delete returns, no replica's search finds the document (the
+    deleting replica's publish reads at a session timestamp past the delete, so it returns
+    only once Milvus has applied it, for every reader)."""
+    a, b = MilvusStore.open(target), MilvusStore.open(target)
+    try:
+        written = item("takedown", "an article to take down")
+        a.put([written])
+        deadline = time.monotonic() + 10
+        while not b.wait_for(a.seq, 0.2):  # B learns of the write at its refresh
+            assert time.monotonic() < deadline
+
+        def found_by_b() -> bool:
+            _, ids = b.reader().vector_search(written.vectors[0:1], 10)
+            return any(b.reader().passage(int(i)).doc_id == "takedown" for i in ids)
+
+        assert found_by_b()
+        assert a.delete(["takedown"]).existed == (True,)
+        assert not found_by_b()  # at once: not after B's refresh, nor after a time tick
+    finally:
+        a.close()
+        b.close()
