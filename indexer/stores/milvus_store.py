@@ -581,7 +581,7 @@ class MilvusStore:
                 consistency_level=self.target.consistency,
             )
         )
-        hits = results[0] if results else []
+        hits = _one_copy(results[0] if results else [])
         ids = np.fromiter((int(hit["pk"]) for hit in hits), dtype=np.int64, count=len(hits))
         scores = np.fromiter((hit["distance"] for hit in hits), dtype=np.float32, count=len(hits))
         with self._payload_lock:
@@ -1327,6 +1327,19 @@ def _payload_of(entity: Mapping[str, Any]) -> tuple[Passage, DocumentInfo]:
         entity["doc_id"], entity["chunk_id"], entity["start"], entity["end"], entity["text"]
     )
     return passage, DocumentInfo(entity["doc_id"], entity["title"], entity["metadata"] or {})
+
+
+def _one_copy(hits: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Each passage once: where two copies of a document are in (two replicas' writes of one
+    moment, or a replacement between its insert and its delete), the one inserted last."""
+    latest: dict[tuple[str, int], int] = {}
+    for hit in hits:
+        key = (hit["entity"]["doc_id"], hit["entity"]["chunk_id"])
+        latest[key] = max(latest.get(key, -1), int(hit["pk"]))
+    if len(latest) == len(hits):
+        return list(hits)
+    keep = set(latest.values())
+    return [hit for hit in hits if int(hit["pk"]) in keep]
 
 
 def _empty() -> tuple[Scores, Ids]:

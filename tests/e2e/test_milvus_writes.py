@@ -108,7 +108,7 @@ def test_two_copies_of_one_write_number_read_as_the_copy_written_last(
 ) -> None:
     """Two replicas writing one document at the same moment can number their writes alike
     (the shared counter has no compare-and-set) and miss each other's rows: both copies stay
-    until the document is written again. Reading it gives one whole copy, the later one."""
+    until the document is written again. Reading or searching it gives one copy, the later."""
     store = MilvusStore.open(target)
     try:
         written = store.put([item("contested", "first copy")])
@@ -123,6 +123,11 @@ def test_two_copies_of_one_write_number_read_as_the_copy_written_last(
         assert kept.passages == later.passages
         listed = [s for s in store.reader().documents(0, 100) if s.document.doc_id == "contested"]
         assert [s.document.text for s in listed] == ["second copy, longer"]
+        reader = store.reader()
+        for vectors in (later.vectors, item("contested", "first copy").vectors):
+            _, ids = reader.vector_search(vectors, 10)
+            hits = [reader.passage(int(i)) for i in ids]
+            assert [p.text for p in hits if p.doc_id == "contested"] == ["second copy, longer"]
         # The next write of the document replaces both copies.
         assert store.put([item("contested", "settled")]).existed == (True,)
         store.refresh()
