@@ -46,9 +46,24 @@ async def get_query_filter(request: Request) -> Filter | None:
     try:
         return parse_filter_json(raw) if raw else None
     except FilterError as error:
-        raise RequestValidationError(
-            [{"type": "value_error", "loc": ("query", "filter"), "msg": str(error), "input": raw}]
-        ) from None
+        raise _invalid("value_error", str(error), raw) from None
+
+
+async def get_required_filter(
+    filter: Annotated[Filter | None, Depends(get_query_filter)],
+) -> Filter:
+    """The ``filter`` parameter of REQUIRED_FILTER_PARAMETER: present and not empty."""
+    if filter is None:
+        message = "a filter with at least one condition is required: an empty one would delete "
+        raise _invalid("missing", message + "every document", None)
+    return filter
+
+
+def _invalid(kind: str, message: str, raw: str | None) -> RequestValidationError:
+    return RequestValidationError(
+        [{"type": kind, "loc": ("query", "filter"), "msg": message, "input": raw}]
+    )
 
 
 QueryFilterDep = Annotated[Filter | None, Depends(get_query_filter)]
+RequiredFilterDep = Annotated[Filter, Depends(get_required_filter)]

@@ -10,10 +10,14 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Response, status
-from fastapi.exceptions import RequestValidationError
 
 from app.deps import DeleterDep, ReaderDep, ServiceDep, WriterDep, require_json
-from app.query_filter import FILTER_PARAMETER, REQUIRED_FILTER_PARAMETER, QueryFilterDep
+from app.query_filter import (
+    FILTER_PARAMETER,
+    REQUIRED_FILTER_PARAMETER,
+    QueryFilterDep,
+    RequiredFilterDep,
+)
 from app.schemas import (
     DOC_ID_PATTERN,
     MAX_BULK_DOCUMENTS,
@@ -186,22 +190,10 @@ def put_documents(
     },
     openapi_extra={"parameters": [REQUIRED_FILTER_PARAMETER]},
 )
-def delete_documents(filter: QueryFilterDep, writer: DeleterDep) -> DeleteByFilterResponse:
+def delete_documents(filter: RequiredFilterDep, writer: DeleterDep) -> DeleteByFilterResponse:
     """Every document matching `filter` (as in searches; writes acknowledged before this
     request included), e.g. articles past their retention date. Durable, and gone from every
     search and listing, when this returns. Needs the write key."""
-    if filter is None:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "missing",
-                    "loc": ("query", "filter"),
-                    "msg": "a filter with at least one condition is required: "
-                    "an empty one would delete every document",
-                    "input": None,
-                }
-            ]
-        )
     started = time.perf_counter()
     deleted, seq = writer.delete_matching(filter)
     return DeleteByFilterResponse(
