@@ -16,10 +16,10 @@ from indexer.manifest import Manifest, ManifestError
 from indexer.query_encoding import BatchingEmbedder, CachingEmbedder, WriteEncoder
 from indexer.reindex import ReindexChanges, ReindexStatus, ReindexTracker
 from indexer.search import Searcher
-from indexer.stores import FaissStore, Store
-from indexer.stores.base import StoreUnavailableError
+from indexer.stores import Store
+from indexer.stores.base import ReindexError, StaleWriteError, StoreUnavailableError
 from indexer.stores.configured import configured_manifest, open_configured
-from indexer.stores.faiss_store import ReindexError, StaleWriteError, StoreOpenError
+from indexer.stores.faiss_store import StoreOpenError
 from indexer.stores.layout import IndexLock, IndexLockedError
 from indexer.stores.milvus_store import MilvusStore, MilvusStoreMissingError
 from indexer.tracing import span
@@ -215,6 +215,8 @@ class SearchService:
             return
         self.preparer = preparer
         self.searcher = searcher
+        if isinstance(self.store, MilvusStore):  # replicas share it: follow their reindexes
+            self.store.follower = self._follow_reindex
         reader = self.store.reader()
         logger.info(
             "ready: %d documents, %d passages, model %s; writes %s",
@@ -364,12 +366,6 @@ class SearchService:
         """Start rebuilding the index in the background; its status says how it goes."""
         if self.store is None or self.searcher is None or self._model is None:
             raise ReindexRefusedError("the model is still loading; retry in a few seconds")
-        if not isinstance(self.store, FaissStore):
-            raise ReindexRefusedError(
-                "reindexing in place is for the FAISS store; on Milvus, build the new settings "
-                "into another collection (python -m indexer build --store milvus) and point "
-                "SEARCH_MILVUS_COLLECTION at it"
-            )
         if self.writes_problem is not None:
             raise ReindexRefusedError(f"the index takes no writes: {self.writes_problem}")
         if not self.reindexing.start(self.store.manifest.build_id):
@@ -384,41 +380,73 @@ class SearchService:
         thread.start()
         return self.reindexing.status
 
+    def _models(
+        self, model_name: str, backend: Backend
+    ) -> tuple[Embedder, Embedder | None, Embedder, BatchingEmbedder | None]:
+        """The model, query encoder, document encoder and batcher to use for ``model_name``:
+        the served ones if it is the served model, else loaded and warmed up (no query encoder
+        then means: keep the served one)."""
+        assert self._model is not None
+        if model_name == self.store_model and backend == self.backend:
+            writer = self.preparer.embedder if self.preparer is not None else self._model
+            return self._model, None, writer, None
+        if self._loads_configured_model:
+            model = load_embedder(model_name, backend, self.settings.onnx_dir)
+        else:
+            model = self._embedder_factory(model_name)
+        queries, writer, batcher = self._query_embedder(model)
+        queries.encode([_WARMUP_QUERY])
+        return model, queries, writer, batcher
+
+    def _switcher(
+        self,
+        target: Manifest,
+        models: tuple[Embedder, Embedder | None, Embedder, BatchingEmbedder | None],
+        backend: Backend,
+    ) -> Callable[[], None]:
+        """What to run at a reindex's switch, with writes held: later writes are prepared the
+        new way and queries encoded by the new model."""
+        assert self.searcher is not None
+        model, queries, writer, batcher = models
+        preparer = Preparer(writer, target.chunking, target.title_prefix)
+        searcher = self.searcher
+
+        def switch() -> None:
+            if queries is not None:
+                searcher.use_embedder(queries, target.keyword.stemmer)
+                if self._batcher is not None:
+                    self._retired.append(self._batcher)
+                self._batcher, self._model, self.backend = batcher, model, backend
+            self.preparer = preparer
+
+        return switch
+
+    def _follow_reindex(self, manifest: Manifest) -> Callable[[], None]:
+        """Another replica reindexed the shared (Milvus) store: ready the new version's model
+        and preparer, to swap in when this replica's store switches to it."""
+        logger.info("another replica reindexed the index: readying %s", manifest.model.name)
+        return self._switcher(
+            manifest, self._models(manifest.model.name, self.backend), self.backend
+        )
+
     def _reindex(
-        self, store: FaissStore, changes: ReindexChanges, model_name: str, backend: Backend
+        self, store: Store, changes: ReindexChanges, model_name: str, backend: Backend
     ) -> None:
         assert self.searcher is not None
         assert self._model is not None
         batcher: BatchingEmbedder | None = None
         try:
-            if model_name == self.store_model and backend == self.backend:
-                model, queries = self._model, None
-                writer = self.preparer.embedder if self.preparer is not None else model
-            else:
+            if model_name != self.store_model or backend != self.backend:
                 self.reindexing.progress("loading the model", 0, 0)
-                if self._loads_configured_model:
-                    model = load_embedder(model_name, backend, self.settings.onnx_dir)
-                else:
-                    model = self._embedder_factory(model_name)
-                queries, writer, batcher = self._query_embedder(model)
-                queries.encode([_WARMUP_QUERY])
-            target = changes.apply(store.manifest, model)
-            preparer = Preparer(writer, target.chunking, target.title_prefix)
-            searcher = self.searcher
-
-            def switch() -> None:  # with writes held: later writes are prepared the new way
-                if queries is not None:
-                    searcher.use_embedder(queries, target.keyword.stemmer)
-                    if self._batcher is not None:
-                        self._retired.append(self._batcher)
-                    self._batcher, self._model, self.backend = batcher, model, backend
-                self.preparer = preparer
-
+            models = self._models(model_name, backend)
+            batcher = models[3]
+            target = changes.apply(store.manifest, models[0])
+            preparer = Preparer(models[2], target.chunking, target.title_prefix)
             manifest = store.reindex(
                 target,
                 lambda documents: preparer.prepare(documents),
                 progress=self.reindexing.progress,
-                on_switch=switch,
+                on_switch=self._switcher(target, models, backend),
             )
         except Exception as error:  # the old version serves on; the status says why
             if batcher is not None and batcher is not self._batcher:

@@ -513,7 +513,8 @@ def reindex(
     its POST /admin/reindex instead (writes go on meanwhile)."""
     from indexer.reindex import ReindexChanges
     from indexer.reindex import reindex as run_reindex
-    from indexer.stores.faiss_store import FaissStore, ReindexError
+    from indexer.stores.base import ReindexError
+    from indexer.stores.faiss_store import FaissStore
     from indexer.stores.layout import IndexLockedError
 
     root = _settings(index_dir=index).index_dir

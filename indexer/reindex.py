@@ -1,5 +1,5 @@
 """Reindexing a live index: every document prepared again with new settings or a new model,
-into a new version that replaces the old one atomically (``FaissStore.reindex``).
+into a new version that replaces the old one atomically (``Store.reindex``: FAISS and Milvus).
 
 Shared by ``python -m indexer reindex`` (an index no service holds) and ``POST /admin/reindex``
 (the index the service holds, which keeps serving and taking writes meanwhile).
@@ -19,7 +19,7 @@ from indexer.embedding import Embedder
 from indexer.ingest import Preparer
 from indexer.keyword import KeywordParams
 from indexer.manifest import CorpusInfo, Counts, Manifest, ModelInfo
-from indexer.stores.faiss_store import FaissStore, Progress
+from indexer.stores.base import Progress, Store
 
 _T = TypeVar("_T")
 State = Literal["idle", "running", "done", "failed"]
@@ -135,7 +135,7 @@ class ReindexTracker:
 
 
 def reindex(
-    store: FaissStore,
+    store: Store,
     embedder: Embedder,
     changes: ReindexChanges,
     *,

@@ -10,13 +10,14 @@ and the passages they point to all come from the same state of the corpus.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, Self
 
 from indexer.filters import Filter
 from indexer.manifest import Manifest
 from indexer.types import (
+    Document,
     DocumentInfo,
     Ids,
     IndexedDocument,
@@ -27,6 +28,19 @@ from indexer.types import (
 )
 
 __all__ = ["IndexedDocument", "StoredDocument"]  # value types, defined with the others
+
+Prepare = Callable[[Sequence[Document]], list[IndexedDocument]]
+"""Chunks and embeds documents with a reindex's new settings."""
+Progress = Callable[[str, int, int], None]
+"""Called with a phase name, items done and items in that phase."""
+
+
+class ReindexError(Exception):
+    """A reindex failed or was refused before its switch: the old version serves on."""
+
+
+class StaleWriteError(Exception):
+    """Documents prepared for settings that a reindex has replaced since: prepare them again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +186,21 @@ class Store(Protocol):
 
     def delete(self, doc_ids: Sequence[str]) -> Written:
         """Remove documents; no reader taken after this returns contains them."""
+        ...
+
+    def reindex(
+        self,
+        manifest: Manifest,
+        prepare: Prepare,
+        *,
+        progress: Progress | None = None,
+        on_switch: Callable[[], None] | None = None,
+    ) -> Manifest:
+        """Rebuild every live document with ``prepare`` into a new version with
+        ``manifest``'s settings, then switch to it atomically. Searches and writes go on
+        meanwhile, and no write acknowledged during the rebuild is lost. ``on_switch`` runs at
+        the switch, with this process's writes held; ``epoch`` changes after it. Raises
+        ``ReindexError`` if the new version fails, leaving the old one serving."""
         ...
 
     def refresh(self) -> None:

@@ -35,7 +35,11 @@ from typing import ClassVar, Self
 from indexer.manifest import Manifest, ManifestError, read_manifest
 from indexer.stores.base import (
     IndexedDocument,
+    Prepare,
+    Progress,
     ReadOnlyStoreError,
+    ReindexError,
+    StaleWriteError,
     StorageFullError,
     StoredDocument,
     StoreWriteError,
@@ -71,7 +75,6 @@ from indexer.stores.translog import (
     TranslogCorruptError,
     replay,
 )
-from indexer.types import Document
 
 logger = logging.getLogger("indexer")
 
@@ -84,11 +87,6 @@ _CATCH_UP_UNDER_LOCK = 64
 # A reindex embeds what it catches up: fewer under the lock, so writes are held briefly.
 _REINDEX_UNDER_LOCK = 8
 _REINDEX_BATCH = 32
-
-Prepare = Callable[[Sequence[Document]], list[IndexedDocument]]
-"""Chunks and embeds documents with a reindex's new settings."""
-Progress = Callable[[str, int, int], None]
-"""Called with a phase name, items done and items in that phase."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,14 +109,6 @@ class StoreOpenError(Exception):
 
 class _AbandonedError(Exception):
     """A merge given up because the store is closing."""
-
-
-class ReindexError(Exception):
-    """A reindex failed or was refused before its switch: the old version serves on."""
-
-
-class StaleWriteError(Exception):
-    """Documents prepared for settings that a reindex has replaced since: prepare them again."""
 
 
 class FaissStore:
@@ -522,7 +512,8 @@ class FaissStore:
                 self._merge_ops = []
             if isinstance(error, _AbandonedError):
                 raise ReindexError("the index was closed during the reindex") from None
-            if isinstance(error, VersionError | ReindexError):
+            # ValueError: prepared vectors that do not fit the new version
+            if isinstance(error, VersionError | ReindexError | ValueError):
                 logger.error("refusing the reindexed version; the old one serves on: %s", error)
                 raise ReindexError(str(error)) from None
             raise

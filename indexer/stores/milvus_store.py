@@ -42,9 +42,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeVar
 
@@ -57,8 +57,12 @@ from indexer.manifest import FORMAT_VERSION, Counts, Manifest, ManifestError
 from indexer.stores.base import (
     DocumentRefusedError,
     IndexedDocument,
+    Prepare,
+    Progress,
     ReadOnlyStoreError,
+    ReindexError,
     SearchUnsupportedError,
+    StaleWriteError,
     StoredDocument,
     StoreUnavailableError,
     StoreWriteError,
@@ -100,6 +104,15 @@ _DELETE_BATCH = 4_096  # primary keys per delete
 # How long a replica answers for its own writes from memory (_RecentWrites): Milvus has applied
 # a write within a tick or two (200 ms each), so reads as of writes this old do not wait.
 _RECENT_SECONDS = 1.0
+# A reindexed version of store ``search`` lives in ``search__r<n>_*``; the row ``current`` of
+# ``search_meta`` names the version served (none: ``search_*`` itself).
+_VERSION_MARK = "__r"
+# After a reindex's switch the version before it is kept this long, and the writes replicas
+# still make to it are copied over: each replica moves at its next refresh, or once it has
+# loaded the new model.
+SWITCH_GRACE_SECONDS = 60.0
+_REINDEX_BATCH = 32  # documents prepared at a time by a reindex
+_CATCH_UP_ROUNDS = 5  # before the switch, catch-up rounds while writes go on
 
 
 @dataclass
@@ -181,6 +194,7 @@ class _PendingPut:
     """A put waiting for its group's round; ``outcome`` is set once the round is over."""
 
     documents: tuple[IndexedDocument, ...]
+    epoch: int | None = None
     outcome: Written | BaseException | None = None
 
 
@@ -269,23 +283,63 @@ class MilvusStoreMissingError(LookupError):
     """No complete store under that name in that Milvus."""
 
 
+def version_number(collection: str) -> int:
+    """0 for a store's first version, n for ``<name>__r<n>``."""
+    found = re.search(rf"{_VERSION_MARK}(\d+)$", collection)
+    return int(found[1]) if found else 0
+
+
+@dataclass(frozen=True)
+class _Version:
+    """One version of a store: where its rows are and how they were prepared. A reindex makes
+    another; a view keeps the version it was published from."""
+
+    data: MilvusTarget
+    """Whose collection names hold it: the store's own, or ``<name>__r<n>``."""
+    manifest: Manifest
+    full_text: bool
+
+    @property
+    def passages(self) -> str:
+        return collection_names(self.data)[0]
+
+    @property
+    def documents(self) -> str:
+        return collection_names(self.data)[1]
+
+    @property
+    def meta(self) -> str:
+        return collection_names(self.data)[2]
+
+    @cached_property
+    def search_params(self) -> dict[str, Any]:
+        """Applied to every vector search (``ef``, ``nprobe``), as the manifest records them."""
+        store = self.manifest.store
+        return parse_index_params(store.spec, store.search_params)[1]
+
+
 @dataclass(frozen=True)
 class MilvusView:
     """A published view of a Milvus store (implements ``Reader``): rows up to ``seq``."""
 
     store: MilvusStore = field(repr=False)
-    manifest: Manifest
+    version: _Version = field(repr=False)
     seq: int
     document_count: int
     passage_count: int
 
+    @property
+    def manifest(self) -> Manifest:
+        return self.version.manifest
+
     def vector_search(
         self, vector: Matrix, k: int, filter: Filter | None = None
     ) -> tuple[Scores, Ids]:
-        search = dict(self.store.search_params)
+        search = dict(self.version.search_params)
         if "ef" in search:
             search["ef"] = max(int(search["ef"]), k)  # Milvus refuses an ef below the limit
         return self.store._search(
+            self.version,
             np.asarray(vector, dtype=np.float32).reshape(-1).tolist(),
             "vector",
             {"metric_type": "IP", "params": search},
@@ -296,13 +350,18 @@ class MilvusView:
     def keyword_search(
         self, query: str, k: int, filter: Filter | None = None
     ) -> tuple[Scores, Ids]:
-        problem = self.store.keyword_problem
+        problem = self.store._keyword_problem(self.version)
         if problem is not None:
             raise SearchUnsupportedError(problem)
         if not query.strip():
             return _empty()
         scores, ids = self.store._search(
-            query, "sparse", {"metric_type": "BM25", "params": {}}, k, self._where(filter)
+            self.version,
+            query,
+            "sparse",
+            {"metric_type": "BM25", "params": {}},
+            k,
+            self._where(filter),
         )
         # Milvus Lite returns BM25 scores negated; BM25 itself is never negative.
         scores = np.abs(scores)
@@ -310,10 +369,10 @@ class MilvusView:
         return scores[keep], ids[keep]
 
     def passage(self, passage_id: int) -> Passage:
-        return self.store._payload(passage_id)[0]
+        return self.store._payload(self.version, passage_id)[0]
 
     def document_info(self, passage_id: int) -> DocumentInfo:
-        return self.store._payload(passage_id)[1]
+        return self.store._payload(self.version, passage_id)[1]
 
     def documents(
         self, offset: int, limit: int, filter: Filter | None = None
@@ -321,7 +380,8 @@ class MilvusView:
         collection, where = self._document_rows(filter)
         rows = self.store._query_all(collection, where, ["doc_id"], skip=offset, limit=limit)
         # Once, should two replicas' writes of a moment have left two copies (see _stored).
-        return self.store._stored(list(dict.fromkeys(row["doc_id"] for row in rows)), self.seq)
+        ids = list(dict.fromkeys(row["doc_id"] for row in rows))
+        return self.store._stored(ids, self.seq, self.version)
 
     def document_ids(self, filter: Filter | None = None) -> list[str]:
         collection, where = self._document_rows(filter)
@@ -337,8 +397,8 @@ class MilvusView:
         """Where one row per visible document is, in write order: a document's first piece,
         or (filtered: the typed metadata is on the passages) its first passage."""
         if filter is None:
-            return self.store.documents_collection, f"part == 0 and seq <= {self.seq}"
-        return self.store.passages_collection, f"chunk_id == 0 and {self._where(filter)}"
+            return self.version.documents, f"part == 0 and seq <= {self.seq}"
+        return self.version.passages, f"chunk_id == 0 and {self._where(filter)}"
 
     def _where(self, filter: Filter | None) -> str:
         condition = expression(filter)
@@ -355,33 +415,32 @@ class MilvusStore:
         self,
         target: MilvusTarget,
         client: MilvusClient,
-        manifest: Manifest,
+        version: _Version,
         *,
-        full_text: bool,
-        version: str,
+        server_version: str,
         read_only: str | None,
         refresh_interval: float,
     ) -> None:
         self.target = target
         self._client = client
-        self._manifest = manifest
-        self.full_text = full_text
-        self.search_params = parse_index_params(manifest.store.spec, manifest.store.search_params)[
-            1
-        ]
-        """Applied to every vector search (``ef``, ``nprobe``), as the manifest records them."""
-        self.server_version = version
+        self._version = version
+        self._epoch = 0  # +1 at each switch to a reindexed version
+        self.follower: Callable[[Manifest], Callable[[], None] | None] | None = None
+        """Called (in the refresh thread) when another process has reindexed the store, with
+        the new version's manifest; what it returns runs at the switch, with writes held. The
+        service readies the new model and preparer here."""
+        self._unfollowable: set[str] = set()
+        self._following = threading.Lock()
+        self._retiring: threading.Thread | None = None
+        self.server_version = server_version
         self._read_only = read_only
         self.refresh_interval = refresh_interval
-        self.passages_collection, self.documents_collection, self.meta_collection = (
-            collection_names(target)
-        )
         self._payloads: LRUCache[int, tuple[Passage, DocumentInfo]] = LRUCache(maxsize=10_000)
         self._payload_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._queue: list[_PendingPut] = []
-        self._recent = _RecentWrites((self.passages_collection, self.documents_collection))
+        self._recent = _RecentWrites((version.passages, version.documents))
         # How to read the shared counter, for other replicas' writes (this one's are in
         # self._seq): short of Strong, no level waits for them, so read without waiting.
         self._others: Consistency | None = None if target.consistency == "Strong" else "Eventually"
@@ -421,7 +480,7 @@ class MilvusStore:
             _create_collections(client, location, manifest, full_text=full_text)
             seq = 0
             numbered = [(seq, item) for item in documents]
-            written = _insert_documents(client, location, manifest, numbered, full_text)
+            written = _insert_documents(client, _Version(location, manifest, full_text), numbered)
             passages, documents_collection, meta = names
             if written >= _SEAL_ROWS:
                 _call(lambda: client.flush(passages))  # seal: Milvus builds the index now
@@ -465,22 +524,12 @@ class MilvusStore:
         cls, target: MilvusTarget, client: MilvusClient, *, writable: bool, refresh_interval: float
     ) -> Self:
         try:
-            names = collection_names(target)
-            missing = [n for n in names if not _call(partial(client.has_collection, n))]
-            if missing:
-                raise MilvusStoreMissingError(f"{target} holds no index (no {', '.join(missing)})")
-            _load(client, names)  # searches need them loaded
-            manifest = read_manifest(client, target)
-            passages = names[0]
-            fields = _call(lambda: client.describe_collection(passages))["fields"]
-            full_text = any(f["name"] == "sparse" for f in fields)
-            version = _call(client.get_server_version)
+            version = _open_version(client, target)
             store = cls(
                 target,
                 client,
-                manifest,
-                full_text=full_text,
-                version=version,
+                version,
+                server_version=_call(client.get_server_version),
                 read_only=None if writable else "opened for reading only",
                 refresh_interval=refresh_interval,
             )
@@ -518,7 +567,11 @@ class MilvusStore:
         """Delete the store's collections (and every document in them)."""
         client = connect(target)
         try:
-            for name in (*collection_names(target), *_claims(client, target)):
+            versions = re.compile(rf"{re.escape(target.collection)}{_VERSION_MARK}\d+_\w+")
+            for name in _call(client.list_collections):
+                if name in collection_names(target) or versions.fullmatch(name):
+                    _call(partial(client.drop_collection, name))
+            for name in _claims(client, target):
                 _call(partial(client.drop_collection, name))
         finally:
             client.close()
@@ -531,7 +584,24 @@ class MilvusStore:
 
     @property
     def manifest(self) -> Manifest:
-        return self._manifest
+        return self._version.manifest
+
+    @property
+    def passages_collection(self) -> str:
+        return self._version.passages
+
+    @property
+    def documents_collection(self) -> str:
+        return self._version.documents
+
+    @property
+    def meta_collection(self) -> str:
+        """The served version's: its manifest and write counter."""
+        return self._version.meta
+
+    @property
+    def full_text(self) -> bool:
+        return self._version.full_text
 
     @property
     def read_only(self) -> str | None:
@@ -539,7 +609,7 @@ class MilvusStore:
 
     @property
     def epoch(self) -> int:
-        return 0  # no reindex in place: a new model or chunking is a new collection
+        return self._epoch
 
     @property
     def seq(self) -> int:
@@ -548,12 +618,15 @@ class MilvusStore:
     @property
     def keyword_problem(self) -> str | None:
         """Why keyword (and so hybrid) search is unavailable here, or None."""
-        if self.full_text:
+        return self._keyword_problem(self._version)
+
+    def _keyword_problem(self, version: _Version) -> str | None:
+        if version.full_text:
             return None
         return (
             f"keyword and hybrid search need Milvus {'.'.join(map(str, FULL_TEXT_SINCE))} or "
             f"later (full-text search); this Milvus is {self.server_version} and "
-            f"{self.passages_collection} has no BM25 field: use mode=semantic"
+            f"{version.passages} has no BM25 field: use mode=semantic"
         )
 
     def reader(self) -> MilvusView:
@@ -564,13 +637,19 @@ class MilvusStore:
         return found[0] if found else None
 
     def _search(
-        self, data: Any, field_name: str, params: dict[str, Any], k: int, where: str
+        self,
+        version: _Version,
+        data: Any,
+        field_name: str,
+        params: dict[str, Any],
+        k: int,
+        where: str,
     ) -> tuple[Scores, Ids]:
         if k <= 0:
             return _empty()
         results = _call(
             lambda: self._client.search(
-                self.passages_collection,
+                version.passages,
                 data=[data],
                 anns_field=field_name,
                 limit=min(k, _MAX_RESULTS),
@@ -589,14 +668,14 @@ class MilvusStore:
                 self._payloads[int(hit["pk"])] = _payload_of(hit["entity"])
         return scores, ids
 
-    def _payload(self, passage_id: int) -> tuple[Passage, DocumentInfo]:
+    def _payload(self, version: _Version, passage_id: int) -> tuple[Passage, DocumentInfo]:
         with self._payload_lock:
             cached = self._payloads.get(passage_id)
         if cached is not None:
             return cached
         rows = _call(
             lambda: self._client.query(
-                self.passages_collection,
+                version.passages,
                 filter=f"pk == {int(passage_id)}",
                 output_fields=_PAYLOAD,
                 consistency_level=self.target.consistency,
@@ -609,9 +688,19 @@ class MilvusStore:
             self._payloads[passage_id] = payload
         return payload
 
-    def _stored(self, doc_ids: Sequence[str], seq: int | None) -> list[StoredDocument]:
+    def _stored(
+        self, doc_ids: Sequence[str], seq: int | None, version: _Version | None = None
+    ) -> list[StoredDocument]:
         """The documents ``doc_ids`` as last written (up to ``seq``), in that order."""
-        found: dict[str, StoredDocument] = {}
+        found = self._latest(version or self._version, doc_ids, seq)
+        return [found[d][1] for d in doc_ids if d in found]
+
+    def _latest(
+        self, version: _Version, doc_ids: Sequence[str], seq: int | None, **read: Any
+    ) -> dict[str, tuple[int, StoredDocument]]:
+        """The documents ``doc_ids`` as last written (up to ``seq``), with their writes'
+        sequence numbers."""
+        found: dict[str, tuple[int, StoredDocument]] = {}
         visible = "" if seq is None else f" and seq <= {seq}"
         for start in range(0, len(doc_ids), _ID_BATCH):
             batch = doc_ids[start : start + _ID_BATCH]
@@ -622,9 +711,10 @@ class MilvusStore:
             # inserted last is the one read.
             pieces: dict[tuple[str, int], list[dict[str, Any]]] = {}
             for row in self._query_all(
-                self.documents_collection,
+                version.documents,
                 ids + visible,
                 ["doc_id", "seq", "part", "parts", "title", "text", "metadata"],
+                **read,
             ):
                 key = (row["doc_id"], row["seq"])
                 if row["part"] == 0:
@@ -637,9 +727,10 @@ class MilvusStore:
                     latest[doc_id] = (row_seq, rows)
             passages: dict[tuple[str, int], list[Passage]] = {}
             for row in self._query_all(
-                self.passages_collection,
+                version.passages,
                 ids + visible,
                 ["doc_id", "seq", "chunk_id", "start", "end", "text"],
+                **read,
             ):
                 key = (row["doc_id"], row["seq"])
                 if row["chunk_id"] == 0:
@@ -654,8 +745,8 @@ class MilvusStore:
                     doc_id, first["title"], "".join(r["text"] for r in rows), first["metadata"]
                 )
                 own = sorted(passages.get((doc_id, row_seq), []), key=lambda p: p.chunk_id)
-                found[doc_id] = StoredDocument(document, tuple(own))
-        return [found[d] for d in doc_ids if d in found]
+                found[doc_id] = (row_seq, StoredDocument(document, tuple(own)))
+        return found
 
     def _query_all(
         self,
@@ -693,13 +784,13 @@ class MilvusStore:
                 seen += 1
             cursor = rows[-1]["pk"]
 
-    def _count(self, collection: str, where: str) -> int:
+    def _count(self, collection: str, where: str, consistency: Consistency | None = None) -> int:
         rows = _call(
             lambda: self._client.query(
                 collection,
                 filter=where,
                 output_fields=["count(*)"],
-                consistency_level=self.target.consistency,
+                consistency_level=consistency or self.target.consistency,
             )
         )
         return int(rows[0]["count(*)"])
@@ -707,7 +798,6 @@ class MilvusStore:
     # -- writing ----------------------------------------------------------------------------
 
     def put(self, documents: Sequence[IndexedDocument], *, epoch: int | None = None) -> Written:
-        del epoch  # no reindex in place, so a write is never stale
         dimension = self.manifest.model.dimension
         for item in documents:
             if item.vectors.shape != (len(item.passages), dimension):
@@ -718,7 +808,7 @@ class MilvusStore:
                 )
         for item in documents:
             _check_fits(item, self.manifest.title_prefix)
-        pending = _PendingPut(tuple(documents))
+        pending = _PendingPut(tuple(documents), epoch)
         with self._queue_lock:
             self._queue.append(pending)
         # Group commit: whoever holds the write lock writes every put queued meanwhile in one
@@ -739,6 +829,12 @@ class MilvusStore:
 
     def _commit(self, group: Sequence[_PendingPut]) -> None:
         """Write a group of puts as one: each gets its own Written (or its own error)."""
+        for p in group:  # prepared for the version a reindex has replaced since
+            if p.epoch is not None and p.epoch != self._epoch:
+                p.outcome = StaleWriteError("the index was reindexed while these were prepared")
+        group = [p for p in group if p.outcome is None]
+        if not group:
+            return
         try:
             written = self._put_group([p.documents for p in group])
         except (StoreUnavailableError, StoreWriteError) as error:
@@ -771,14 +867,7 @@ class MilvusStore:
         final = {item.document.doc_id: (first + i, item) for i, item in enumerate(documents)}
         new: dict[str, _OldRows] = {}
         try:
-            _insert_documents(
-                self._client,
-                self.target,
-                self.manifest,
-                list(final.values()),
-                self.full_text,
-                new,
-            )
+            _insert_documents(self._client, self._version, list(final.values()), new)
             # Every row read above, of whichever write: this one replaces them all.
             removed = self._remove(old.values())
             self._set_seq(last)
@@ -820,6 +909,7 @@ class MilvusStore:
         return Written(self._seq, present)
 
     def refresh(self) -> None:
+        self._follow_switch()
         self._publish()
 
     def wait_for(self, seq: int, timeout: float) -> bool:
@@ -831,6 +921,8 @@ class MilvusStore:
             return
         self._closed.set()
         self._refresher.join(timeout=10)
+        if self._retiring is not None:
+            self._retiring.join(timeout=30)
         self._readers.shutdown(wait=True)
         self._client.close()
 
@@ -950,10 +1042,12 @@ class MilvusStore:
             return False
         return True
 
-    def _stored_seq(self, consistency: Consistency | None = None) -> int:
+    def _stored_seq(
+        self, consistency: Consistency | None = None, version: _Version | None = None
+    ) -> int:
         rows = _call(
             lambda: self._client.query(
-                self.meta_collection,
+                (version or self._version).meta,
                 filter='key == "seq"',
                 output_fields=["value"],
                 consistency_level=consistency or self.target.consistency,
@@ -979,15 +1073,329 @@ class MilvusStore:
     def _set_seq(self, seq: int) -> None:
         _call(lambda: self._client.upsert(self.meta_collection, [_meta_row("seq", str(seq))]))
 
+    # -- reindexing -------------------------------------------------------------------------
+    # A reindex builds a new version (its own three collections, ``<name>__r<n>_*``) from the
+    # served one while searches and writes go on, then switches the ``current`` row of the
+    # store's meta, which every replica reads at its refresh: Elasticsearch's alias swap.
+    # Rows keep the sequence number of the write they copy, so catching up compares numbers:
+    # a document whose number in the old version differs from the one copied was written (or
+    # deleted) there since. After the switch, writes that replicas still make to the old
+    # version (until their next refresh) are copied for a grace period; a document written
+    # through the new version meanwhile keeps that write.
+
+    def reindex(
+        self,
+        manifest: Manifest,
+        prepare: Prepare,
+        *,
+        progress: Progress | None = None,
+        on_switch: Callable[[], None] | None = None,
+        grace: float = SWITCH_GRACE_SECONDS,
+    ) -> Manifest:
+        """Rebuild every live document with ``prepare`` into a version with ``manifest``'s
+        settings, then switch every replica to it (see the section comment). Raises
+        ``ReindexError`` if the new version fails, leaving the old one serving. The old
+        version is dropped ``grace`` seconds after the switch, in the background."""
+        report = progress or (lambda phase, done, total: None)
+        if self._read_only is not None:
+            raise ReindexError(f"cannot reindex: writes are disabled ({self._read_only})")
+        if self._retiring is not None and self._retiring.is_alive():
+            raise ReindexError("the previous reindex's old version is still being retired")
+        started = time.perf_counter()
+        old = self._version
+        client = self._client
+        number = 1 + max(
+            [version_number(old.data.collection), *self._leftover_versions(old).values()]
+        )
+        data = replace(self.target, collection=f"{self.target.collection}{_VERSION_MARK}{number}")
+        try:
+            claim = _claim_build(client, data)
+            if [c for c in self._version_claims() if c != claim]:
+                if claim is not None:
+                    _drop_quietly(client, claim)
+                raise FileExistsError(f"another process is reindexing {self.target}")
+        except FileExistsError as error:
+            logger.error("cannot reindex now: %s", error)
+            raise ReindexError(str(error)) from None
+        try:
+            for leftover in self._leftover_versions(old):  # a crashed reindex's
+                _drop_version(client, leftover, keep_meta=leftover == self.target.collection)
+            full_text = full_text_support(self.server_version)
+            _create_collections(client, data, manifest, full_text=full_text)
+            new = _Version(data, manifest, full_text)
+            _load(client, collection_names(data))
+            copied: dict[str, int] = {}
+            live = self._live_seqs(old)
+            for start in range(0, len(live), _REINDEX_BATCH):
+                self._check_open()
+                report("rebuilding", start, len(live))
+                self._copy(old, new, list(live)[start : start + _REINDEX_BATCH], copied, prepare)
+            report("rebuilding", len(live), len(live))
+            for _ in range(_CATCH_UP_ROUNDS):  # what was written meanwhile, writes going on
+                self._check_open()
+                report("catching up", 0, 0)
+                if self._sync(old, new, copied, prepare)[0] <= _REINDEX_BATCH:
+                    break
+            with self._write_lock:  # this process's writes wait from here to the switch
+                self._check_open()
+                report("switching", 0, 0)
+                _, documents = self._sync(old, new, copied, prepare)
+                seq = max(self._seq, self._stored_seq("Strong"), *copied.values())
+                final = self._verified(new, manifest, documents, seq, started)
+                _call(lambda: client.upsert(new.meta, [_meta_row("seq", str(seq))]))
+                _call(
+                    lambda: client.upsert(
+                        new.meta, [_meta_row("manifest", final.model_dump_json())]
+                    )
+                )
+                new = _Version(data, final, full_text)
+                root = collection_names(self.target)[2]
+                # The commit point: every replica serves the new version from its next refresh.
+                _call(lambda: client.upsert(root, [_meta_row("current", data.collection)]))
+                self._use(new, seq)
+                if on_switch is not None:
+                    try:
+                        on_switch()
+                    except Exception:  # past the commit point: the switch stands
+                        logger.exception("after the reindex switch")
+                self._epoch += 1  # after on_switch: a stale write is prepared again, anew
+        except BaseException as error:
+            if self._version is not old:  # past the commit point: the switch stands
+                raise
+            _drop_version(client, data.collection, keep_meta=False)
+            if claim is not None:
+                _drop_quietly(client, claim)
+            refused = (ReindexError, StoreUnavailableError, DocumentRefusedError, ValueError)
+            if isinstance(error, refused):
+                logger.error("refusing the reindexed version; the old one serves on: %s", error)
+                raise ReindexError(str(error)) from None
+            raise
+        self._publish()
+        logger.info(
+            "reindexed %d documents into %s (%s); %s retires in %.0f s",
+            final.counts.documents,
+            data.collection,
+            final.model.name,
+            old.data.collection,
+            grace,
+        )
+        self._retiring = threading.Thread(
+            target=self._retire,
+            args=(old, new, copied, prepare, grace, claim),
+            name="milvus-retire",
+            daemon=True,
+        )
+        self._retiring.start()
+        return final
+
+    def _verified(
+        self, new: _Version, manifest: Manifest, documents: int, seq: int, started: float
+    ) -> Manifest:
+        """The new version's final manifest, once it holds every live document."""
+        held = self._count(new.documents, "part == 0", "Strong")
+        if held != documents:
+            raise ReindexError(
+                f"the rebuilt version holds {held} documents, the live one {documents}"
+            )
+        return manifest.model_copy(
+            update={
+                "format_version": FORMAT_VERSION,
+                "counts": Counts(
+                    documents=held, passages=self._count(new.passages, "chunk_id >= 0", "Strong")
+                ),
+                "seq": seq,
+                "built_at": datetime.now(UTC),
+                "build_seconds": round(time.perf_counter() - started, 3),
+            }
+        )
+
+    def _live_seqs(self, version: _Version) -> dict[str, int]:
+        """Every document of ``version`` with its write's sequence number, in write order."""
+        seqs: dict[str, int] = {}
+        rows = self._query_all(
+            version.documents, "part == 0", ["doc_id", "seq"], consistency_level="Strong"
+        )
+        for row in rows:
+            seqs[row["doc_id"]] = max(row["seq"], seqs.get(row["doc_id"], -1))
+        return seqs
+
+    def _copy(
+        self,
+        old: _Version,
+        new: _Version,
+        doc_ids: Sequence[str],
+        copied: dict[str, int],
+        prepare: Prepare,
+    ) -> None:
+        """Prepare ``doc_ids`` as ``old`` holds them now and write them to ``new`` with their
+        sequence numbers, replacing what ``new`` had of them."""
+        found = self._latest(old, doc_ids, None, consistency_level="Strong")
+        ids = [d for d in doc_ids if d in found]
+        if not ids:
+            return
+        prepared = prepare([found[d][1].document for d in ids])
+        for item in prepared:
+            _check_fits(item, new.manifest.title_prefix)
+        before = self._rows_of(new, ids)
+        _insert_documents(
+            self._client, new, [(found[d][0], p) for d, p in zip(ids, prepared, strict=True)]
+        )
+        self._delete_rows(before)
+        for d in ids:
+            copied[d] = found[d][0]
+
+    def _sync(
+        self, old: _Version, new: _Version, copied: dict[str, int], prepare: Prepare
+    ) -> tuple[int, int]:
+        """Bring ``new`` up to ``old``'s writes since they were copied: the documents changed
+        and the live documents in ``old``."""
+        old_seqs = self._live_seqs(old)
+        new_seqs = self._live_seqs(new)
+        # Changed there and not written through the new version since the switch.
+        changed = [
+            d
+            for d, s in old_seqs.items()
+            if copied.get(d) != s and new_seqs.get(d) == copied.get(d)
+        ]
+        gone = [d for d, s in copied.items() if d not in old_seqs and new_seqs.get(d) == s]
+        for d in [d for d in copied if d not in old_seqs]:
+            del copied[d]
+        for start in range(0, len(changed), _REINDEX_BATCH):
+            self._copy(old, new, changed[start : start + _REINDEX_BATCH], copied, prepare)
+        if gone:
+            self._delete_rows(self._rows_of(new, gone))
+        return len(changed) + len(gone), len(old_seqs)
+
+    def _rows_of(self, version: _Version, doc_ids: Sequence[str]) -> dict[str, list[int]]:
+        """The primary keys of ``doc_ids``' rows in ``version``, by collection."""
+        keys: dict[str, list[int]] = {version.passages: [], version.documents: []}
+        for start in range(0, len(doc_ids), _ID_BATCH):
+            batch = ", ".join(literal(d) for d in doc_ids[start : start + _ID_BATCH])
+            for collection, found in keys.items():
+                rows = self._query_all(
+                    collection, f"doc_id in [{batch}]", [], consistency_level="Strong"
+                )
+                found.extend(row["pk"] for row in rows)
+        return keys
+
+    def _delete_rows(self, keys: Mapping[str, list[int]]) -> None:
+        for collection, pks in keys.items():
+            for start in range(0, len(pks), _DELETE_BATCH):
+                batch = pks[start : start + _DELETE_BATCH]
+                _call(partial(self._client.delete, collection, ids=batch))
+
+    def _retire(
+        self,
+        old: _Version,
+        new: _Version,
+        copied: dict[str, int],
+        prepare: Prepare,
+        grace: float,
+        claim: str | None,
+    ) -> None:
+        """Copy the writes replicas still make to ``old`` for ``grace`` seconds, then drop it."""
+        deadline = time.monotonic() + grace
+        while not self._closed.wait(min(self.refresh_interval or 0.2, grace)):
+            try:
+                changed, _ = self._sync(old, new, copied, prepare)
+                if changed:
+                    with self._write_lock:
+                        self._recent.reset()  # rows this replica's puts remember may be gone
+                        seq = max(self._seq, self._stored_seq("Strong"), *copied.values())
+                        self._set_seq(seq)
+                        self._seq = seq
+            except Exception as error:  # the next round tries again
+                logger.warning("copying late writes to %s failed: %s", new.data.collection, error)
+            if time.monotonic() >= deadline:
+                break
+        if self._closed.is_set():
+            return  # the next reindex drops what is left
+        _drop_version(self._client, old.data.collection, keep_meta=old.data == self.target)
+        if claim is not None:
+            _drop_quietly(self._client, claim)
+
+    def _leftover_versions(self, served: _Version) -> dict[str, int]:
+        """Versions of this store in Milvus besides ``served`` (a crashed reindex's, or one
+        retired after its grace), by number."""
+        found: dict[str, int] = {}
+        pattern = re.compile(
+            rf"({re.escape(self.target.collection)}(?:{_VERSION_MARK}\d+)?)_passages"
+        )
+        for name in _call(self._client.list_collections):
+            match = pattern.fullmatch(name)
+            if match and match[1] != served.data.collection:
+                found[match[1]] = version_number(match[1])
+        return found
+
+    def _version_claims(self) -> list[str]:
+        """Live claims of reindexes of this store (none on Milvus Lite: one process)."""
+        base = re.escape(self.target.collection)
+        pattern = re.compile(rf"({base}{_VERSION_MARK}\d+)_build_claim_\w+")
+        names = _call(self._client.list_collections)
+        found: list[str] = []
+        for version in {m[1] for m in map(pattern.fullmatch, names) if m}:
+            versioned = replace(self.target, collection=version)
+            found.extend(name for _, name in _live_claims(self._client, versioned))
+        return found
+
+    def _follow_switch(self) -> None:
+        """Serve the version another process's reindex switched to, if it has."""
+        collection = _current(self._client, self.target, self._others)
+        with self._following:  # the refresh thread and a refresh() call: one follows
+            if version_number(collection) > version_number(self._version.data.collection):
+                self._follow(collection)
+
+    def _follow(self, collection: str) -> None:
+        if collection in self._unfollowable:
+            return
+        data = replace(self.target, collection=collection)
+        try:
+            version = _version_at(self._client, self.target, data)
+            switch = self.follower(version.manifest) if self.follower is not None else None
+        except Exception as error:
+            logger.error(
+                "cannot serve the reindexed version %s; the one before serves on until it is "
+                "dropped: %s",
+                collection,
+                error,
+            )
+            self._unfollowable.add(collection)
+            return
+        with self._write_lock:
+            self._use(version, max(self._seq, self._stored_seq("Strong", version)))
+            if switch is not None:
+                try:
+                    switch()
+                except Exception:
+                    logger.exception("after moving to the reindexed version")
+            self._epoch += 1
+        self._publish()
+        logger.info(
+            "serving the reindexed version %s (%s)", collection, version.manifest.model.name
+        )
+
+    def _use(self, version: _Version, seq: int) -> None:
+        """Serve ``version`` from now on (under the write lock)."""
+        self._version = version
+        self._recent = _RecentWrites((version.passages, version.documents))
+        with self._payload_lock:
+            self._payloads.clear()
+        self._seq = seq
+
+    def _check_open(self) -> None:
+        if self._closed.is_set():
+            raise ReindexError("the index was closed during the reindex")
+
     # -- publishing -------------------------------------------------------------------------
 
     def _publish_view(self, seq: int) -> MilvusView:
+        version = self._version
         # Both at once: each may wait for the same time tick.
         documents = self._readers.submit(
-            self._count, self.documents_collection, f"part == 0 and seq <= {seq}"
+            self._count, version.documents, f"part == 0 and seq <= {seq}"
         )
-        passages = self._count(self.passages_collection, f"seq <= {seq}")
-        return MilvusView(self, self._manifest, seq, documents.result(), passages)
+        passages = self._count(version.passages, f"seq <= {seq}")
+        return MilvusView(self, version, seq, documents.result(), passages)
 
     def _publish(self, seq: int | None = None) -> None:
         """Publish a view at ``seq``, or at the shared counter (other replicas' writes too)."""
@@ -995,13 +1403,16 @@ class MilvusStore:
             seq = max(self._seq, self._stored_seq(self._others))
         view = self._publish_view(seq)
         with self._visible:
-            if view.seq >= self._view.seq:
+            # A view of the version before a switch that finished meanwhile is dropped.
+            current = view.version is self._version
+            if current and (view.seq >= self._view.seq or self._view.version is not view.version):
                 self._view = view
             self._visible.notify_all()
 
     def _refresh_loop(self) -> None:
         while not self._closed.wait(self.refresh_interval or 0.2):
             try:
+                self._follow_switch()
                 if max(self._seq, self._stored_seq(self._others)) != self._view.seq:
                     self._publish()
             except StoreUnavailableError as error:
@@ -1009,7 +1420,48 @@ class MilvusStore:
 
 
 def read_manifest(client: MilvusClient, target: MilvusTarget) -> Manifest:
-    """The manifest of the store at ``target``; MilvusStoreMissingError if there is none."""
+    """The manifest of the store at ``target`` (its current version); MilvusStoreMissingError
+    if there is none."""
+    _load_meta(client, target)
+    current = _current(client, target, "Strong")
+    return _version_manifest(client, replace(target, collection=current))
+
+
+def _current(client: MilvusClient, target: MilvusTarget, consistency: Consistency | None) -> str:
+    """The collection name of the version ``target``'s meta says is served (its own, until a
+    reindex)."""
+    rows = _call(
+        lambda: client.query(
+            collection_names(target)[2],
+            filter='key == "current"',
+            output_fields=["value"],
+            consistency_level=consistency or target.consistency,
+        )
+    )
+    return str(rows[0]["value"]) if rows else target.collection
+
+
+def _open_version(client: MilvusClient, target: MilvusTarget) -> _Version:
+    """The served version of the store at ``target``, loaded for searching."""
+    _load_meta(client, target)
+    return _version_at(
+        client, target, replace(target, collection=_current(client, target, "Strong"))
+    )
+
+
+def _version_at(client: MilvusClient, target: MilvusTarget, data: MilvusTarget) -> _Version:
+    """The version of ``target`` in ``data``'s collections, loaded for searching."""
+    names = collection_names(data)
+    missing = [n for n in names if not _call(partial(client.has_collection, n))]
+    if missing:
+        raise MilvusStoreMissingError(f"{target} holds no index (no {', '.join(missing)})")
+    _load(client, names)  # searches need them loaded
+    manifest = _version_manifest(client, data)
+    fields = _call(partial(client.describe_collection, names[0]))["fields"]
+    return _Version(data, manifest, full_text=any(f["name"] == "sparse" for f in fields))
+
+
+def _load_meta(client: MilvusClient, target: MilvusTarget) -> None:
     meta = collection_names(target)[2]
     if not _call(lambda: client.has_collection(meta)):
         raise MilvusStoreMissingError(f"{target} holds no index (no collection {meta})")
@@ -1023,20 +1475,25 @@ def read_manifest(client: MilvusClient, target: MilvusTarget) -> Manifest:
                 f"{target} is being created (no index on {meta} yet)"
             ) from None
         raise
+
+
+def _version_manifest(client: MilvusClient, data: MilvusTarget) -> Manifest:
+    _load_meta(client, data)
+    meta = collection_names(data)[2]
     rows = _call(
         lambda: client.query(
             meta, filter='key == "manifest"', output_fields=["value"], consistency_level="Strong"
         )
     )
     if not rows:
-        raise MilvusStoreMissingError(f"{target} holds no complete index (no manifest yet)")
+        raise MilvusStoreMissingError(f"{data} holds no complete index (no manifest yet)")
     try:
         manifest = Manifest.model_validate_json(rows[0]["value"])
     except ValueError as error:
         raise ManifestError(f"the manifest in {meta} is not valid: {error}") from error
     if manifest.format_version != FORMAT_VERSION:
         raise ManifestError(
-            f"{target} has format version {manifest.format_version}, this version reads "
+            f"{data} has format version {manifest.format_version}, this version reads "
             f"{FORMAT_VERSION}"
         )
     return manifest
@@ -1112,6 +1569,21 @@ def _claim_build(client: MilvusClient, target: MilvusTarget) -> str | None:
             f"{target} already holds a build in progress (another process claimed it first)"
         )
     return mine
+
+
+def _drop_version(client: MilvusClient, base: str, *, keep_meta: bool) -> None:
+    """Drop the collections of the version in ``base``; with ``keep_meta`` (a store's first
+    version, whose meta also names the version served) only its manifest and counter rows."""
+    passages, documents, meta = collection_names(replace(MilvusTarget("_"), collection=base))
+    for name in (passages, documents):
+        _drop_quietly(client, name)
+    if not keep_meta:
+        _drop_quietly(client, meta)
+        return
+    try:
+        _call(partial(client.delete, meta, ids=["manifest", "seq"]))
+    except StoreUnavailableError as error:
+        logger.warning("could not clear %s: %s", meta, error)
 
 
 def _drop_quietly(client: MilvusClient, name: str) -> None:
@@ -1227,15 +1699,15 @@ def _analyzer(stemmer: str) -> dict[str, Any]:
 
 def _insert_documents(
     client: MilvusClient,
-    target: MilvusTarget,
-    manifest: Manifest,
+    version: _Version,
     documents: Sequence[tuple[int, IndexedDocument]],
-    full_text: bool,
     keys: dict[str, _OldRows] | None = None,
 ) -> int:
-    """Insert the rows of ``documents``, each with its write's sequence number, in shared
-    batches; the passages written. With ``keys``, each document's new rows go there."""
-    passages, documents_collection, _ = collection_names(target)
+    """Insert the rows of ``documents`` into ``version``, each with its write's sequence
+    number, in shared batches; the passages written. With ``keys``, each document's new rows
+    go there."""
+    passages, documents_collection = version.passages, version.documents
+    manifest, full_text = version.manifest, version.full_text
     passage_rows: list[dict[str, Any]] = []
     document_rows: list[dict[str, Any]] = []
     written = 0

@@ -7,7 +7,9 @@ Documents are made here with chosen vectors (no model), so rankings can be check
 from __future__ import annotations
 
 import uuid
+import zlib
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +17,14 @@ import pytest
 
 from indexer.filters import Filter, parse_filter
 from indexer.index import BuildParams, new_manifest
+from indexer.manifest import Manifest
 from indexer.stores import STORES, Store
-from indexer.stores.base import ReadOnlyStoreError, SearchUnsupportedError
+from indexer.stores.base import (
+    ReadOnlyStoreError,
+    ReindexError,
+    SearchUnsupportedError,
+    StaleWriteError,
+)
 from indexer.stores.milvus_store import MilvusTarget
 from indexer.types import Document, DocumentInfo, IndexedDocument, Passage
 
@@ -498,3 +506,110 @@ def test_filters_are_type_strict_and_take_any_string(make_store: StoreFactory) -
     assert matching({"v": 0}) == ["doc-009"]
     assert matching({"v": {"gte": 0}}) == ["doc-005", "doc-006", "doc-009"]  # numbers only
     assert matching({"v": ["1", True]}) == ["doc-004", "doc-007"]
+
+
+# -- reindexing ------------------------------------------------------------------------------
+
+
+def rebuilt(document: Document) -> IndexedDocument:
+    """A document as the "new settings" of the reindex tests prepare it: one passage, and a
+    vector drawn from its text (the same text, the same vector)."""
+    seed = zlib.crc32(document.text.encode())
+    passage = Passage(document.doc_id, 0, 0, len(document.text), document.text)
+    return IndexedDocument(document, (passage,), unit(np.random.default_rng(seed), 1))
+
+
+def reindexed_manifest(store: Store) -> Manifest:
+    chunking = replace(store.manifest.chunking, max_tokens=store.manifest.chunking.max_tokens + 1)
+    return store.manifest.model_copy(update={"chunking": chunking, "build_id": uuid.uuid4().hex})
+
+
+def test_a_reindex_rebuilds_every_live_document_and_keeps_the_writes_made_meanwhile(
+    make_store: StoreFactory,
+) -> None:
+    items = corpus(40)
+    store = make_store(items)
+    epoch = store.epoch
+    rng = np.random.default_rng(21)
+    text = "harvest storm in the valley"
+    late = IndexedDocument(
+        Document("doc-late", "Late", text, {"section": "world"}),
+        (Passage("doc-late", 0, 0, len(text), text),),
+        unit(rng, 1),
+    )
+    replaced = IndexedDocument(
+        Document("doc-003", "Replaced", text + " again", {}),
+        (Passage("doc-003", 0, 0, len(text) + 6, text + " again"),),
+        unit(rng, 1),
+    )
+    calls: list[int] = []
+    switched: list[int] = []
+
+    def prepare(documents: Sequence[Document]) -> list[IndexedDocument]:
+        if not calls:  # writes while the rebuild runs, prepared the old way
+            store.put([late, replaced])
+            store.delete(["doc-007"])
+        calls.append(len(documents))
+        return [rebuilt(d) for d in documents]
+
+    target = reindexed_manifest(store)
+    manifest = store.reindex(target, prepare, on_switch=lambda: switched.append(store.epoch))
+    assert switched == [epoch]  # at the switch, before the epoch moves
+    assert store.epoch != epoch
+    assert manifest.chunking == target.chunking
+    assert store.manifest.chunking == target.chunking
+    assert manifest.counts.documents == 40  # 40 + late - deleted
+    store.refresh()
+    reader = store.reader()
+    assert reader.document_count == 40
+    assert reader.passage_count == 40  # one passage each now
+    live = {s.document.doc_id for s in reader.documents(0, 1000)}
+    assert "doc-late" in live
+    assert "doc-007" not in live
+    assert store.get("doc-007") is None
+    stored = store.get("doc-003")
+    assert stored is not None
+    assert stored.document.title == "Replaced"
+    assert len(stored.passages) == 1
+    # Every document is searchable by its new vector, and only by that.
+    for doc_id in ("doc-late", "doc-003", "doc-010"):
+        found = store.get(doc_id)
+        assert found is not None
+        query = rebuilt(found.document).vectors
+        assert keys(store, reader.vector_search(query, 1)[1]) == [(doc_id, 0)]
+    _, old_hits = reader.vector_search(items[10].vectors[1:2], 1000)
+    assert ("doc-010", 1) not in keys(store, old_hits)
+    # A write prepared for the version before is refused, to be prepared again.
+    with pytest.raises(StaleWriteError):
+        store.put([rebuilt(late.document)], epoch=epoch)
+    assert store.put([rebuilt(late.document)], epoch=store.epoch).existed == (True,)
+
+
+def test_a_failed_reindex_leaves_the_old_version_serving_and_writable(
+    make_store: StoreFactory,
+) -> None:
+    items = corpus(40)
+    store = make_store(items)
+    before = store.manifest
+    query = unit(np.random.default_rng(5), 1)
+    ranking = keys(store, store.reader().vector_search(query, 10)[1])
+
+    def prepare(documents: Sequence[Document]) -> list[IndexedDocument]:
+        bad = rebuilt(documents[0])
+        wrong = np.ones((1, DIM + 1), dtype=np.float32)  # a model of another dimension
+        return [IndexedDocument(bad.document, bad.passages, wrong)] + [
+            rebuilt(d) for d in documents[1:]
+        ]
+
+    with pytest.raises(ReindexError):
+        store.reindex(reindexed_manifest(store), prepare)
+    assert store.manifest == before
+    assert store.epoch == 0
+    assert keys(store, store.reader().vector_search(query, 10)[1]) == ranking
+    assert store.put(corpus(41)[40:]).existed == (False,)
+    store = reopen(store)
+    try:
+        assert store.manifest.build_id == before.build_id
+        assert store.reader().document_count == 41
+    finally:
+        store.close()

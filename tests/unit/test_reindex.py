@@ -17,7 +17,7 @@ from indexer.ingest import Preparer, passage_representation
 from indexer.loading import Corpus
 from indexer.reindex import ReindexChanges, ReindexTracker, reindex
 from indexer.stores import FaissStore
-from indexer.stores.faiss_store import ReindexError, StaleWriteError
+from indexer.stores.base import ReindexError, StaleWriteError
 from indexer.stores.layout import current_version
 from indexer.stores.local import VersionError, verify_version
 from indexer.stores.vectors import VECTORS_FILE
