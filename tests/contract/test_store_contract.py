@@ -1,7 +1,8 @@
 """The contract every store must meet: register a store in ``indexer.stores.STORES`` and give
 it a variant below, and this whole suite runs against it unchanged.
 
-Documents are made here with chosen vectors (no model), so rankings can be checked exactly.
+Documents come from ``tests/utils/corpus.py``, with chosen vectors (no model), so rankings can be
+checked exactly.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from indexer.stores.base import (
 )
 from indexer.stores.milvus_store import MilvusTarget
 from indexer.types import Document, DocumentInfo, IndexedDocument, Passage
+from tests.utils.corpus import DIM, WORDS, article, corpus, unit
 
-DIM = 16
 # Each store kind with the index variants it offers; every one must pass the whole contract.
 VARIANTS: dict[str, list[tuple[str, str]]] = {
     "faiss": [("Flat", ""), ("HNSW32", "efSearch=200"), ("IVF4,Flat", "nprobe=4")],
@@ -51,44 +52,8 @@ CASES = [
     for where in DEPLOYMENTS[kind]
     for spec, params in VARIANTS[kind]
 ]
-WORDS = ["troops", "oil", "election", "court", "harvest", "storm", "market", "vaccine"]
-SECTIONS = ["world", "business", "science"]
 
 StoreFactory = Callable[[Sequence[IndexedDocument]], Store]
-
-
-def unit(rng: np.random.Generator, n: int) -> np.ndarray:
-    vectors = rng.normal(size=(n, DIM)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
-def article(number: int, rng: np.random.Generator, passages: int = 2) -> IndexedDocument:
-    """A document whose passages each use one word of WORDS (so keyword searches can be
-    predicted), with metadata that filters can select."""
-    pieces = [f"{WORDS[(number + i) % len(WORDS)]} report {number}-{i}." for i in range(passages)]
-    text = " ".join(pieces)
-    spans, start = [], 0
-    for piece in pieces:
-        spans.append((start, start + len(piece)))
-        start += len(piece) + 1
-    document = Document(
-        doc_id=f"doc-{number:03d}",
-        title=f"Article {number}",
-        text=text,
-        metadata={
-            "section": SECTIONS[number % len(SECTIONS)],
-            "year": 2000 + number % 25,
-            "published": f"20{number % 25:02d}-0{1 + number % 9}-15",
-            "breaking": number % 7 == 0,
-        },
-    )
-    own = tuple(Passage(document.doc_id, i, s, e, text[s:e]) for i, (s, e) in enumerate(spans))
-    return IndexedDocument(document, own, unit(rng, passages))
-
-
-def corpus(n: int = 60, seed: int = 0) -> list[IndexedDocument]:
-    rng = np.random.default_rng(seed)
-    return [article(i, rng, passages=1 + i % 3) for i in range(n)]
 
 
 @pytest.fixture(scope="session")

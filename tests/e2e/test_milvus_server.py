@@ -23,7 +23,6 @@ from indexer.stores.milvus_store import (
     collection_names,
     read_manifest,
 )
-from tests.contract.test_store_contract import DIM, corpus
 from tests.milvus_server import (
     STOP_SECONDS,
     MilvusServer,
@@ -34,6 +33,7 @@ from tests.milvus_server import (
     start_milvus,
     stop_milvus,
 )
+from tests.utils.corpus import DIM, corpus
 
 pytestmark = pytest.mark.milvus
 
