@@ -11,7 +11,7 @@ from indexer.index import BuildParams, build_index
 from indexer.loading import load_corpus
 from indexer.stores import FaissStore
 from indexer.types import Passage
-from tests.fakes import HashingEmbedder
+from tests.utils.fakes import HashingEmbedder
 
 # The milvus_server fixture, for any test.
 pytest_plugins = ["tests.milvus_server"]

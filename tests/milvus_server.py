@@ -36,7 +36,7 @@ import pytest
 
 from bench.service import free_port
 from tests.conftest import REPO
-from tests.processes import wait_for
+from tests.utils.processes import wait_for
 
 # The wrapper's options for ports, in the order it claims them.
 PORT_OPTIONS = (

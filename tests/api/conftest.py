@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from app.main import create_app
 from app.settings import Settings
-from tests.fakes import HashingEmbedder
+from tests.utils.fakes import HashingEmbedder
 
 
 def wait_until_ready(client: TestClient, seconds: float = 60.0) -> None:

@@ -16,7 +16,7 @@ from indexer.index import build_index
 from indexer.loading import load_corpus
 from tests.api.conftest import WRITE_HEADERS, article, found, wait_until_ready
 from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC, SEED_PARAMS, SEEDS, write_articles
-from tests.fakes import HashingEmbedder
+from tests.utils.fakes import HashingEmbedder
 
 MODES = ("semantic", "keyword", "hybrid")
 HARVEST = article(

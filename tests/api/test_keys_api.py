@@ -12,7 +12,7 @@ from app.main import create_app
 from app.settings import Settings
 from tests.api.conftest import API_KEY, READ_KEY, article, wait_until_ready
 from tests.conftest import RUSSIA_DOC
-from tests.fakes import HashingEmbedder
+from tests.utils.fakes import HashingEmbedder
 
 DOCUMENT = article("Keys", "A document about keys.")
 WRITES = [

@@ -14,7 +14,7 @@ from app.logs import add_context_filters, json_formatter
 from app.main import create_app
 from app.settings import Settings
 from tests.api.conftest import wait_until_ready
-from tests.fakes import HashingEmbedder
+from tests.utils.fakes import HashingEmbedder
 
 pytestmark = pytest.mark.api
 

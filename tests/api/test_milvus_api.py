@@ -23,7 +23,7 @@ from indexer.loading import load_corpus
 from indexer.stores.milvus_store import MilvusStore
 from tests.api.conftest import API_KEY, WRITE_HEADERS, article, found, wait_until_ready
 from tests.conftest import RUSSIA_DOC, SEED_PARAMS, SEEDS
-from tests.fakes import HashingEmbedder
+from tests.utils.fakes import HashingEmbedder
 
 HARVEST = article(
     "Norwegian apple harvest",

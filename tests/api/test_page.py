@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.routes.page import STATIC_DIR
 from app.settings import Settings
-from tests.fakes import HashingEmbedder
+from tests.utils.fakes import HashingEmbedder
 
 # An absolute URL or a protocol-relative one (//host/...), in markup, CSS or script.
 EXTERNAL_URL = re.compile(r"""https?://|(?:src|href|action)\s*=\s*["']?//|url\(\s*["']?//""")

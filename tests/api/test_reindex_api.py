@@ -20,7 +20,7 @@ from indexer.ingest import Preparer, passage_representation
 from indexer.stores import FaissStore, faiss_store
 from indexer.stores.local import VersionError
 from tests.api.conftest import WRITE_HEADERS, article, wait_until_ready
-from tests.fakes import HashingEmbedder
+from tests.utils.fakes import HashingEmbedder
 
 SLOW_MODEL = "test/slow-64"
 

@@ -12,7 +12,7 @@ from app.service import SearchService, StartupError
 from app.settings import Settings
 from tests.api.conftest import wait_until_ready
 from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC
-from tests.fakes import HashingEmbedder
+from tests.utils.fakes import HashingEmbedder
 
 
 def test_health_ready_and_info(client: TestClient) -> None:

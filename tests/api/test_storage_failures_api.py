@@ -12,8 +12,8 @@ from app.main import create_app
 from app.settings import Settings
 from tests.api.conftest import WRITE_HEADERS, article, found, wait_until_ready
 from tests.conftest import RUSSIA_DOC
-from tests.fakes import HashingEmbedder
-from tests.mounts import fill, read_only_view, small_disk
+from tests.utils.fakes import HashingEmbedder
+from tests.utils.mounts import fill, read_only_view, small_disk
 
 NEWS = article("Storm warning", "A storm is expected on the coast tonight.", section="world")
 # Larger than the slack in the log file's last allocated page, so it needs new blocks.

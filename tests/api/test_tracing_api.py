@@ -24,7 +24,7 @@ from app.main import create_app
 from app.settings import Settings
 from app.tracing import exporter_names
 from tests.api.conftest import WRITE_HEADERS, article, wait_until_ready
-from tests.fakes import HashingEmbedder
+from tests.utils.fakes import HashingEmbedder
 
 pytestmark = pytest.mark.api
 

@@ -24,7 +24,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from bench.service import free_port
 from tests.conftest import RUSSIA_DOC
 from tests.deploy.conftest import require, screenshot
-from tests.processes import running_nginx, running_service
+from tests.utils.processes import running_nginx, running_service
 
 PREFIX = "/search-api"
 QUERY = "Russian military presence"

@@ -17,7 +17,7 @@ from indexer.stores.milvus_store import MilvusStore, MilvusTarget
 from tests.conftest import REPO, RUSSIA_DOC
 from tests.deploy.conftest import ARTIFACTS, require
 from tests.milvus_server import MilvusServer
-from tests.processes import free_port, running_nginx, wait_for
+from tests.utils.processes import free_port, running_nginx, wait_for
 
 IMAGE = "localhost/semantic-search:test"
 # podman reports sizes in decimal units (its "674 MB" is 674e6 bytes); README.md has the breakdown.

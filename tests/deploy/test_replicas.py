@@ -37,7 +37,7 @@ from indexer.stores.milvus_store import MilvusStore, MilvusTarget
 from tests.conftest import ARTIFACTS, REPO, RUSSIA_DOC
 from tests.deploy.conftest import require
 from tests.milvus_server import MilvusServer
-from tests.processes import running_nginx
+from tests.utils.processes import running_nginx
 
 PREFIX = "/search-api"
 KEY = "replicas-write-key"

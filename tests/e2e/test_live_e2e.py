@@ -22,8 +22,8 @@ from indexer.embedding import DEFAULT_MODEL
 from indexer.index import BuildParams, build_index
 from indexer.loading import load_corpus
 from tests.conftest import ARTIFACTS, REPO, RUSSIA_DOC, SEEDS, write_articles
-from tests.durability import Expected, assert_same_ranking, content, next_op, version_of
-from tests.processes import free_port, running_service, wait_for
+from tests.utils.durability import Expected, assert_same_ranking, content, next_op, version_of
+from tests.utils.processes import free_port, running_service, wait_for
 
 KEY = "e2e-write-key"
 HEADERS = {"X-API-Key": KEY}

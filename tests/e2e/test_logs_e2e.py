@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import running_service
+from tests.utils.processes import running_service
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ import pytest
 from indexer.backends import load_embedder
 from indexer.embedding import DEFAULT_MODEL, ModelLoadError, SentenceTransformerEmbedder
 from tests.conftest import RUSSIA_DOC, all_passages
-from tests.processes import running_service, startup_refusal
+from tests.utils.processes import running_service, startup_refusal
 
 
 def test_onnx_vectors_match_sentence_transformers(

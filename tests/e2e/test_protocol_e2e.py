@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tests.processes import running_service
+from tests.utils.processes import running_service
 
 
 def _raw(url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:

@@ -16,7 +16,7 @@ import httpx
 
 from tests.conftest import ARTIFACTS
 from tests.e2e.seed_questions import SEED_QUESTIONS
-from tests.processes import running_service
+from tests.utils.processes import running_service
 
 KEY = "e2e-write-key"
 HEADERS = {"X-API-Key": KEY}

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ARTIFACTS
-from tests.processes import running_service
+from tests.utils.processes import running_service
 
 WRITE_KEY = "fuzz-write-key"
 READ_KEY = "fuzz-read-key"

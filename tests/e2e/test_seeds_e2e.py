@@ -12,7 +12,7 @@ from indexer.embedding import HuggingFaceTokenizer
 from indexer.stores.faiss_store import read_current_manifest
 from tests.conftest import RUSSIA_DOC, all_passages
 from tests.e2e.seed_questions import SEED_QUESTIONS
-from tests.processes import running_service, startup_refusal
+from tests.utils.processes import running_service, startup_refusal
 
 
 def top(client: TestClient, query: str, k: int = 3) -> list[dict[str, object]]:

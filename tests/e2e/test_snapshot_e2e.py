@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from tests.conftest import REPO
-from tests.processes import running_service
+from tests.utils.processes import running_service
 
 KEY = "e2e-write-key"
 HEADERS = {"X-API-Key": KEY}

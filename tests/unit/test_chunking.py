@@ -11,7 +11,7 @@ from indexer.embedding import HuggingFaceTokenizer
 from indexer.loading import load_corpus
 from indexer.types import Document, Passage
 from tests.conftest import SEEDS
-from tests.fakes import WordTokenizer
+from tests.utils.fakes import WordTokenizer
 
 REAL_TOKENIZER = HuggingFaceTokenizer.from_model()
 

@@ -94,7 +94,7 @@ def test_reindex_rebuilds_an_index_with_new_chunking(
 ) -> None:
     from indexer import cli
     from indexer.stores.faiss_store import read_current_manifest
-    from tests.fakes import HashingEmbedder
+    from tests.utils.fakes import HashingEmbedder
 
     monkeypatch.setattr(cli, "_embedder", lambda settings: HashingEmbedder(settings.model))
     before = read_current_manifest(seed_index_dir)

@@ -10,7 +10,7 @@ from indexer.index import BuildParams, build_index
 from indexer.loading import load_corpus
 from indexer.search import Searcher
 from indexer.stores import FaissStore
-from tests.fakes import HashingEmbedder
+from tests.utils.fakes import HashingEmbedder
 
 CORPUS = [
     {"_id": "d1", "title": "Cataloguing", "text": "Library cataloguing rules for books."},

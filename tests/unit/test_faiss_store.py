@@ -27,8 +27,8 @@ from indexer.stores.layout import TRANSLOG_DIR, current_version, version_number
 from indexer.stores.translog import generations
 from indexer.types import Document, IndexedDocument, Passage
 from tests.conftest import ARTIFACTS, REPO
-from tests.durability import Expected, assert_same_ranking, content, version_of
-from tests.fakes import HashingEmbedder
+from tests.utils.durability import Expected, assert_same_ranking, content, version_of
+from tests.utils.fakes import HashingEmbedder
 
 PARAMS = BuildParams()
 
@@ -240,8 +240,8 @@ WRITER = textwrap.dedent(
     from indexer.ingest import Preparer
     from indexer.stores.faiss_store import FaissStore, MergePolicy
     from indexer.types import Document, IndexedDocument, Passage
-    from tests.durability import content, next_op, version_of
-    from tests.fakes import HashingEmbedder
+    from tests.utils.durability import content, next_op, version_of
+    from tests.utils.fakes import HashingEmbedder
 
     store = FaissStore.open(
         Path(sys.argv[1]), refresh_interval=0.01, merge_policy=MergePolicy(min_rows=6, ratio=0.05)

@@ -15,7 +15,7 @@ from indexer.stores import FaissStore
 from indexer.stores.faiss_store import StoreOpenError
 from indexer.types import Document
 from tests.conftest import SEED_PARAMS, SEEDS, write_articles
-from tests.fakes import HashingEmbedder
+from tests.utils.fakes import HashingEmbedder
 
 
 def version(index_dir: Path) -> Path:

@@ -15,7 +15,7 @@ from indexer.query_encoding import (
     WriteEncoder,
     plan_model_calls,
 )
-from tests.fakes import HashingEmbedder
+from tests.utils.fakes import HashingEmbedder
 
 
 class SlowEmbedder(HashingEmbedder):

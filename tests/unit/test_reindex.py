@@ -22,8 +22,8 @@ from indexer.stores.layout import current_version
 from indexer.stores.local import VersionError, verify_version
 from indexer.stores.vectors import VECTORS_FILE
 from indexer.types import Document, IndexedDocument
-from tests.durability import content
-from tests.fakes import HashingEmbedder
+from tests.utils.durability import content
+from tests.utils.fakes import HashingEmbedder
 
 
 class OtherEmbedder(HashingEmbedder):

@@ -7,7 +7,7 @@ from indexer.fusion import FusionParams
 from indexer.search import MODES, Mode, ModelMismatchError, Query, Searcher
 from indexer.stores import FaissStore
 from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC
-from tests.fakes import HashingEmbedder
+from tests.utils.fakes import HashingEmbedder
 
 QUERY = "Russian troops in Caracas"
 

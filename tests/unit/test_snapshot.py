@@ -30,8 +30,8 @@ from indexer.stores.snapshot import (
 from indexer.stores.translog import generation_path, generations
 from indexer.types import Document
 from tests.conftest import REPO
-from tests.durability import content, version_of
-from tests.fakes import HashingEmbedder
+from tests.utils.durability import content, version_of
+from tests.utils.fakes import HashingEmbedder
 
 runner = CliRunner()
 INDEXER = (sys.executable, "-m", "indexer")
