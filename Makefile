@@ -45,7 +45,7 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	touch $@
 
 # A real Milvus standalone server (embedded etcd) for the tests marked `milvus`: its own venv, as
-# the service does not depend on it; tests/milvus_server.py finds it through MILVUS_VENV. The
+# the service does not depend on it; bench/milvus_server.py finds it through MILVUS_VENV. The
 # stamp also unpacks the server's binaries once (6 s that each test session would pay).
 MILVUS_VERSION := 2.3.5
 MILVUS_VENV ?= .venv-milvus

@@ -1,7 +1,7 @@
 """The store axis: the same service on FAISS and on a real Milvus server, and Milvus at scale.
 
 The server is Milvus 2.3.5 standalone (``make install-milvus``), started here on free loopback
-ports with a fresh data directory and stopped at the end (``tests/milvus_server.py``). It has
+ports with a fresh data directory and stopped at the end (``bench/milvus_server.py``). It has
 no full-text search, so every comparison here is in ``mode=semantic`` on both stores.
 
 - ``store_comparison``: CISI chunked and embedded once; each store built from those same
@@ -14,20 +14,25 @@ no full-text search, so every comparison here is in ``mode=semantic`` on both st
 
 from __future__ import annotations
 
-import importlib
 import os
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from bench.load import run_load
+from bench.milvus_server import (
+    MilvusServer,
+    milvus_server_executable,
+    process_tree,
+    start_milvus,
+    stop_milvus,
+)
 from bench.scale import Matrix, recall_at
 from bench.service import copy_index, http_levels, in_process_floor, server
 from bench.stats import percentiles_ms, rss_mb
@@ -84,32 +89,13 @@ CLIENT_CALLS = (
 )
 
 
-class MilvusServer(Protocol):
-    """What is used here of ``tests.milvus_server.MilvusServer``."""
-
-    uri: str
-    process: subprocess.Popen[bytes]
-    seconds_to_ready: float
-
-
-def _server_helpers() -> Any:
-    """``tests/milvus_server.py``, which starts and stops the server for the tests too. By
-    name: it is not in the installed packages (``python -m bench`` runs from the repository),
-    and mypy checks those only."""
-    return importlib.import_module("tests.milvus_server")
-
-
 def milvus_missing() -> str | None:
     """Why the Milvus rows cannot run here (a sentence), or None when they can."""
     try:
         import pymilvus  # noqa: F401
     except ImportError:
         return "pymilvus is not installed (pip install -e '.[test]')"
-    try:
-        helpers = _server_helpers()
-    except ImportError as error:  # not run from the repository
-        return f"tests/milvus_server.py cannot be imported: {error}"
-    executable: Path = helpers.milvus_venv() / "bin" / "milvus-server"
+    executable = milvus_server_executable()
     if not executable.exists():
         return f"{executable} not found (make install-milvus, or set MILVUS_VENV to its venv)"
     return None
@@ -119,13 +105,12 @@ def milvus_missing() -> str | None:
 def running_milvus() -> Iterator[MilvusServer]:
     """A Milvus standalone server on free loopback ports and a temporary data directory,
     stopped (and its data removed) on leaving."""
-    helpers = _server_helpers()
     with tempfile.TemporaryDirectory(prefix="bench-milvus-") as scratch:
-        milvus: MilvusServer = helpers.start_milvus(Path(scratch) / "milvus")
+        milvus = start_milvus(Path(scratch) / "milvus")
         try:
             yield milvus
         finally:
-            stopped = helpers.stop_milvus(milvus)
+            stopped = stop_milvus(milvus)
             if stopped.remaining:
                 raise RuntimeError(f"Milvus processes survived SIGKILL: {stopped.remaining}")
 
@@ -143,7 +128,7 @@ def total_rss_mb(pids: Iterable[int]) -> float:
 
 def milvus_rss_mb(milvus: MilvusServer) -> float:
     """The server's resident memory: the ``milvus-server`` wrapper and ``milvus run``."""
-    return total_rss_mb(p.pid for p in _server_helpers().process_tree(milvus.process.pid))
+    return total_rss_mb(p.pid for p in process_tree(milvus.process.pid))
 
 
 @contextmanager
@@ -197,7 +182,7 @@ def cpu_seconds(pids: Iterable[int]) -> float:
 
 def idle_cpu_percent(milvus: MilvusServer, seconds: float = 5.0) -> float:
     """How much of one core the server uses doing nothing (time ticks, heartbeats)."""
-    pids = [p.pid for p in _server_helpers().process_tree(milvus.process.pid)]
+    pids = [p.pid for p in process_tree(milvus.process.pid)]
     before = cpu_seconds(pids)
     time.sleep(seconds)
     return round(100 * (cpu_seconds(pids) - before) / seconds, 1)

@@ -14,7 +14,7 @@ from indexer.types import Passage
 from tests.utils.fakes import HashingEmbedder
 
 # The milvus_server fixture, for any test.
-pytest_plugins = ["tests.milvus_server"]
+pytest_plugins = ["tests.utils.milvus_server"]
 
 REPO = Path(__file__).resolve().parent.parent
 # What tests measure or render for people to look at (screenshots, timings, counts).

@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.milvus_server import MilvusServer
 from indexer.stores.faiss_store import read_current_manifest
 from indexer.stores.milvus_store import MilvusStore, MilvusTarget
 from tests.conftest import REPO, RUSSIA_DOC
 from tests.deploy.conftest import ARTIFACTS, require
-from tests.milvus_server import MilvusServer
 from tests.utils.processes import free_port, running_nginx, wait_for
 
 IMAGE = "localhost/semantic-search:test"

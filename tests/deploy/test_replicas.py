@@ -32,11 +32,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.milvus_server import MilvusServer
 from bench.service import free_port, server
 from indexer.stores.milvus_store import MilvusStore, MilvusTarget
 from tests.conftest import ARTIFACTS, REPO, RUSSIA_DOC
 from tests.deploy.conftest import require
-from tests.milvus_server import MilvusServer
 from tests.utils.processes import running_nginx
 
 PREFIX = "/search-api"

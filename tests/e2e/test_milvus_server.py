@@ -14,6 +14,15 @@ import pytest
 from pymilvus import DataType, MilvusClient
 
 import indexer.stores.milvus_store as milvus_store
+from bench.milvus_server import (
+    STOP_SECONDS,
+    MilvusServer,
+    alive,
+    port_is_free,
+    process_tree,
+    start_milvus,
+    stop_milvus,
+)
 from indexer.index import BuildParams, new_manifest
 from indexer.manifest import Manifest
 from indexer.stores.milvus_store import (
@@ -23,17 +32,8 @@ from indexer.stores.milvus_store import (
     collection_names,
     read_manifest,
 )
-from tests.milvus_server import (
-    STOP_SECONDS,
-    MilvusServer,
-    alive,
-    port_is_free,
-    process_tree,
-    require_milvus_server,
-    start_milvus,
-    stop_milvus,
-)
 from tests.utils.corpus import DIM, corpus
+from tests.utils.milvus_server import require_milvus_server
 
 pytestmark = pytest.mark.milvus
 

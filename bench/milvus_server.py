@@ -1,10 +1,13 @@
-"""A real Milvus standalone server for the tests marked ``milvus``: the ``milvus_server`` fixture.
+"""A real Milvus standalone server, started and stopped: for the tests marked ``milvus`` (the
+``milvus_server`` fixture, ``tests/utils/milvus_server.py``) and the benchmark's store axis
+(``bench/milvus.py``).
 
 ``milvus-server`` (PyPI ``milvus==2.3.5``) lives in a venv of its own, ``MILVUS_VENV``
 (``.venv-milvus``, made by ``make install-milvus``); where it is missing the tests skip, except
-in CI (``CI=true``), where that is a failure. It is a Python wrapper: it writes a config into its
-data directory and runs ``DATA/bin/milvus run standalone``, one Go process with every role and an
-embedded etcd. Each server here gets a fresh data directory and free loopback ports:
+in CI (``CI=true``), where that is a failure, and the benchmark leaves Milvus out. It is a Python
+wrapper: it writes a config into its data directory and runs ``DATA/bin/milvus run standalone``,
+one Go process with every role and an embedded etcd. Each server here gets a fresh data
+directory and free loopback ports:
 
 - every port the wrapper has an option for (proxy, internal proxy, the coordinators' and nodes'
   gRPC ports, etcd's client port). The wrapper takes each as where to start looking for a free
@@ -28,15 +31,11 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
-from bench.service import free_port
-from tests.conftest import REPO
-from tests.utils.processes import wait_for
+from bench.service import REPO, free_port
 
 # The wrapper's options for ports, in the order it claims them.
 PORT_OPTIONS = (
@@ -99,15 +98,9 @@ def milvus_venv() -> Path:
     return venv if venv.is_absolute() else REPO / venv
 
 
-def require_milvus_server() -> Path:
-    """The ``milvus-server`` executable; skips (fails in CI) where it is not installed."""
-    executable = milvus_venv() / "bin" / "milvus-server"
-    if not executable.exists():
-        message = f"{executable} not found (run make install-milvus)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return executable
+def milvus_server_executable() -> Path:
+    """The wrapper, ``milvus-server``, in ``MILVUS_VENV`` (which may not exist)."""
+    return milvus_venv() / "bin" / "milvus-server"
 
 
 def _stat(pid: int) -> tuple[str, int, int, int] | None:
@@ -234,11 +227,20 @@ def _answers(uri: str) -> bool:
     return True
 
 
+def _wait_for(check: Callable[[], bool], what: str, seconds: float) -> None:
+    """Polls ``check`` until it holds; RuntimeError after ``seconds``."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started >= seconds:
+            raise RuntimeError(f"{what} did not happen within {seconds} s")
+        time.sleep(0.2)
+
+
 def start_milvus(data_dir: Path, seconds: float = STARTUP_SECONDS) -> MilvusServer:
     """``milvus-server --data DIR --proxy-port PORT ...`` on free ports; returns once a pymilvus
     client gets its version. On failure, everything started is stopped and the error shows the
     logs' tails."""
-    executable = milvus_venv() / "bin" / "milvus-server"
+    executable = milvus_server_executable()
     data_dir.mkdir(parents=True, exist_ok=True)
     chosen = _free_ports(len(PORT_OPTIONS) + 1)
     ports = dict(zip((*PORT_OPTIONS, "etcd-peer-port"), chosen, strict=True))
@@ -272,11 +274,11 @@ def start_milvus(data_dir: Path, seconds: float = STARTUP_SECONDS) -> MilvusServ
         return _answers(server.uri)
 
     try:
-        wait_for(ready, f"Milvus answering at {server.uri}", seconds)
+        _wait_for(ready, f"Milvus answering at {server.uri}", seconds)
         proxy = _configured_port(data_dir, "proxy")
         if proxy != ports["proxy-port"]:
             raise RuntimeError(f"milvus-server moved the proxy to port {proxy} (taken meanwhile)")
-    except (AssertionError, RuntimeError) as error:
+    except RuntimeError as error:
         stop_milvus(server)
         raise RuntimeError(f"{error}\n{log_tails(data_dir)}") from None
     server.seconds_to_ready = time.monotonic() - started
@@ -318,21 +320,3 @@ def stop_milvus(server: MilvusServer, seconds: float = STOP_SECONDS) -> Stopped:
     if binaries.is_dir() and not binaries.is_symlink():
         shutil.rmtree(binaries, ignore_errors=True)
     return Stopped(time.monotonic() - started, killed, remaining)
-
-
-@pytest.fixture(scope="session")
-def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
-    """One Milvus standalone server for the session, on free loopback ports and a fresh data
-    directory; stopped at the end, and checked to have left no process behind."""
-    require_milvus_server()
-    server = start_milvus(tmp_path_factory.mktemp("milvus"))
-    yield server
-    stopped = stop_milvus(server)
-    assert not stopped.remaining, f"still running after SIGKILL: {stopped.remaining}"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test using the server is marked ``milvus`` (``-m "not milvus"`` leaves them out)."""
-    for item in items:
-        if "milvus_server" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.milvus)

@@ -1,0 +1,44 @@
+"""The ``milvus_server`` fixture, for any test (a pytest plugin that ``tests/conftest.py`` loads):
+a real Milvus standalone server per session, started and stopped by ``bench/milvus_server.py``,
+which the benchmark uses too. Where ``make install-milvus`` has not been run the tests using it
+skip, except in CI (``CI=true``), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.milvus_server import MilvusServer, milvus_server_executable, start_milvus, stop_milvus
+
+
+def require_milvus_server() -> Path:
+    """The ``milvus-server`` executable; skips (fails in CI) where it is not installed."""
+    executable = milvus_server_executable()
+    if not executable.exists():
+        message = f"{executable} not found (run make install-milvus)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return executable
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
+    """One Milvus standalone server for the session, on free loopback ports and a fresh data
+    directory; stopped at the end, and checked to have left no process behind."""
+    require_milvus_server()
+    server = start_milvus(tmp_path_factory.mktemp("milvus"))
+    yield server
+    stopped = stop_milvus(server)
+    assert not stopped.remaining, f"still running after SIGKILL: {stopped.remaining}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test using the server is marked ``milvus`` (``-m "not milvus"`` leaves them out)."""
+    for item in items:
+        if "milvus_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.milvus)
