@@ -94,6 +94,7 @@ class LocalView:
     _masks: LRUCache[Filter | None, Mask | None] = field(
         default_factory=lambda: LRUCache(maxsize=64)
     )
+    _document_masks: LRUCache[Filter, Mask] = field(default_factory=lambda: LRUCache(maxsize=64))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def allowed(self, filter: Filter | None) -> Mask | None:
@@ -137,13 +138,24 @@ class LocalView:
         return [self.documents_by_number[int(n)].doc_id for n in self._numbers(filter)]
 
     def count_documents(self, filter: Filter | None = None) -> int:
-        return self.document_count if filter is None else len(self._numbers(filter))
+        if filter is None:
+            return self.document_count
+        return int(np.count_nonzero(self._passing(filter)))
 
     def _numbers(self, filter: Filter | None) -> npt.NDArray[np.intp]:
         """Numbers of the live documents passing ``filter``, in write order."""
-        if filter is None:
-            return np.flatnonzero(self.live_docs)
-        return np.flatnonzero(self.columns.mask(filter, len(self.live_docs)) & self.live_docs)
+        return np.flatnonzero(self.live_docs if filter is None else self._passing(filter))
+
+    def _passing(self, filter: Filter) -> Mask:
+        """Live documents passing ``filter``, by number. Cached: a filtered listing asks twice,
+        for its page and for its total."""
+        with self._lock:
+            if filter in self._document_masks:
+                return self._document_masks[filter]
+        mask = self.columns.mask(filter, len(self.live_docs)) & self.live_docs
+        with self._lock:
+            self._document_masks[filter] = mask
+        return mask
 
     def _stored(self, number: int) -> StoredDocument:
         first, count = self.document_rows[number]

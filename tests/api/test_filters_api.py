@@ -8,6 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
+from indexer.columns import MetadataColumns
+from indexer.filters import Filter
 from tests.api.conftest import article, found
 from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC
 
@@ -188,6 +190,22 @@ def test_the_listing_takes_a_filter(news: TestClient) -> None:
     assert bad.status_code == 422
     assert bad.json()["detail"][0]["loc"] == ["query", "filter"]
     assert "unknown operator 'gtee'" in bad.json()["detail"][0]["msg"]
+
+
+def test_a_filtered_listing_evaluates_its_filter_once(
+    news: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its total and its page come from one pass of the filter over the metadata columns."""
+    evaluated: list[Filter] = []
+    mask = MetadataColumns.mask
+
+    def counted(columns: MetadataColumns, filter: Filter, n: int) -> object:
+        evaluated.append(filter)
+        return mask(columns, filter, n)
+
+    monkeypatch.setattr(MetadataColumns, "mask", counted)
+    assert listed(news, filter='{"section": "world"}', offset=1, limit=1) == (2, ["vote.txt"])
+    assert len(evaluated) == 1
 
 
 def delete_where(client: TestClient, condition: dict[str, object]) -> Response:

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.filters import parse_filter
+from indexer.columns import MetadataColumns
+from indexer.filters import Filter, parse_filter
 from indexer.index import BuildParams, build_index, new_manifest
 from indexer.ingest import Preparer
 from indexer.loading import Corpus
@@ -27,6 +28,7 @@ from indexer.stores.layout import TRANSLOG_DIR, current_version, version_number
 from indexer.stores.translog import generations
 from indexer.types import Document, IndexedDocument, Passage
 from tests.conftest import ARTIFACTS, REPO
+from tests.utils.corpus import DIM, corpus
 from tests.utils.durability import Expected, assert_same_ranking, content, version_of
 from tests.utils.fakes import HashingEmbedder
 
@@ -381,4 +383,49 @@ def test_a_filter_matching_3_of_100_000_passages_returns_those_3(
     assert sorted(reader.passage(int(r)).doc_id for r in rows) == ["d17", "d50001", "d99998"]
     _, rows = reader.keyword_search("report", 10, only)
     assert sorted(reader.passage(int(r)).doc_id for r in rows) == ["d17", "d50001", "d99998"]
+    store.close()
+
+
+def test_a_filtered_listing_computes_its_documents_once_per_view(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GET /documents?filter= asks one view for its total and its page: the filter is evaluated
+    over the metadata columns once, not for each; a later view, with new writes, evaluates it
+    again."""
+    items = corpus(30)
+    manifest = new_manifest("test/listing", DIM, BuildParams(), "listing")
+    store = FaissStore.create(tmp_path / "index", manifest, items[:20])
+    evaluated: list[Filter] = []
+    mask = MetadataColumns.mask
+
+    def counted(columns: MetadataColumns, filter: Filter, n: int) -> np.ndarray:
+        evaluated.append(filter)
+        return mask(columns, filter, n)
+
+    monkeypatch.setattr(MetadataColumns, "mask", counted)
+    world, science = parse_filter({"section": "world"}), parse_filter({"section": "science"})
+
+    def passing(condition: Filter, upto: int) -> list[str]:
+        return [
+            i.document.doc_id
+            for i in items[:upto]
+            if condition.matches(i.document.doc_id, i.document.metadata)
+        ]
+
+    reader = store.reader()
+    assert reader.count_documents(world) == len(passing(world, 20)) == 7
+    assert [s.document.doc_id for s in reader.documents(2, 3, world)] == passing(world, 20)[2:5]
+    assert reader.document_ids(world) == passing(world, 20)
+    assert evaluated == [world]
+    assert reader.document_ids(science) == passing(science, 20)
+    assert reader.count_documents(world) == 7
+    assert evaluated == [world, science]
+
+    store.put(items[20:])
+    store.refresh()
+    later = store.reader()
+    assert later.count_documents(world) == len(passing(world, 30)) == 10
+    assert later.document_ids(world) == passing(world, 30)
+    assert evaluated == [world, science, world]
+    assert reader.count_documents(world) == 7  # the earlier view keeps its own answer
     store.close()
