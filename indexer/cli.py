@@ -490,6 +490,9 @@ def snapshot(
 @app.command()
 def reindex(
     index: Annotated[Path | None, _setting("index_dir", "--index")] = None,
+    store: StoreOption = None,
+    milvus_uri: MilvusUriOption = None,
+    milvus_collection: MilvusCollectionOption = None,
     model: Annotated[
         str | None, typer.Option(help="Another model to embed with (default: the index's).")
     ] = None,
@@ -509,17 +512,21 @@ def reindex(
     bm25_b: Annotated[float | None, typer.Option(min=0, max=1, help="New BM25 b.")] = None,
 ) -> None:
     """Rebuild an index with new settings or another model into a new version, switched to
-    atomically; every setting left out keeps the index's. For an index a service holds, use
-    its POST /admin/reindex instead (writes go on meanwhile)."""
+    atomically; every setting left out keeps the index's. For a FAISS index a service holds,
+    use its POST /admin/reindex instead (writes go on meanwhile). A Milvus store may be
+    reindexed from here while replicas serve it: they follow the switch."""
     from indexer.reindex import ReindexChanges
     from indexer.reindex import reindex as run_reindex
     from indexer.stores.base import ReindexError
-    from indexer.stores.faiss_store import FaissStore
     from indexer.stores.layout import IndexLockedError
+    from indexer.stores.milvus_store import SWITCH_GRACE_SECONDS, MilvusStore
 
-    root = _settings(index_dir=index).index_dir
+    located = _settings(
+        index_dir=index, store=store, milvus_uri=milvus_uri, milvus_collection=milvus_collection
+    )
+    where = located.index_location
     try:
-        store = FaissStore.open(root)
+        opened = open_configured(located)
     except IndexLockedError as error:
         typer.secho(
             f"error: {error}: reindex a served index with POST /admin/reindex on its service",
@@ -527,14 +534,17 @@ def reindex(
             fg=typer.colors.RED,
         )
         raise typer.Exit(code=2) from None
-    except (StoreOpenError, ManifestError) as error:
+    except (StoreOpenError, ManifestError, MilvusStoreMissingError, StoreUnavailableError) as error:
         raise _fail(str(error)) from None
     try:
-        if store.read_only is not None:
-            raise _fail(f"cannot reindex {root}: {store.read_only}")
+        if opened.read_only is not None:
+            raise _fail(f"cannot reindex {where}: {opened.read_only}")
         settings = _settings(
             index_dir=index,
-            model=model or store.manifest.model.name,
+            store=store,
+            milvus_uri=milvus_uri,
+            milvus_collection=milvus_collection,
+            model=model or opened.manifest.model.name,
             backend=backend,
             onnx_dir=onnx_dir,
         )
@@ -547,13 +557,20 @@ def reindex(
                 typer.echo(f"{phase}: {done}/{total}", err=True)
 
         try:
-            manifest = run_reindex(store, _embedder(settings), changes, progress=report)
+            manifest = run_reindex(opened, _embedder(settings), changes, progress=report)
         except (ReindexError, ValueError) as error:
             raise _fail(f"{error}; the index is unchanged") from None
+        if isinstance(opened, MilvusStore):
+            typer.echo(
+                f"switched; replicas move at their next refresh, and the old version is "
+                f"dropped in {SWITCH_GRACE_SECONDS:.0f} s",
+                err=True,
+            )
+            opened.wait_retired()
     finally:
-        store.close()
+        opened.close()
     typer.echo(
-        f"reindexed {root}: {_count(manifest.counts.documents, 'document')}, "
+        f"reindexed {where}: {_count(manifest.counts.documents, 'document')}, "
         f"{_count(manifest.counts.passages, 'passage')}, model {manifest.model.name}, "
         f"{manifest.chunking.max_tokens} tokens per passage, up to write {manifest.seq}"
     )

@@ -1090,13 +1090,15 @@ class MilvusStore:
         *,
         progress: Progress | None = None,
         on_switch: Callable[[], None] | None = None,
-        grace: float = SWITCH_GRACE_SECONDS,
+        grace: float | None = None,
     ) -> Manifest:
         """Rebuild every live document with ``prepare`` into a version with ``manifest``'s
         settings, then switch every replica to it (see the section comment). Raises
         ``ReindexError`` if the new version fails, leaving the old one serving. The old
-        version is dropped ``grace`` seconds after the switch, in the background."""
+        version is dropped ``grace`` seconds (default ``SWITCH_GRACE_SECONDS``) after the
+        switch, in the background."""
         report = progress or (lambda phase, done, total: None)
+        grace = SWITCH_GRACE_SECONDS if grace is None else grace
         if self._read_only is not None:
             raise ReindexError(f"cannot reindex: writes are disabled ({self._read_only})")
         if self._retiring is not None and self._retiring.is_alive():
@@ -1187,6 +1189,11 @@ class MilvusStore:
         )
         self._retiring.start()
         return final
+
+    def wait_retired(self, timeout: float | None = None) -> None:
+        """Return once the version a reindex replaced is dropped (after its grace period)."""
+        if self._retiring is not None:
+            self._retiring.join(timeout)
 
     def _verified(
         self, new: _Version, manifest: Manifest, documents: int, seq: int, started: float

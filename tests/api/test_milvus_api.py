@@ -176,3 +176,70 @@ def test_two_replicas_on_one_milvus_see_each_others_writes(server_settings: Sett
             assert time.monotonic() < deadline, "replica A kept showing B's delete"
             time.sleep(0.1)
         assert a.get("/documents/apples.txt").status_code == 404
+
+
+def finished_reindex(client: TestClient, seconds: float = 60) -> dict[str, object]:
+    deadline = time.monotonic() + seconds
+    while True:
+        body: dict[str, object] = client.get("/admin/reindex").json()
+        if body["state"] in ("done", "failed"):
+            return body
+        assert time.monotonic() < deadline, body
+        time.sleep(0.05)
+
+
+def test_a_reindex_rechunks_the_milvus_index_while_it_serves(lite_client: TestClient) -> None:
+    before = lite_client.get("/info").json()
+    response = lite_client.post("/admin/reindex", json={"chunk_size": 16, "chunk_overlap": 0.1})
+    assert response.status_code == 202, response.text
+    written = lite_client.put(
+        "/documents/during?refresh=wait_for", json=article("During", "Lighthouse keepers. " * 40)
+    )
+    assert written.status_code == 201, written.text
+    status = finished_reindex(lite_client)
+    assert status["state"] == "done", status
+    info = lite_client.get("/info").json()
+    assert info["build_id"] == status["to_build"] != before["build_id"]
+    assert info["chunking"]["max_tokens"] == 16
+    assert info["documents"] == before["documents"] + 1
+    assert info["passages"] > before["passages"]
+    search = lite_client.get("/search", params={"q": "lighthouse keepers"}).json()
+    assert search["index_build"] == info["build_id"]
+    assert search["results"][0]["doc_id"] == "during"
+    for mode in ("semantic", "keyword", "hybrid"):
+        russia = lite_client.get("/search", params={"q": "Russian military", "mode": mode})
+        assert russia.status_code == 200, russia.text
+        assert RUSSIA_DOC in {r["doc_id"] for r in russia.json()["results"]}, mode
+
+
+def test_a_reindex_through_one_replica_moves_the_other_to_the_new_model(
+    server_settings: Settings,
+) -> None:
+    with app_client(server_settings) as a, app_client(server_settings) as b:
+        wait_until_ready(a)
+        wait_until_ready(b)
+        before = b.get("/info").json()
+        response = a.post("/admin/reindex", json={"model": "test/other-64", "chunk_size": 16})
+        assert response.status_code == 202, response.text
+        status = finished_reindex(a)
+        assert status["state"] == "done", status
+        deadline = time.monotonic() + 15
+        while b.get("/info").json()["build_id"] != status["to_build"]:
+            assert time.monotonic() < deadline, "replica B did not follow the switch"
+            time.sleep(0.1)
+        info = b.get("/info").json()
+        assert info["model"] == "test/other-64"
+        assert info["chunking"]["max_tokens"] == 16
+        assert info["documents"] == before["documents"]
+        search = b.get("/search", params={"q": "Russian military", "mode": "semantic"}).json()
+        assert search["index_build"] == status["to_build"]
+        assert RUSSIA_DOC in {r["doc_id"] for r in search["results"]}
+        # B writes the new way (its preparer followed too), and A finds it.
+        text = "Harbour pilots guide tankers through the narrows. " * 8
+        put = b.put("/documents/pilots?refresh=wait_for", json=article("Pilots", text))
+        assert put.status_code == 201, put.text
+        assert put.json()["passages"] > 1  # 16-token passages
+        deadline = time.monotonic() + 10
+        while "pilots" not in found(a, "harbour pilots tankers", "semantic"):
+            assert time.monotonic() < deadline, "A did not find B's write"
+            time.sleep(0.1)

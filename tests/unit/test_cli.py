@@ -125,3 +125,40 @@ def test_reindex_refuses_an_index_a_service_holds(seed_index_dir: Path) -> None:
     assert len(lines) == 1
     assert "is in use by another process" in lines[0]
     assert "POST /admin/reindex" in lines[0]
+
+
+def test_reindex_rebuilds_a_milvus_store_and_drops_the_old_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from indexer import cli
+    from indexer.index import build_milvus
+    from indexer.loading import load_corpus
+    from indexer.stores import milvus_store
+    from indexer.stores.milvus_store import MilvusStore, MilvusTarget
+    from tests.conftest import SEED_PARAMS
+    from tests.utils.fakes import HashingEmbedder
+
+    target = MilvusTarget(uri=str(tmp_path / "milvus.db"), collection="seeds")
+    params = replace(SEED_PARAMS, store="milvus", index_factory="FLAT", search_params="")
+    build_milvus(load_corpus(SEEDS), target, HashingEmbedder(), params, source_label="seeds")
+    monkeypatch.setattr(cli, "_embedder", lambda settings: HashingEmbedder(settings.model))
+    monkeypatch.setattr(milvus_store, "SWITCH_GRACE_SECONDS", 0.5)
+    monkeypatch.setenv("SEARCH_STORE", "milvus")
+    monkeypatch.setenv("SEARCH_MILVUS_URI", target.uri)
+    monkeypatch.setenv("SEARCH_MILVUS_COLLECTION", "seeds")
+    monkeypatch.setenv("SEARCH_MODEL", HashingEmbedder.model_name)
+    result = runner.invoke(app, ["reindex", "--max-tokens", "32"])
+    assert result.exit_code == 0, result.output
+    assert result.output.endswith("32 tokens per passage, up to write 0\n")
+    store = MilvusStore.open(target, writable=False)
+    try:
+        assert store.manifest.chunking.max_tokens == 32
+        assert store.reader().document_count == 2
+        assert store.passages_collection == "seeds__r1_passages"
+        names = milvus_store.connect(target).list_collections()
+        assert "seeds_passages" not in names  # the old version, dropped after its grace
+        assert "seeds_meta" in names  # which names the version served
+    finally:
+        store.close()
