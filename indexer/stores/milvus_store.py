@@ -1153,7 +1153,11 @@ class MilvusStore:
                 new = _Version(data, final, full_text)
                 root = collection_names(self.target)[2]
                 # The commit point: every replica serves the new version from its next refresh.
-                _call(lambda: client.upsert(root, [_meta_row("current", data.collection)]))
+                try:
+                    _call(lambda: client.upsert(root, [_meta_row("current", data.collection)]))
+                except StoreUnavailableError:  # unless Milvus took it and the answer was lost
+                    if _current(client, self.target, "Strong") != data.collection:
+                        raise
                 self._use(new, seq)
                 if on_switch is not None:
                     try:

@@ -113,9 +113,7 @@ def test_two_copies_of_one_write_number_read_as_the_copy_written_last(
     try:
         written = store.put([item("contested", "first copy")])
         later = item("contested", "second copy, longer")
-        milvus_store._insert_documents(
-            store._client, target, store.manifest, [(written.seq, later)], store.full_text
-        )
+        milvus_store._insert_documents(store._client, store._version, [(written.seq, later)])
         store.refresh()
         kept = store.get("contested")
         assert kept is not None
