@@ -298,6 +298,95 @@ def counts(counter: Counter[str]) -> str:
     return ", ".join(f"{key} {count}" for key, count in sorted(counter.items())) or "none"
 
 
+REINDEX_AFTER = 3.0
+REINDEX_LOAD_SECONDS = 14.0
+
+
+async def searches_during(proxy: str, seconds: float) -> list[tuple[float, int | None, str]]:
+    """Searches through nginx for ``seconds`` (CLIENTS clients at CLIENT_RATE): when each was
+    sent, its status and the build that answered it."""
+    started = time.monotonic()
+    results: list[tuple[float, int | None, str]] = []
+
+    async def one_client(number: int) -> None:
+        transport = httpx.AsyncHTTPTransport(local_address=f"127.0.0.{2 + number}")
+        async with httpx.AsyncClient(transport=transport, timeout=30) as client:
+            for sent in range(int(CLIENT_RATE * seconds)):
+                due = started + number / (CLIENTS * CLIENT_RATE) + sent / CLIENT_RATE
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                query = QUERIES[(number + sent) % len(QUERIES)]
+                try:
+                    answer = await client.get(
+                        f"{proxy}{PREFIX}/search", params={"q": query, "mode": "semantic"}
+                    )
+                    build = answer.json().get("index_build", "") if answer.is_success else ""
+                    results.append((due - started, answer.status_code, build))
+                except httpx.HTTPError as exc:
+                    results.append((due - started, None, f"{type(exc).__name__}: {exc}"))
+
+    await asyncio.gather(*(one_client(n) for n in range(CLIENTS)))
+    return results
+
+
+def test_a_reindex_through_one_replica_under_load_fails_no_search_and_moves_both(
+    topology: Topology,
+) -> None:
+    """POST /admin/reindex on replica A (new passage size, the real model) while eight clients
+    search through nginx: no search fails, and both replicas answer from the new build once
+    each has read the switch at its refresh (1 s)."""
+    a, b = topology.replicas
+    headers = {"Authorization": f"Bearer {KEY}"}
+    old_build = httpx.get(f"{b.url}/info").json()["build_id"]
+
+    async def run() -> tuple[list[tuple[float, int | None, str]], float]:
+        async def reindex() -> float:
+            await asyncio.sleep(REINDEX_AFTER)
+            async with httpx.AsyncClient(timeout=30) as client:
+                answer = await client.post(
+                    f"{a.url}/admin/reindex", json={"chunk_size": 64}, headers=headers
+                )
+                assert answer.status_code == 202, answer.text
+                for _ in range(600):  # polled: the status is another process's
+                    status = (await client.get(f"{a.url}/admin/reindex", headers=headers)).json()
+                    if status["state"] != "running":
+                        break
+                    await asyncio.sleep(0.1)
+            assert status["state"] == "done", status
+            return time.monotonic()
+
+        switched, searches = await asyncio.gather(
+            reindex(), searches_during(topology.proxy, REINDEX_LOAD_SECONDS)
+        )
+        return searches, switched
+
+    started = time.monotonic()
+    searches, switched_at = asyncio.run(run())
+    switched = switched_at - started
+    new_build = httpx.get(f"{a.url}/info").json()["build_id"]
+    assert new_build != old_build
+    failed = [s for s in searches if s[1] != 200]
+    builds = Counter(build for _, status, build in searches if status == 200)
+    # After the switch and a refresh interval (and some), every answer is the new build's.
+    late_old = [t for t, status, build in searches if build == old_build and t > switched + 2.5]
+    topology.report.update(
+        {
+            "reindex under load": f"POST /admin/reindex (chunk_size 64) on A at "
+            f"{REINDEX_AFTER:g} s, switched at {switched:.1f} s, while {CLIENTS} clients x "
+            f"{CLIENT_RATE:g} semantic searches/s went through nginx for "
+            f"{REINDEX_LOAD_SECONDS:g} s",
+            "searches during the reindex": f"{len(searches)} total, {len(failed)} failed; "
+            f"answered by the old build {builds[old_build]}, by the new {builds[new_build]}",
+        }
+    )
+    assert not failed, failed[:10]
+    assert set(builds) == {old_build, new_build}
+    assert not late_old, late_old[:10]
+    assert httpx.get(f"{b.url}/info").json()["build_id"] == new_build
+    info = httpx.get(f"{b.url}/info").json()
+    assert info["chunking"]["max_tokens"] == 64
+    assert RUSSIA_DOC in search(b.url, "Russian military presence")
+
+
 def test_killing_a_replica_under_load_fails_no_search(topology: Topology) -> None:
     """Runs last: it leaves replica A dead."""
     a, b = topology.replicas
