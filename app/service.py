@@ -21,7 +21,8 @@ from indexer.stores.base import ReindexError, StaleWriteError, StoreUnavailableE
 from indexer.stores.configured import configured_manifest, open_configured
 from indexer.stores.faiss_store import StoreOpenError
 from indexer.stores.layout import IndexLock, IndexLockedError
-from indexer.stores.milvus_store import MilvusStore, MilvusStoreMissingError
+from indexer.stores.milvus.client import MilvusStoreMissingError
+from indexer.stores.milvus.store import MilvusStore
 from indexer.tracing import span
 from indexer.types import Document, StoredDocument
 

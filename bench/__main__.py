@@ -42,7 +42,7 @@ from indexer.search import DEFAULT_MODE, Searcher
 from indexer.settings import IndexSettings
 from indexer.stores import open_store
 from indexer.stores.layout import current_version
-from indexer.stores.milvus_store import CONSISTENCY_LEVELS, Consistency
+from indexer.stores.milvus.client import CONSISTENCY_LEVELS, Consistency
 from indexer.stores.vectors import VECTORS_FILE
 
 app = typer.Typer(add_completion=False)

@@ -46,7 +46,7 @@ from indexer.stores import FaissStore, MilvusStore
 from indexer.stores.base import Reader
 from indexer.stores.faiss_store import write_index
 from indexer.stores.local import LocalIndex
-from indexer.stores.milvus_store import Consistency, MilvusTarget, parse_index_params
+from indexer.stores.milvus.client import Consistency, MilvusTarget, parse_index_params
 from indexer.types import IndexedDocument
 
 SEMANTIC = {"k": "10", "mode": "semantic"}

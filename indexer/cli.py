@@ -46,12 +46,9 @@ from indexer.stores import Store, open_store
 from indexer.stores.base import SearchUnsupportedError, StoreUnavailableError
 from indexer.stores.configured import open_configured
 from indexer.stores.faiss_store import StoreOpenError
-from indexer.stores.milvus_store import (
-    BUILD_CLAIM_SECONDS,
-    MilvusStore,
-    MilvusStoreMissingError,
-    MilvusTarget,
-)
+from indexer.stores.milvus.claims import BUILD_CLAIM_SECONDS
+from indexer.stores.milvus.client import MilvusStoreMissingError, MilvusTarget
+from indexer.stores.milvus.store import MilvusStore
 from indexer.stores.snapshot import IncompatibleSnapshotError, SnapshotError
 from indexer.types import Document
 
@@ -519,7 +516,8 @@ def reindex(
     from indexer.reindex import reindex as run_reindex
     from indexer.stores.base import ReindexError
     from indexer.stores.layout import IndexLockedError
-    from indexer.stores.milvus_store import SWITCH_GRACE_SECONDS, MilvusStore
+    from indexer.stores.milvus.reindexing import SWITCH_GRACE_SECONDS
+    from indexer.stores.milvus.store import MilvusStore
 
     located = _settings(
         index_dir=index, store=store, milvus_uri=milvus_uri, milvus_collection=milvus_collection

@@ -31,7 +31,8 @@ from indexer.stores.base import StoreUnavailableError
 from indexer.stores.faiss_store import read_current_manifest, write_index
 from indexer.stores.layout import TRANSLOG_DIR, IndexLock, is_index
 from indexer.stores.local import LocalIndex
-from indexer.stores.milvus_store import MilvusStore, MilvusTarget, parse_index_params
+from indexer.stores.milvus.client import MilvusTarget, parse_index_params
+from indexer.stores.milvus.store import MilvusStore
 from indexer.stores.operations import seq_of
 from indexer.stores.translog import replay
 from indexer.stores.vectors import make_index

@@ -17,7 +17,7 @@ from indexer.chunking import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP, ChunkingParams
 from indexer.embedding import DEFAULT_MODEL
 from indexer.fusion import FusionMethod, FusionParams
 from indexer.index import BuildParams
-from indexer.stores.milvus_store import Consistency, MilvusTarget
+from indexer.stores.milvus.client import Consistency, MilvusTarget
 
 _FUSION = FusionParams()
 

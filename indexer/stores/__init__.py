@@ -11,7 +11,7 @@ from typing import Any
 
 from indexer.stores.base import Reader, Store
 from indexer.stores.faiss_store import FaissStore, read_current_manifest
-from indexer.stores.milvus_store import MilvusStore
+from indexer.stores.milvus.store import MilvusStore
 
 STORES: dict[str, type[Store]] = {FaissStore.kind: FaissStore, MilvusStore.kind: MilvusStore}
 

@@ -20,7 +20,7 @@ from app.main import create_app
 from app.settings import Settings
 from indexer.index import build_milvus
 from indexer.loading import load_corpus
-from indexer.stores.milvus_store import MilvusStore
+from indexer.stores.milvus.store import MilvusStore
 from tests.api.conftest import API_KEY, WRITE_HEADERS, article, found, wait_until_ready
 from tests.conftest import RUSSIA_DOC, SEED_PARAMS, SEEDS
 from tests.utils.fakes import HashingEmbedder

@@ -26,7 +26,7 @@ from indexer.stores.base import (
     SearchUnsupportedError,
     StaleWriteError,
 )
-from indexer.stores.milvus_store import MilvusTarget
+from indexer.stores.milvus.client import MilvusTarget
 from indexer.types import Document, DocumentInfo, IndexedDocument, Passage
 from tests.utils.corpus import DIM, WORDS, article, corpus, unit
 

@@ -14,7 +14,8 @@ import pytest
 
 from bench.milvus_server import MilvusServer
 from indexer.stores.faiss_store import read_current_manifest
-from indexer.stores.milvus_store import MilvusStore, MilvusTarget
+from indexer.stores.milvus.client import MilvusTarget
+from indexer.stores.milvus.store import MilvusStore
 from tests.conftest import REPO, RUSSIA_DOC
 from tests.deploy.conftest import ARTIFACTS, require
 from tests.utils.processes import free_port, running_nginx, wait_for

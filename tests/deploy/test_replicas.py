@@ -34,7 +34,8 @@ import pytest
 
 from bench.milvus_server import MilvusServer
 from bench.service import free_port, server
-from indexer.stores.milvus_store import MilvusStore, MilvusTarget
+from indexer.stores.milvus.client import MilvusTarget
+from indexer.stores.milvus.store import MilvusStore
 from tests.conftest import ARTIFACTS, REPO, RUSSIA_DOC
 from tests.deploy.conftest import require
 from tests.utils.processes import running_nginx

@@ -10,7 +10,8 @@ from indexer.cli import app
 from indexer.embedding import DEFAULT_MODEL
 from indexer.stores import open_store
 from indexer.stores.faiss_store import read_current_manifest
-from indexer.stores.milvus_store import MilvusStore, MilvusTarget
+from indexer.stores.milvus.client import MilvusTarget
+from indexer.stores.milvus.store import MilvusStore
 from indexer.types import Document, IndexedDocument, Passage
 from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC, SEEDS
 

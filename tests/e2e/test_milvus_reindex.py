@@ -17,7 +17,8 @@ from pymilvus import MilvusClient
 from bench.milvus_server import MilvusServer
 from indexer.index import BuildParams, new_manifest
 from indexer.manifest import Manifest
-from indexer.stores.milvus_store import MilvusStore, MilvusTarget
+from indexer.stores.milvus.client import MilvusTarget
+from indexer.stores.milvus.store import MilvusStore
 from indexer.types import Document, IndexedDocument, Passage
 from tests.utils.corpus import DIM, corpus, unit
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pymilvus import DataType, MilvusClient
 
-import indexer.stores.milvus_store as milvus_store
+import indexer.stores.milvus.claims as milvus_claims
 from bench.milvus_server import (
     STOP_SECONDS,
     MilvusServer,
@@ -25,13 +25,9 @@ from bench.milvus_server import (
 )
 from indexer.index import BuildParams, new_manifest
 from indexer.manifest import Manifest
-from indexer.stores.milvus_store import (
-    MilvusStore,
-    MilvusStoreMissingError,
-    MilvusTarget,
-    collection_names,
-    read_manifest,
-)
+from indexer.stores.milvus.client import MilvusStoreMissingError, MilvusTarget, collection_names
+from indexer.stores.milvus.store import MilvusStore
+from indexer.stores.milvus.versions import read_manifest
 from tests.utils.corpus import DIM, corpus
 from tests.utils.milvus_server import require_milvus_server
 
@@ -191,7 +187,7 @@ def test_replicas_building_one_store_at_once_fill_it_once(milvus_server: MilvusS
             assert reader.passage_count == sum(len(d.passages) for d in documents)
         finally:
             store.close()
-        assert not milvus_store._claims(MilvusClient(uri=milvus_server.uri), target)
+        assert not milvus_claims._claims(MilvusClient(uri=milvus_server.uri), target)
     finally:
         MilvusStore.drop(target)
 
@@ -203,19 +199,19 @@ def test_a_live_claim_means_a_build_is_under_way_and_a_stale_one_is_ignored(
     client = MilvusClient(uri=milvus_server.uri)
     try:
         assert not MilvusStore.being_built(target)
-        other = milvus_store._claim_build(client, target)  # another replica's build, under way
+        other = milvus_claims._claim_build(client, target)  # another replica's build, under way
         assert other is not None
         assert MilvusStore.being_built(target)
         with pytest.raises(FileExistsError, match="build in progress"):
             MilvusStore.create(target, manifest_for_tests(), corpus(3))
-        assert milvus_store._claims(client, target) == [other]  # the refused one dropped its own
+        assert milvus_claims._claims(client, target) == [other]  # the refused one dropped its own
         # A builder that crashed long ago: its claim no longer holds anyone back.
         time.sleep(0.1)
-        monkeypatch.setattr(milvus_store, "BUILD_CLAIM_SECONDS", 0.05)
+        monkeypatch.setattr(milvus_claims, "BUILD_CLAIM_SECONDS", 0.05)
         MilvusStore.create(target, manifest_for_tests(), corpus(3)).close()
         assert MilvusStore.exists(target)
-        assert milvus_store._claims(client, target) == []
+        assert milvus_claims._claims(client, target) == []
     finally:
         MilvusStore.drop(target)
-        assert not milvus_store._claims(client, target)
+        assert not milvus_claims._claims(client, target)
         client.close()

@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import indexer.stores.milvus_store as milvus_store
+import indexer.stores.milvus.schema as milvus_schema
 from indexer.index import BuildParams, new_manifest
 from indexer.stores.base import Written
-from indexer.stores.milvus_store import MilvusStore, MilvusTarget
+from indexer.stores.milvus.client import MilvusTarget
+from indexer.stores.milvus.store import MilvusStore
 from indexer.types import Document, IndexedDocument, Passage
 
 DIM = 4
@@ -113,7 +114,7 @@ def test_two_copies_of_one_write_number_read_as_the_copy_written_last(
     try:
         written = store.put([item("contested", "first copy")])
         later = item("contested", "second copy, longer")
-        milvus_store._insert_documents(store._client, store._version, [(written.seq, later)])
+        milvus_schema._insert_documents(store._client, store._version, [(written.seq, later)])
         store.refresh()
         kept = store.get("contested")
         assert kept is not None

@@ -135,8 +135,9 @@ def test_reindex_rebuilds_a_milvus_store_and_drops_the_old_version(
     from indexer import cli
     from indexer.index import build_milvus
     from indexer.loading import load_corpus
-    from indexer.stores import milvus_store
-    from indexer.stores.milvus_store import MilvusStore, MilvusTarget
+    from indexer.stores.milvus import reindexing
+    from indexer.stores.milvus.client import MilvusTarget, connect
+    from indexer.stores.milvus.store import MilvusStore
     from tests.conftest import SEED_PARAMS
     from tests.utils.fakes import HashingEmbedder
 
@@ -144,7 +145,7 @@ def test_reindex_rebuilds_a_milvus_store_and_drops_the_old_version(
     params = replace(SEED_PARAMS, store="milvus", index_factory="FLAT", search_params="")
     build_milvus(load_corpus(SEEDS), target, HashingEmbedder(), params, source_label="seeds")
     monkeypatch.setattr(cli, "_embedder", lambda settings: HashingEmbedder(settings.model))
-    monkeypatch.setattr(milvus_store, "SWITCH_GRACE_SECONDS", 0.5)
+    monkeypatch.setattr(reindexing, "SWITCH_GRACE_SECONDS", 0.5)
     monkeypatch.setenv("SEARCH_STORE", "milvus")
     monkeypatch.setenv("SEARCH_MILVUS_URI", target.uri)
     monkeypatch.setenv("SEARCH_MILVUS_COLLECTION", "seeds")
@@ -157,7 +158,7 @@ def test_reindex_rebuilds_a_milvus_store_and_drops_the_old_version(
         assert store.manifest.chunking.max_tokens == 32
         assert store.reader().document_count == 2
         assert store.passages_collection == "seeds__r1_passages"
-        names = milvus_store.connect(target).list_collections()
+        names = connect(target).list_collections()
         assert "seeds_passages" not in names  # the old version, dropped after its grace
         assert "seeds_meta" in names  # which names the version served
     finally:

@@ -9,12 +9,8 @@ import pytest
 
 from indexer.index import BuildParams, new_manifest
 from indexer.stores.base import DocumentRefusedError
-from indexer.stores.milvus_store import (
-    MilvusStore,
-    MilvusTarget,
-    full_text_support,
-    parse_index_params,
-)
+from indexer.stores.milvus.client import MilvusTarget, full_text_support, parse_index_params
+from indexer.stores.milvus.store import MilvusStore
 from indexer.types import Document, IndexedDocument, Passage
 
 

@@ -1,0 +1,257 @@
+"""The store's three collections (``<name>_passages``, ``_documents``, ``_meta``: the store's
+docstring says what each holds): their schemas and indexes, the rows a write inserts (with the
+size limits Milvus sets), and the passages a search or lookup reads back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from indexer.ingest import passage_representation
+from indexer.manifest import Manifest
+from indexer.stores.base import DocumentRefusedError, IndexedDocument, StoreUnavailableError
+from indexer.stores.milvus.client import (
+    MilvusTarget,
+    _call,
+    collection_names,
+    parse_index_params,
+)
+from indexer.stores.milvus.filters import typed_fields
+from indexer.stores.milvus.writes import _OldRows
+from indexer.types import DocumentInfo, Passage
+
+if TYPE_CHECKING:
+    from pymilvus import MilvusClient
+
+    from indexer.stores.milvus.versions import _Version
+
+_MAX_STRING = 65_535  # bytes in one Milvus VARCHAR
+_MAX_ID = 4_096  # bytes of a document id (the API allows 512 characters)
+_TEXT_PIECE = _MAX_STRING // 4  # characters that always fit, at up to 4 bytes each in UTF-8
+_INSERT_BATCH = 512
+_PAYLOAD = ["doc_id", "chunk_id", "start", "end", "text", "title", "metadata"]
+_DUMMY_DIM = 2  # Milvus 2.3 wants a vector field in every collection
+
+
+def _create_collections(
+    client: MilvusClient, target: MilvusTarget, manifest: Manifest, *, full_text: bool
+) -> None:
+    from pymilvus import DataType, Function, FunctionType
+
+    passages, documents, meta = collection_names(target)
+    build, _ = parse_index_params(manifest.store.spec, manifest.store.search_params)
+
+    schema = client.create_schema(auto_id=True)
+    schema.add_field("pk", DataType.INT64, is_primary=True)
+    schema.add_field("doc_id", DataType.VARCHAR, max_length=_MAX_ID)
+    schema.add_field("chunk_id", DataType.INT64)
+    schema.add_field("start", DataType.INT64)
+    schema.add_field("end", DataType.INT64)
+    schema.add_field("seq", DataType.INT64)
+    schema.add_field("title", DataType.VARCHAR, max_length=_MAX_STRING)
+    schema.add_field("text", DataType.VARCHAR, max_length=_MAX_STRING)
+    schema.add_field("metadata", DataType.JSON)
+    schema.add_field("fields", DataType.JSON)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=manifest.model.dimension)
+    index = client.prepare_index_params()
+    index.add_index("vector", index_type=manifest.store.spec, metric_type="IP", params=build)
+    if full_text:
+        schema.add_field(
+            "keyword_text",
+            DataType.VARCHAR,
+            max_length=_MAX_STRING,
+            enable_analyzer=True,
+            analyzer_params=_analyzer(manifest.keyword.stemmer),
+        )
+        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_function(
+            Function(
+                name="bm25",
+                function_type=FunctionType.BM25,
+                input_field_names=["keyword_text"],
+                output_field_names=["sparse"],
+            )
+        )
+        index.add_index(
+            "sparse",
+            index_type="SPARSE_INVERTED_INDEX",
+            metric_type="BM25",
+            params={"bm25_k1": manifest.keyword.k1, "bm25_b": manifest.keyword.b},
+        )
+    _create_collection(client, passages, schema, index)
+
+    schema = client.create_schema(auto_id=True)
+    schema.add_field("pk", DataType.INT64, is_primary=True)
+    schema.add_field("doc_id", DataType.VARCHAR, max_length=_MAX_ID)
+    schema.add_field("seq", DataType.INT64)
+    schema.add_field("part", DataType.INT64)
+    schema.add_field("parts", DataType.INT64)
+    schema.add_field("title", DataType.VARCHAR, max_length=_MAX_STRING)
+    schema.add_field("text", DataType.VARCHAR, max_length=_MAX_STRING)
+    schema.add_field("metadata", DataType.JSON)
+    schema.add_field("_v", DataType.FLOAT_VECTOR, dim=_DUMMY_DIM)
+    _create_collection(client, documents, schema, _dummy_index(client))
+
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("key", DataType.VARCHAR, max_length=64, is_primary=True)
+    schema.add_field("value", DataType.VARCHAR, max_length=_MAX_STRING)
+    schema.add_field("_v", DataType.FLOAT_VECTOR, dim=_DUMMY_DIM)
+    _create_collection(client, meta, schema, _dummy_index(client))
+
+
+def _create_collection(client: MilvusClient, name: str, schema: Any, index: Any) -> None:
+    """Create and index a collection (``load`` then makes it searchable). The index is built in
+    the background: pymilvus's own wait polls every 0.5 s, which made an empty store take 2 s."""
+    _call(lambda: client.create_collection(name, schema=schema))
+    _call(lambda: client.create_index(name, index, sync=False))
+
+
+def _load(client: MilvusClient, names: Sequence[str], timeout: float = 300) -> None:
+    """Load collections for searching, all at once: a 2.3 server takes ~3 s for each."""
+    for name in names:
+        _call(partial(client.load_collection, name, _async=True))
+    deadline = time.monotonic() + timeout
+    for name in names:
+        while "Loaded" not in str(_call(partial(client.get_load_state, name)).get("state")):
+            if time.monotonic() > deadline:
+                raise StoreUnavailableError(f"Milvus did not load {name} in {timeout:.0f} s")
+            time.sleep(0.05)
+
+
+def _dummy_index(client: MilvusClient) -> Any:
+    index = client.prepare_index_params()
+    index.add_index("_v", index_type="FLAT", metric_type="L2")
+    return index
+
+
+def _analyzer(stemmer: str) -> dict[str, Any]:
+    """Milvus's analyzer closest to our keyword index's: lower-case, English stop words,
+    Snowball stemming. (Milvus Lite 3.2 accepts the filters but only lower-cases.)"""
+    return {
+        "tokenizer": "standard",
+        "filter": [
+            "lowercase",
+            {"type": "stop", "stop_words": ["_english_"]},
+            {"type": "stemmer", "language": stemmer},
+        ],
+    }
+
+
+def _insert_documents(
+    client: MilvusClient,
+    version: _Version,
+    documents: Sequence[tuple[int, IndexedDocument]],
+    keys: dict[str, _OldRows] | None = None,
+) -> int:
+    """Insert the rows of ``documents`` into ``version``, each with its write's sequence
+    number, in shared batches; the passages written. With ``keys``, each document's new rows
+    go there."""
+    passages, documents_collection = version.passages, version.documents
+    manifest, full_text = version.manifest, version.full_text
+    passage_rows: list[dict[str, Any]] = []
+    document_rows: list[dict[str, Any]] = []
+    written = 0
+
+    def flush(force: bool) -> None:
+        nonlocal passage_rows, document_rows, written
+        if passage_rows and (force or len(passage_rows) >= _INSERT_BATCH):
+            rows, passage_rows = passage_rows, []
+            done = _call(lambda: client.insert(passages, rows))
+            written += len(rows)
+            if keys is not None:
+                for row, pk in zip(rows, done["ids"], strict=True):
+                    keys.setdefault(row["doc_id"], _OldRows(True)).passages.append((pk, row["seq"]))
+        if document_rows and (force or len(document_rows) >= _INSERT_BATCH):
+            rows, document_rows = document_rows, []
+            done = _call(lambda: client.insert(documents_collection, rows))
+            if keys is not None:
+                for row, pk in zip(rows, done["ids"], strict=True):
+                    keys.setdefault(row["doc_id"], _OldRows(True)).documents.append(
+                        (pk, row["seq"])
+                    )
+
+    for seq, item in documents:
+        document = item.document
+        metadata = dict(document.metadata)
+        fields = typed_fields(metadata)
+        for passage, vector in zip(item.passages, item.vectors, strict=True):
+            row: dict[str, Any] = {
+                "doc_id": document.doc_id,
+                "chunk_id": passage.chunk_id,
+                "start": passage.start,
+                "end": passage.end,
+                "seq": seq,
+                "title": document.title,
+                "text": passage.text,
+                "metadata": metadata,
+                "fields": fields,
+                "vector": vector.tolist(),
+            }
+            if full_text:
+                row["keyword_text"] = passage_representation(
+                    passage, document.title, manifest.title_prefix
+                )
+            passage_rows.append(row)
+        pieces = [
+            document.text[i : i + _TEXT_PIECE] for i in range(0, len(document.text), _TEXT_PIECE)
+        ] or [""]
+        for part, piece in enumerate(pieces):
+            document_rows.append(
+                {
+                    "doc_id": document.doc_id,
+                    "seq": seq,
+                    "part": part,
+                    "parts": len(pieces),
+                    "title": document.title,
+                    "text": piece,
+                    "metadata": metadata,
+                    "_v": [0.0] * _DUMMY_DIM,
+                }
+            )
+        flush(force=False)
+    flush(force=True)
+    return written
+
+
+def _check_fits(item: IndexedDocument, title_prefix: bool) -> None:
+    """Refuse a document whose strings Milvus cannot hold, before anything is written."""
+    document = item.document
+    fields = [("its id", document.doc_id, _MAX_ID), ("its title", document.title, _MAX_STRING)]
+    for passage in item.passages:
+        fields.append((f"passage {passage.chunk_id}", passage.text, _MAX_STRING))
+        keyword = passage_representation(passage, document.title, title_prefix)
+        fields.append((f"passage {passage.chunk_id} with its title", keyword, _MAX_STRING))
+    for what, text, limit in fields:
+        size = len(text.encode("utf-8"))
+        if size > limit:
+            raise DocumentRefusedError(
+                f"document {document.doc_id[:100]!r}: {what} is {size} bytes in UTF-8; Milvus "
+                f"holds at most {limit} (a run of text without spaces makes one huge passage)"
+            )
+
+
+def _meta_row(key: str, value: str) -> dict[str, Any]:
+    return {"key": key, "value": value, "_v": [0.0] * _DUMMY_DIM}
+
+
+def _payload_of(entity: Mapping[str, Any]) -> tuple[Passage, DocumentInfo]:
+    passage = Passage(
+        entity["doc_id"], entity["chunk_id"], entity["start"], entity["end"], entity["text"]
+    )
+    return passage, DocumentInfo(entity["doc_id"], entity["title"], entity["metadata"] or {})
+
+
+def _one_copy(hits: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Each passage once: where two copies of a document are in (two replicas' writes of one
+    moment, or a replacement between its insert and its delete), the one inserted last."""
+    latest: dict[tuple[str, int], int] = {}
+    for hit in hits:
+        key = (hit["entity"]["doc_id"], hit["entity"]["chunk_id"])
+        latest[key] = max(latest.get(key, -1), int(hit["pk"]))
+    if len(latest) == len(hits):
+        return list(hits)
+    keep = set(latest.values())
+    return [hit for hit in hits if int(hit["pk"]) in keep]

@@ -1,0 +1,168 @@
+"""Which version of a store is served. A store's first version is in its own collections; a
+reindex makes another in ``<name>__r<n>_*``, and the row ``current`` of the store's meta names
+the one served. Here: finding and opening the served version and its manifest
+(``read_manifest``), and dropping a version.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, replace
+from functools import cached_property, partial
+from typing import TYPE_CHECKING, Any
+
+from indexer.manifest import FORMAT_VERSION, Manifest, ManifestError
+from indexer.stores.base import StoreUnavailableError
+from indexer.stores.milvus.client import (
+    Consistency,
+    MilvusStoreMissingError,
+    MilvusTarget,
+    _call,
+    _drop_quietly,
+    collection_names,
+    parse_index_params,
+)
+from indexer.stores.milvus.schema import _load
+
+if TYPE_CHECKING:
+    from pymilvus import MilvusClient
+
+logger = logging.getLogger("indexer")
+
+# A reindexed version of store ``search`` lives in ``search__r<n>_*``; the row ``current`` of
+# ``search_meta`` names the version served (none: ``search_*`` itself).
+_VERSION_MARK = "__r"
+
+
+def version_number(collection: str) -> int:
+    """0 for a store's first version, n for ``<name>__r<n>``."""
+    found = re.search(rf"{_VERSION_MARK}(\d+)$", collection)
+    return int(found[1]) if found else 0
+
+
+@dataclass(frozen=True)
+class _Version:
+    """One version of a store: where its rows are and how they were prepared. A reindex makes
+    another; a view keeps the version it was published from."""
+
+    data: MilvusTarget
+    """Whose collection names hold it: the store's own, or ``<name>__r<n>``."""
+    manifest: Manifest
+    full_text: bool
+
+    @property
+    def passages(self) -> str:
+        return collection_names(self.data)[0]
+
+    @property
+    def documents(self) -> str:
+        return collection_names(self.data)[1]
+
+    @property
+    def meta(self) -> str:
+        return collection_names(self.data)[2]
+
+    @cached_property
+    def search_params(self) -> dict[str, Any]:
+        """Applied to every vector search (``ef``, ``nprobe``), as the manifest records them."""
+        store = self.manifest.store
+        return parse_index_params(store.spec, store.search_params)[1]
+
+
+def read_manifest(client: MilvusClient, target: MilvusTarget) -> Manifest:
+    """The manifest of the store at ``target`` (its current version); MilvusStoreMissingError
+    if there is none."""
+    _load_meta(client, target)
+    current = _current(client, target, "Strong")
+    return _version_manifest(client, replace(target, collection=current))
+
+
+def _current(client: MilvusClient, target: MilvusTarget, consistency: Consistency | None) -> str:
+    """The collection name of the version ``target``'s meta says is served (its own, until a
+    reindex)."""
+    rows = _call(
+        lambda: client.query(
+            collection_names(target)[2],
+            filter='key == "current"',
+            output_fields=["value"],
+            consistency_level=consistency or target.consistency,
+        )
+    )
+    return str(rows[0]["value"]) if rows else target.collection
+
+
+def _open_version(client: MilvusClient, target: MilvusTarget) -> _Version:
+    """The served version of the store at ``target``, loaded for searching."""
+    _load_meta(client, target)
+    return _version_at(
+        client, target, replace(target, collection=_current(client, target, "Strong"))
+    )
+
+
+def _version_at(client: MilvusClient, target: MilvusTarget, data: MilvusTarget) -> _Version:
+    """The version of ``target`` in ``data``'s collections, loaded for searching."""
+    names = collection_names(data)
+    missing = [n for n in names if not _call(partial(client.has_collection, n))]
+    if missing:
+        raise MilvusStoreMissingError(f"{target} holds no index (no {', '.join(missing)})")
+    _load(client, names)  # searches need them loaded
+    manifest = _version_manifest(client, data)
+    fields = _call(partial(client.describe_collection, names[0]))["fields"]
+    return _Version(data, manifest, full_text=any(f["name"] == "sparse" for f in fields))
+
+
+def _load_meta(client: MilvusClient, target: MilvusTarget) -> None:
+    meta = collection_names(target)[2]
+    if not _call(lambda: client.has_collection(meta)):
+        raise MilvusStoreMissingError(f"{target} holds no index (no collection {meta})")
+    try:
+        _call(lambda: client.load_collection(meta))
+    except StoreUnavailableError:
+        # A build creates the collection, then its index: a reader between the two (a replica
+        # waiting for another's build) finds it unloadable, as a store not yet complete.
+        if not _call(lambda: client.list_indexes(meta)):
+            raise MilvusStoreMissingError(
+                f"{target} is being created (no index on {meta} yet)"
+            ) from None
+        raise
+
+
+def _version_manifest(client: MilvusClient, data: MilvusTarget) -> Manifest:
+    _load_meta(client, data)
+    meta = collection_names(data)[2]
+    rows = _call(
+        lambda: client.query(
+            meta, filter='key == "manifest"', output_fields=["value"], consistency_level="Strong"
+        )
+    )
+    if not rows:
+        raise MilvusStoreMissingError(f"{data} holds no complete index (no manifest yet)")
+    try:
+        manifest = Manifest.model_validate_json(rows[0]["value"])
+    except ValueError as error:
+        raise ManifestError(f"the manifest in {meta} is not valid: {error}") from error
+    if manifest.format_version != FORMAT_VERSION:
+        raise ManifestError(
+            f"{data} has format version {manifest.format_version}, this version reads "
+            f"{FORMAT_VERSION}"
+        )
+    return manifest
+
+
+def _drop_version(client: MilvusClient, base: str, *, keep_meta: bool) -> None:
+    """Drop the collections of the version in ``base``; with ``keep_meta`` (a store's first
+    version, whose meta also names the version served) only its manifest and counter rows."""
+    passages, documents, meta = collection_names(replace(MilvusTarget("_"), collection=base))
+    for name in (passages, documents):
+        _drop_quietly(client, name)
+    if not keep_meta:
+        _drop_quietly(client, meta)
+        return
+    try:
+        _call(partial(client.delete, meta, ids=["manifest", "seq"]))
+    except StoreUnavailableError as error:
+        logger.warning("could not clear %s: %s", meta, error)
+
+
+__all__ = ["read_manifest", "version_number"]
