@@ -228,6 +228,17 @@ class SearchService:
         )
 
     @property
+    def snapshot_problem(self) -> str | None:
+        """Why this store cannot be snapshotted here, or None."""
+        if isinstance(self.store, MilvusStore):
+            return (
+                "snapshots are of the FAISS store; back a Milvus store up with Milvus's own "
+                "tools (milvus-backup), or copy its live documents into another store with "
+                "python -m indexer build --from-collection"
+            )
+        return None
+
+    @property
     def writes_problem(self) -> str | None:
         """Why writes are refused, or None."""
         if self.settings.api_key is None:

@@ -40,6 +40,7 @@ router = APIRouter(tags=["admin"])
         },
         401: {"description": "No API key was sent."},
         403: {"description": "The key is wrong, or no SEARCH_API_KEY is configured."},
+        501: {"model": ErrorBody, "description": "The store is not one this API snapshots."},
         503: {"description": "The index is not open yet, or cannot be snapshotted now."},
     },
 )
@@ -49,6 +50,8 @@ def snapshot(service: ServiceDep) -> StreamingResponse:
     Not included: the ONNX model export. Searches and writes go on while it streams."""
     if service.store is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the index is not open yet")
+    if service.snapshot_problem is not None:
+        raise HTTPException(status.HTTP_501_NOT_IMPLEMENTED, service.snapshot_problem)
     try:
         pinned = pin(service.store.location)  # a plain def: FastAPI runs it in a thread
     except (SnapshotError, OSError) as error:

@@ -243,3 +243,10 @@ def test_a_reindex_through_one_replica_moves_the_other_to_the_new_model(
         while "pilots" not in found(a, "harbour pilots tankers", "semantic"):
             assert time.monotonic() < deadline, "A did not find B's write"
             time.sleep(0.1)
+
+
+def test_a_snapshot_of_a_milvus_store_is_a_501_naming_what_to_use(lite_client: TestClient) -> None:
+    response = lite_client.get("/admin/snapshot")
+    assert response.status_code == 501, response.text
+    assert "milvus-backup" in response.json()["detail"]
+    assert "--from-collection" in response.json()["detail"]
