@@ -46,7 +46,7 @@ from indexer.stores import Store, open_store
 from indexer.stores.base import SearchUnsupportedError, StoreUnavailableError
 from indexer.stores.configured import open_configured
 from indexer.stores.faiss_store import StoreOpenError
-from indexer.stores.milvus.claims import BUILD_CLAIM_SECONDS
+from indexer.stores.milvus import claims
 from indexer.stores.milvus.client import MilvusStoreMissingError, MilvusTarget
 from indexer.stores.milvus.store import MilvusStore
 from indexer.stores.snapshot import IncompatibleSnapshotError, SnapshotError
@@ -353,9 +353,11 @@ def _build_milvus(
     )
 
 
-def _wait_for_milvus_store(target: MilvusTarget, seconds: float = BUILD_CLAIM_SECONDS) -> bool:
+def _wait_for_milvus_store(target: MilvusTarget) -> bool:
     """Does ``target`` hold a store? If another process is building it now (its claim or its
-    collections exist, its manifest not yet), wait for that build rather than start a second."""
+    collections exist, its manifest not yet), wait for that build (as long as a claim holds)
+    rather than start a second."""
+    seconds = claims.BUILD_CLAIM_SECONDS
     try:
         deadline = time.monotonic() + seconds
         while not MilvusStore.exists(target):

@@ -18,6 +18,7 @@ from indexer.embedding import DEFAULT_MODEL
 from indexer.fusion import FusionMethod, FusionParams
 from indexer.index import BuildParams
 from indexer.stores.milvus.client import Consistency, MilvusTarget
+from indexer.stores.milvus.versions import version_number
 
 _FUSION = FusionParams()
 
@@ -94,6 +95,16 @@ class IndexSettings(BaseSettings):
     @classmethod
     def _empty_token_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("milvus_collection")
+    @classmethod
+    def _not_a_version_name(cls, value: str) -> str:
+        if version_number(value):
+            raise ValueError(
+                "a name ending in __r<number> is a reindexed version of another store; "
+                "choose another"
+            )
+        return value
 
     @property
     def build_params(self) -> BuildParams:

@@ -208,6 +208,8 @@ def test_a_live_claim_means_a_build_is_under_way_and_a_stale_one_is_ignored(
         # A builder that crashed long ago: its claim no longer holds anyone back.
         time.sleep(0.1)
         monkeypatch.setattr(milvus_claims, "BUILD_CLAIM_SECONDS", 0.05)
+        # Stale by the clock, though no newer claim stands beside it: nothing is being built.
+        assert not MilvusStore.being_built(target)
         MilvusStore.create(target, manifest_for_tests(), corpus(3)).close()
         assert MilvusStore.exists(target)
         assert milvus_claims._claims(client, target) == []

@@ -40,6 +40,16 @@ def test_build_reports_bad_chunking_settings(tmp_path: Path) -> None:
     assert "SEARCH_CHUNK_MAX_TOKENS: Input should be greater than or equal to 8" in result.output
 
 
+def test_a_milvus_store_named_like_a_reindexed_version_is_refused(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["build", "--source", str(SEEDS), "--store", "milvus", "--milvus-collection", "news__r2"],
+    )
+    assert result.exit_code == 1
+    assert "SEARCH_MILVUS_COLLECTION" in result.output
+    assert "is a reindexed version of another store" in result.output
+
+
 def test_build_names_skipped_files_and_refuses_an_empty_corpus(tmp_path: Path) -> None:
     source = write_articles(tmp_path / "src", {"empty.txt": "   "})
     (source / "binary.txt").write_bytes(b"\xff\xfe\x00bad")

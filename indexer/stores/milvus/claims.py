@@ -7,6 +7,7 @@ process, so it needs no claim. A reindex claims its new version the same way.
 
 from __future__ import annotations
 
+import time
 import uuid
 from functools import partial
 from typing import TYPE_CHECKING
@@ -54,7 +55,10 @@ def _live_claims(client: MilvusClient, target: MilvusTarget) -> list[tuple[int, 
     stamps = [stamp for stamp, _ in found if stamp is not None]
     if not stamps:
         return []
-    newest = max(stamps)
+    # Ages against the newest claim and this machine's clock (as Milvus's hybrid timestamps
+    # count: milliseconds since the epoch, shifted 18 bits), so that a crashed builder's claim
+    # goes stale with no newer one beside it; the threshold dwarfs any clock skew.
+    newest = max(*stamps, int(time.time() * 1000) << 18)
     live = []
     for stamp, name in found:
         if stamp is None:

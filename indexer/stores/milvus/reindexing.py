@@ -152,9 +152,8 @@ class Reindexing:
         started = time.perf_counter()
         old = self._version
         client = self._client
-        number = 1 + max(
-            [version_number(old.data.collection), *self._leftover_versions(old).values()]
-        )
+        leftovers = self._leftover_versions(old)  # a crashed reindex's
+        number = 1 + max([version_number(old.data.collection), *leftovers.values()])
         data = replace(self.target, collection=f"{self.target.collection}{_VERSION_MARK}{number}")
         try:
             claim = _claim_build(client, data)
@@ -166,7 +165,7 @@ class Reindexing:
             logger.error("cannot reindex now: %s", error)
             raise ReindexError(str(error)) from None
         try:
-            for leftover in self._leftover_versions(old):  # a crashed reindex's
+            for leftover in leftovers:
                 _drop_version(client, leftover, keep_meta=leftover == self.target.collection)
             full_text = full_text_support(self.server_version)
             _create_collections(client, data, manifest, full_text=full_text)

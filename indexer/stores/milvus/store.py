@@ -185,7 +185,7 @@ class MilvusStore(Reindexing):
             seq = 0
             numbered = [(seq, item) for item in documents]
             written = _insert_documents(client, _Version(location, manifest, full_text), numbered)
-            passages, documents_collection, meta = names
+            passages, _, meta = names
             if written >= _SEAL_ROWS:
                 _call(lambda: client.flush(passages))  # seal: Milvus builds the index now
             final = manifest.model_copy(
@@ -200,7 +200,6 @@ class MilvusStore(Reindexing):
             # The manifest last: its presence says the store is complete.
             _call(lambda: client.upsert(meta, [_meta_row("seq", str(seq))]))
             _call(lambda: client.upsert(meta, [_meta_row("manifest", final.model_dump_json())]))
-            del documents_collection
         except BaseException:
             if claim is not None:
                 _drop_quietly(client, claim)
@@ -693,10 +692,7 @@ class MilvusStore(Reindexing):
             self.passages_collection: [pk for o in old for pk, _ in o.passages],
             self.documents_collection: [pk for o in old for pk, _ in o.documents],
         }
-        for collection, pks in removed.items():
-            for start in range(0, len(pks), _DELETE_BATCH):
-                batch = pks[start : start + _DELETE_BATCH]
-                _call(partial(self._client.delete, collection, ids=batch))
+        self._delete_rows(removed)
         return removed
 
     def _settle(self, removed: Mapping[str, list[int]]) -> None:
@@ -764,8 +760,8 @@ class MilvusStore(Reindexing):
 
     def _last_write_ts(self, collection: str) -> int:
         """The Milvus timestamp of this client's last write to ``collection`` (what a
-        ``Session`` read waits for), or 0 where pymilvus keeps none (Milvus Lite, which applies
-        each write before answering)."""
+        ``Session`` read waits for); 0 where pymilvus keeps none (Milvus Lite, which applies
+        each write before answering), -1 where its internals are not as expected."""
         try:
             from pymilvus.client import ts_utils
 
