@@ -415,9 +415,9 @@ class SearchService:
         target: Manifest,
         models: tuple[Embedder, Embedder | None, Embedder, BatchingEmbedder | None],
         backend: Backend,
-    ) -> Callable[[], None]:
-        """What to run at a reindex's switch, with writes held: later writes are prepared the
-        new way and queries encoded by the new model."""
+    ) -> tuple[Preparer, Callable[[], None]]:
+        """The preparer of ``target``'s settings, and what to run at a reindex's switch, with
+        writes held: later writes are prepared by it and queries encoded by the new model."""
         assert self.searcher is not None
         model, queries, writer, batcher = models
         preparer = Preparer(writer, target.chunking, target.title_prefix)
@@ -431,15 +431,16 @@ class SearchService:
                 self._batcher, self._model, self.backend = batcher, model, backend
             self.preparer = preparer
 
-        return switch
+        return preparer, switch
 
     def _follow_reindex(self, manifest: Manifest) -> Callable[[], None]:
         """Another replica reindexed the shared (Milvus) store: ready the new version's model
         and preparer, to swap in when this replica's store switches to it."""
         logger.info("another replica reindexed the index: readying %s", manifest.model.name)
-        return self._switcher(
+        _, switch = self._switcher(
             manifest, self._models(manifest.model.name, self.backend), self.backend
         )
+        return switch
 
     def _reindex(
         self, store: Store, changes: ReindexChanges, model_name: str, backend: Backend
@@ -453,12 +454,12 @@ class SearchService:
             models = self._models(model_name, backend)
             batcher = models[3]
             target = changes.apply(store.manifest, models[0])
-            preparer = Preparer(models[2], target.chunking, target.title_prefix)
+            preparer, switch = self._switcher(target, models, backend)
             manifest = store.reindex(
                 target,
                 lambda documents: preparer.prepare(documents),
                 progress=self.reindexing.progress,
-                on_switch=self._switcher(target, models, backend),
+                on_switch=switch,
             )
         except Exception as error:  # the old version serves on; the status says why
             if batcher is not None and batcher is not self._batcher:

@@ -166,7 +166,11 @@ class Reindexing:
             raise ReindexError(str(error)) from None
         try:
             for leftover in leftovers:
-                _drop_version(client, leftover, keep_meta=leftover == self.target.collection)
+                _drop_version(
+                    client,
+                    replace(self.target, collection=leftover),
+                    keep_meta=leftover == self.target.collection,
+                )
             full_text = full_text_support(self.server_version)
             _create_collections(client, data, manifest, full_text=full_text)
             new = _Version(data, manifest, full_text)
@@ -213,7 +217,7 @@ class Reindexing:
         except BaseException as error:
             if self._version is not old:  # past the commit point: the switch stands
                 raise
-            _drop_version(client, data.collection, keep_meta=False)
+            _drop_version(client, data, keep_meta=False)
             if claim is not None:
                 _drop_quietly(client, claim)
             refused = (ReindexError, StoreUnavailableError, DocumentRefusedError, ValueError)
@@ -366,7 +370,7 @@ class Reindexing:
                 break
         if self._closed.is_set():
             return  # the next reindex drops what is left
-        _drop_version(self._client, old.data.collection, keep_meta=old.data == self.target)
+        _drop_version(self._client, old.data, keep_meta=old.data == self.target)
         if claim is not None:
             _drop_quietly(self._client, claim)
 

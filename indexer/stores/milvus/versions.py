@@ -150,10 +150,10 @@ def _version_manifest(client: MilvusClient, data: MilvusTarget) -> Manifest:
     return manifest
 
 
-def _drop_version(client: MilvusClient, base: str, *, keep_meta: bool) -> None:
-    """Drop the collections of the version in ``base``; with ``keep_meta`` (a store's first
+def _drop_version(client: MilvusClient, data: MilvusTarget, *, keep_meta: bool) -> None:
+    """Drop the collections of the version in ``data``; with ``keep_meta`` (a store's first
     version, whose meta also names the version served) only its manifest and counter rows."""
-    passages, documents, meta = collection_names(replace(MilvusTarget("_"), collection=base))
+    passages, documents, meta = collection_names(data)
     for name in (passages, documents):
         _drop_quietly(client, name)
     if not keep_meta:
