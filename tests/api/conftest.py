@@ -3,6 +3,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,6 +18,17 @@ def wait_until_ready(client: TestClient, seconds: float = 60.0) -> None:
     deadline = time.monotonic() + seconds
     while client.get("/ready").status_code != 200:
         assert time.monotonic() < deadline, "the service never became ready"
+        time.sleep(0.02)
+
+
+def finished_reindex(client: TestClient, seconds: float = 30.0) -> dict[str, Any]:
+    """The status of the reindex ``client``'s service runs, once it is done or failed."""
+    deadline = time.monotonic() + seconds
+    while True:
+        body: dict[str, Any] = client.get("/admin/reindex").json()
+        if body["state"] in ("done", "failed"):
+            return body
+        assert time.monotonic() < deadline, body
         time.sleep(0.02)
 
 

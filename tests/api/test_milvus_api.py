@@ -21,7 +21,14 @@ from app.settings import Settings
 from indexer.index import build_milvus
 from indexer.loading import load_corpus
 from indexer.stores.milvus.store import MilvusStore
-from tests.api.conftest import API_KEY, WRITE_HEADERS, article, found, wait_until_ready
+from tests.api.conftest import (
+    API_KEY,
+    WRITE_HEADERS,
+    article,
+    finished_reindex,
+    found,
+    wait_until_ready,
+)
 from tests.conftest import RUSSIA_DOC, SEED_PARAMS, SEEDS
 from tests.utils.fakes import HashingEmbedder
 
@@ -178,16 +185,6 @@ def test_two_replicas_on_one_milvus_see_each_others_writes(server_settings: Sett
         assert a.get("/documents/apples.txt").status_code == 404
 
 
-def finished_reindex(client: TestClient, seconds: float = 60) -> dict[str, object]:
-    deadline = time.monotonic() + seconds
-    while True:
-        body: dict[str, object] = client.get("/admin/reindex").json()
-        if body["state"] in ("done", "failed"):
-            return body
-        assert time.monotonic() < deadline, body
-        time.sleep(0.05)
-
-
 def test_a_reindex_rechunks_the_milvus_index_while_it_serves(lite_client: TestClient) -> None:
     before = lite_client.get("/info").json()
     response = lite_client.post("/admin/reindex", json={"chunk_size": 16, "chunk_overlap": 0.1})
@@ -196,7 +193,7 @@ def test_a_reindex_rechunks_the_milvus_index_while_it_serves(lite_client: TestCl
         "/documents/during?refresh=wait_for", json=article("During", "Lighthouse keepers. " * 40)
     )
     assert written.status_code == 201, written.text
-    status = finished_reindex(lite_client)
+    status = finished_reindex(lite_client, 60)
     assert status["state"] == "done", status
     info = lite_client.get("/info").json()
     assert info["build_id"] == status["to_build"] != before["build_id"]
@@ -221,7 +218,7 @@ def test_a_reindex_through_one_replica_moves_the_other_to_the_new_model(
         before = b.get("/info").json()
         response = a.post("/admin/reindex", json={"model": "test/other-64", "chunk_size": 16})
         assert response.status_code == 202, response.text
-        status = finished_reindex(a)
+        status = finished_reindex(a, 60)
         assert status["state"] == "done", status
         deadline = time.monotonic() + 15
         while b.get("/info").json()["build_id"] != status["to_build"]:

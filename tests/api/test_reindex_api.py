@@ -5,9 +5,7 @@ after the switch are prepared with them."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +17,7 @@ from app.settings import Settings
 from indexer.ingest import Preparer, passage_representation
 from indexer.stores import FaissStore, faiss_store
 from indexer.stores.local import VersionError
-from tests.api.conftest import WRITE_HEADERS, article, wait_until_ready
+from tests.api.conftest import WRITE_HEADERS, article, finished_reindex, wait_until_ready
 from tests.utils.fakes import HashingEmbedder
 
 SLOW_MODEL = "test/slow-64"
@@ -53,16 +51,6 @@ def admin(live_settings: Settings) -> Iterator[TestClient]:
 def service_of(client: TestClient) -> SearchService:
     service: SearchService = client.app.state.service  # type: ignore[attr-defined]
     return service
-
-
-def finished(client: TestClient, seconds: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + seconds
-    while True:
-        body: dict[str, Any] = client.get("/admin/reindex").json()
-        if body["state"] in ("done", "failed"):
-            return body
-        assert time.monotonic() < deadline, body
-        time.sleep(0.02)
 
 
 def assert_prepared_as_served(client: TestClient, doc_id: str, embedder: HashingEmbedder) -> None:
@@ -135,7 +123,7 @@ def test_a_reindex_rechunks_the_served_index(live_client: TestClient) -> None:
         "/documents/during?refresh=wait_for", json=article("During", "Lighthouse keepers. " * 40)
     )
     assert written.status_code == 201, written.text
-    status = finished(live_client)
+    status = finished_reindex(live_client)
     assert status["state"] == "done", status
     assert status["from_build"] == before["build_id"]
     info = live_client.get("/info").json()
@@ -174,7 +162,7 @@ def test_one_reindex_at_a_time_and_writes_after_the_switch_use_the_new_model(
     )
     assert written.status_code == 201
     SlowEmbedder.gate.set()
-    status = finished(admin)
+    status = finished_reindex(admin)
     assert status["state"] == "done", status
     info = admin.get("/info").json()
     assert info["model"] == SLOW_MODEL
@@ -196,7 +184,7 @@ def test_a_version_that_does_not_verify_is_refused_and_the_old_one_serves_on(
     monkeypatch.setattr(faiss_store, "verify_version", damaged)
     before = live_client.get("/info").json()
     assert live_client.post("/admin/reindex", json={"chunk_size": 16}).status_code == 202
-    status = finished(live_client)
+    status = finished_reindex(live_client)
     assert status["state"] == "failed"
     assert "does not match its checksum" in status["error"]
     info = live_client.get("/info").json()
