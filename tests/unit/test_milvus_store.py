@@ -24,6 +24,11 @@ def test_index_parameters_split_into_build_and_search_time() -> None:
         {"nprobe": 16},
     )
     assert parse_index_params("FLAT", "") == ({}, {})
+    # Numbers in any notation Python reads are numbers; anything else is passed on as text.
+    assert parse_index_params("IVF_SQ8", "nlist=1e3, radius=1e-3, level=0.5, x=IP, y=nan") == (
+        {"nlist": 1000, "radius": 0.001, "level": 0.5, "x": "IP", "y": "nan"},
+        {},
+    )
     with pytest.raises(ValueError, match="not one of"):
         parse_index_params("HNSW32", "")
     with pytest.raises(ValueError, match="is not name=value"):

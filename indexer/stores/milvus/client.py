@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -72,12 +73,23 @@ def parse_index_params(index_type: str, params: str) -> tuple[dict[str, Any], di
         name, equals, value = item.partition("=")
         if not equals or not name.strip() or not value.strip():
             raise ValueError(f"Milvus index parameter {item!r} is not name=value")
-        number = float(value) if re.fullmatch(r"-?\d+(\.\d+)?", value.strip()) else None
-        parsed: Any = (
-            value.strip() if number is None else (int(number) if number.is_integer() else number)
-        )
-        (search if name.strip() in _SEARCH_KEYS else build)[name.strip()] = parsed
+        (search if name.strip() in _SEARCH_KEYS else build)[name.strip()] = _number_or_text(value)
     return build, search
+
+
+def _number_or_text(value: str) -> int | float | str:
+    """``"16"`` → 16, ``"0.5"`` and ``"1e-3"`` → floats; anything else (``"IP"``) stays text."""
+    value = value.strip()
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    # "nan" and "inf" parse as floats but are no index parameter's value: keep them as written.
+    return (int(number) if number.is_integer() else number) if math.isfinite(number) else value
 
 
 def full_text_support(version: str) -> bool:
