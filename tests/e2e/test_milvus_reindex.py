@@ -96,6 +96,14 @@ def test_replicas_switch_to_a_reindexed_version_without_a_failed_search_or_a_los
         for store, into in zip([a, b] * 4, seen, strict=True)
     ]
     calls: list[int] = []
+    syncs: list[float] = []  # when A compared the versions
+    compare = a._sync
+
+    def counted_sync(*args: object) -> tuple[int, int]:
+        syncs.append(time.monotonic())
+        return compare(*args)  # type: ignore[arg-type]
+
+    a._sync = counted_sync  # type: ignore[method-assign]
 
     def prepare(documents: Sequence[Document]) -> list[IndexedDocument]:
         if not calls:  # writes through both replicas while the rebuild runs
@@ -112,6 +120,7 @@ def test_replicas_switch_to_a_reindexed_version_without_a_failed_search_or_a_los
         manifest = old_build
         target_manifest = a.manifest.model_copy(update={"build_id": uuid.uuid4().hex})
         manifest = a.reindex(target_manifest, prepare, grace=4).build_id
+        before_grace = len(syncs)
         lagging.put([written("w-lagging")])  # to the old version, after the switch
         deadline = time.monotonic() + 10
         while b.manifest.build_id != manifest and time.monotonic() < deadline:
@@ -149,6 +158,9 @@ def test_replicas_switch_to_a_reindexed_version_without_a_failed_search_or_a_los
                 time.sleep(0.2)
         finally:
             client.close()
+        # About 20 rounds in the grace period, but the versions are compared only in the
+        # first, after the lagging write moved the old version's counter, and in the last.
+        assert 2 <= len(syncs) - before_grace <= 4, len(syncs) - before_grace
         for store in (a, b):
             store.refresh()
             for doc_id in ("w-during-b", "w-during-a", "w-lagging", "w-after-b", "doc-010"):

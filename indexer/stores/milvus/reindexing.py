@@ -75,6 +75,7 @@ logger = logging.getLogger("indexer")
 SWITCH_GRACE_SECONDS = 60.0
 _REINDEX_BATCH = 32  # documents prepared at a time by a reindex
 _CATCH_UP_ROUNDS = 5  # before the switch, catch-up rounds while writes go on
+_FULL_SYNC_SECONDS = 10.0  # in the grace period, compare the versions at least this often
 
 
 class Reindexing:
@@ -353,11 +354,25 @@ class Reindexing:
         grace: float,
         claim: str | None,
     ) -> None:
-        """Copy the writes replicas still make to ``old`` for ``grace`` seconds, then drop it."""
+        """Copy the writes replicas still make to ``old`` for ``grace`` seconds, then drop it.
+
+        Comparing the versions reads every document's number in both, so a round only does
+        it when ``old``'s write counter moved since the last comparison (a replica still on
+        ``old`` bumps it with every write), at least every ``_FULL_SYNC_SECONDS`` (two
+        replicas' writes can leave the counter at one number: it lacks compare-and-set) and
+        in the last round."""
         deadline = time.monotonic() + grace
+        counted: int | None = None  # old's counter when the versions were last compared
+        compared = time.monotonic()
         while not self._closed.wait(min(self.refresh_interval or 0.2, grace)):
+            now = time.monotonic()
+            last = now >= deadline
             try:
+                counter = self._stored_seq("Strong", old)
+                if counter == counted and not last and now - compared < _FULL_SYNC_SECONDS:
+                    continue
                 changed, _ = self._sync(old, new, copied, prepare)
+                counted, compared = counter, now
                 if changed:
                     with self._write_lock:
                         self._recent.reset()  # rows this replica's puts remember may be gone
@@ -366,7 +381,7 @@ class Reindexing:
                         self._seq = seq
             except Exception as error:  # the next round tries again
                 logger.warning("copying late writes to %s failed: %s", new.data.collection, error)
-            if time.monotonic() >= deadline:
+            if last:
                 break
         if self._closed.is_set():
             return  # the next reindex drops what is left
