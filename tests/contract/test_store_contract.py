@@ -42,6 +42,10 @@ VARIANTS: dict[str, list[tuple[str, str]]] = {
 # Where a kind's stores live: a directory; a Milvus Lite file; a real Milvus server (2.3: no
 # full-text search, so its keyword searches must refuse with SearchUnsupportedError).
 DEPLOYMENTS: dict[str, list[str]] = {"faiss": ["local"], "milvus": ["lite", "server"]}
+# The server searches stores this small by brute force (growing segments, and sealed ones
+# too small to index) whatever the index type, so IVF_FLAT there would repeat HNSW's run, for
+# about 3 minutes of CI; Milvus Lite and FAISS run it.
+SERVER_SPECS = {"FLAT", "HNSW"}
 CASES = [
     pytest.param(
         (kind, where, spec, params),
@@ -51,6 +55,7 @@ CASES = [
     for kind in sorted(STORES)
     for where in DEPLOYMENTS[kind]
     for spec, params in VARIANTS[kind]
+    if where != "server" or spec in SERVER_SPECS
 ]
 
 StoreFactory = Callable[[Sequence[IndexedDocument]], Store]
