@@ -108,8 +108,8 @@ def test_two_copies_of_one_write_number_read_as_the_copy_written_last(
     target: MilvusTarget,
 ) -> None:
     """Two replicas writing one document at the same moment can number their writes alike
-    (the shared counter has no compare-and-set) and miss each other's rows: both copies stay
-    until the document is written again. Reading or searching it gives one copy, the later."""
+    (the shared counter has no compare-and-set) and miss each other's rows. Until the older
+    copy is removed, reading or searching the document gives one copy, the later."""
     store = MilvusStore.open(target)
     try:
         written = store.put([item("contested", "first copy")])
@@ -160,3 +160,107 @@ def test_a_delete_through_one_replica_is_gone_from_the_others_searches_once_ackn
     finally:
         a.close()
         b.close()
+
+
+def passages_of(store: MilvusStore, doc_id: str) -> tuple[list[str], list[str]]:
+    """What Milvus holds of ``doc_id`` now: its text rows and its passages' texts."""
+    where = f'doc_id == "{doc_id}"'
+    version = store._version
+    texts = store._query_all(version.documents, where, ["text"], consistency_level="Strong")
+    passages = store._query_all(version.passages, where, ["text"], consistency_level="Strong")
+    return [r["text"] for r in texts], [r["text"] for r in passages]
+
+
+def test_an_older_copy_left_beside_a_newer_one_is_removed_a_moment_later(
+    target: MilvusTarget,
+) -> None:
+    """Another replica's write of the same moment missed this one's rows and left its own
+    copy (numbered after it): the replica that wrote looks again a second later and removes
+    the older copy whole, so none of its passages (here chunks 1 and 2, which the newer copy
+    does not have) is found any more."""
+    store = MilvusStore.open(target, refresh_interval=0.2)
+    try:
+        texts = ["first part", "second part", "third part"]
+        vectors = np.stack([item(f"contested-{n}").vectors[0] for n in range(3)])
+        spans, offset = [], 0
+        for n, text in enumerate(texts):
+            spans.append(Passage("contested", n, offset, offset + len(text), text))
+            offset += len(text) + 1
+        older = IndexedDocument(
+            Document("contested", "Contested", " ".join(texts)), tuple(spans), vectors
+        )
+        written = store.put([older])
+        newer = item("contested", "the other replica's copy")
+        milvus_schema._insert_documents(store._client, store._version, [(written.seq + 1, newer)])
+        store._set_seq(written.seq + 1)  # as that replica's write would
+        deadline = time.monotonic() + 15
+        while passages_of(store, "contested") != (
+            ["the other replica's copy"],
+            ["the other replica's copy"],
+        ):
+            assert time.monotonic() < deadline, passages_of(store, "contested")
+            time.sleep(0.2)
+        while not store.wait_for(written.seq + 1, 0.2):
+            assert time.monotonic() < deadline
+        reader = store.reader()
+        assert (reader.document_count, reader.passage_count) == (3, 3)
+        for vector in vectors:
+            _, ids = reader.vector_search(vector, 10)
+            found = [reader.passage(int(i)) for i in ids]
+            assert [p.text for p in found if p.doc_id == "contested"] == [
+                "the other replica's copy"
+            ]
+    finally:
+        store.close()
+
+
+@pytest.mark.milvus
+def test_two_replicas_writing_documents_at_once_leave_one_copy_of_each(
+    milvus_server: object,
+) -> None:
+    """Two replicas write the same five documents at the same moment, several times over:
+    each document ends with one copy, the same one through both replicas."""
+    uri = milvus_server.uri  # type: ignore[attr-defined]
+    found = MilvusTarget(uri=uri, collection=f"w{uuid.uuid4().hex[:12]}")
+    manifest = new_manifest(
+        "test/writes", DIM, BuildParams(store="milvus", index_factory="FLAT"), "w"
+    )
+    MilvusStore.create(found, manifest, [item("old-1")]).close()
+    a, b = (
+        MilvusStore.open(found, refresh_interval=0.2),
+        MilvusStore.open(found, refresh_interval=0.2),
+    )
+    ids = [f"race-{n}" for n in range(5)]
+    try:
+        for round_ in range(3):
+            start = threading.Barrier(2)
+
+            def write(store: MilvusStore, text: str, start: threading.Barrier = start) -> None:
+                start.wait()
+                store.put([item(d, text) for d in ids])
+
+            threads = [
+                threading.Thread(target=write, args=(store, f"{who} {round_}"))
+                for store, who in ((a, "a"), (b, "b"))
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+        deadline = time.monotonic() + 15
+        while any(len(passages_of(a, d)[1]) != 1 for d in ids):
+            assert time.monotonic() < deadline, {d: passages_of(a, d) for d in ids}
+            time.sleep(0.2)
+        for store in (a, b):
+            store.refresh()
+            assert store.reader().document_count == 1 + len(ids)
+            assert store.reader().passage_count == 1 + len(ids)
+        for d in ids:
+            one, other = a.get(d), b.get(d)
+            assert one is not None
+            assert other is not None
+            assert one.document.text == other.document.text == passages_of(a, d)[0][0]
+    finally:
+        a.close()
+        b.close()
+        MilvusStore.drop(found)

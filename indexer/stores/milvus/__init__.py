@@ -9,6 +9,7 @@ state of its own. One concept a module:
   search reads back;
 - ``filters``: filters as Milvus boolean expressions;
 - ``writes``: what the writer keeps between Milvus calls (its recent writes, queued puts);
+- ``copies``: which rows to remove where two replicas' writes of one moment left two copies;
 - ``view``: ``MilvusView``, a published view (the ``Reader``);
 - ``versions``: which version of the store is served (the manifest, ``<name>__r<n>``);
 - ``claims``: build claims, so that replicas started together build a store once;

@@ -24,8 +24,8 @@ next round of Milvus calls. A round does not wait for Milvus's time tick: the re
 rows its writes of the last second left (``writes._RecentWrites``), and reads Milvus as of its
 writes before those. Another replica's write counts for a put once Milvus has applied it (a
 tick or two after it was acknowledged); a delete reads at ``Strong``. Two replicas writing one
-document within that moment can leave both versions until it is written again (``get`` returns
-the one with the higher sequence number).
+document within that moment can both leave their copy; readers show the one with the higher
+sequence number, and a second after its write each replica removes the older (``copies``).
 
 Milvus has no transactions across rows: a write inserts the new passages and document rows
 first and then deletes the old ones, so a crash between the two can leave an unacknowledged
@@ -77,6 +77,7 @@ from indexer.stores.milvus.client import (
     connect,
     full_text_support,
 )
+from indexer.stores.milvus.copies import RECHECK_SECONDS, older_copies
 from indexer.stores.milvus.filters import literal
 from indexer.stores.milvus.reindexing import Reindexing
 from indexer.stores.milvus.schema import (
@@ -145,6 +146,9 @@ class MilvusStore(Reindexing):
         self._queue_lock = threading.Lock()
         self._queue: list[_PendingPut] = []
         self._recent = _RecentWrites((version.passages, version.documents))
+        # Documents this replica wrote, with when to look for a second copy (``copies``).
+        self._rechecks: dict[str, float] = {}
+        self._rechecks_lock = threading.Lock()
         # How to read the shared counter, for other replicas' writes (this one's are in
         # self._seq): short of Strong, no level waits for them, so read without waiting.
         self._others: Consistency | None = None if target.consistency == "Strong" else "Eventually"
@@ -158,6 +162,10 @@ class MilvusStore(Reindexing):
             target=self._refresh_loop, name="milvus-refresh", daemon=True
         )
         self._refresher.start()
+        self._copies_checker = threading.Thread(
+            target=self._copies_loop, name="milvus-copies", daemon=True
+        )
+        self._copies_checker.start()
 
     # -- making and opening -----------------------------------------------------------------
 
@@ -581,6 +589,9 @@ class MilvusStore(Reindexing):
             raise StoreWriteError(f"Milvus did not take the write: {error}") from error
         self._recent.record(new, old, self._write_stamps())
         self._seq = max(self._seq, last)
+        due = time.monotonic() + RECHECK_SECONDS
+        with self._rechecks_lock:
+            self._rechecks.update(dict.fromkeys(final, due))
         results, done = [], 0
         for batch in batches:
             done += len(batch)
@@ -624,6 +635,7 @@ class MilvusStore(Reindexing):
             return
         self._closed.set()
         self._refresher.join(timeout=10)
+        self._copies_checker.join(timeout=10)
         if self._retiring is not None:
             self._retiring.join(timeout=30)
         self._readers.shutdown(wait=True)
@@ -713,6 +725,10 @@ class MilvusStore(Reindexing):
             self.target.is_lite or self._carry_session(self.meta_collection, removed)
         ):
             return
+        self._wait_gone(removed)
+
+    def _wait_gone(self, removed: Mapping[str, list[int]]) -> None:
+        """Return once reads at the store's consistency level no longer see ``removed``."""
         deadline = time.monotonic() + _GONE_TIMEOUT
         for collection, pks in removed.items():
             for start in range(0, len(pks), _DELETE_BATCH):
@@ -804,6 +820,57 @@ class MilvusStore(Reindexing):
                     self._publish()
             except StoreUnavailableError as error:
                 logger.warning("refreshing from Milvus failed (retrying): %s", error)
+
+    def _copies_loop(self) -> None:
+        # A thread of its own: a bulk write's check reads at Strong, a time tick a batch,
+        # which the refresh should not wait for.
+        while not self._closed.wait(self.refresh_interval or 0.2):
+            try:
+                self._check_copies()
+            except Exception as error:  # the checks stay due: the next round tries again
+                logger.warning("looking for second copies failed (retrying): %s", error)
+
+    def _check_copies(self) -> None:
+        """Remove the older copy of documents this replica wrote a moment ago that another
+        replica wrote at the same moment (see ``copies``)."""
+        now = time.monotonic()
+        with self._rechecks_lock:
+            due = sorted(d for d, when in self._rechecks.items() if when <= now)
+        version = self._version
+        documents: list[int] = []
+        passages: list[int] = []
+        for start in range(0, len(due), _ID_BATCH):
+            ids = f"doc_id in [{', '.join(literal(d) for d in due[start : start + _ID_BATCH])}]"
+            document_rows = self._query_all(
+                version.documents,
+                ids,
+                ["doc_id", "seq", "part", "parts"],
+                consistency_level="Strong",
+            )
+            passage_rows = self._query_all(
+                version.passages, ids, ["doc_id", "seq", "chunk_id"], consistency_level="Strong"
+            )
+            found = older_copies(list(document_rows), list(passage_rows))
+            documents.extend(found[0])
+            passages.extend(found[1])
+        removed = {version.documents: documents, version.passages: passages}
+        if documents:
+            self._delete_rows(removed)
+        with self._rechecks_lock:  # checked (those written again since are due later)
+            for doc_id in due:
+                if self._rechecks.get(doc_id, now + 1) <= now:
+                    del self._rechecks[doc_id]
+        if not documents:
+            return
+        logger.info(
+            "removed older copies left by replicas writing one document at once: %d text "
+            "rows, %d passages",
+            len(documents),
+            len(passages),
+        )
+        self._wait_gone(removed)
+        if version is self._version:
+            self._publish(self._view.seq)  # the counts without them
 
 
 __all__ = ["MilvusStore"]
