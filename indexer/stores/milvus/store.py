@@ -85,6 +85,7 @@ from indexer.stores.milvus.schema import (
     _check_fits,
     _create_collections,
     _insert_documents,
+    _load,
     _meta_row,
     _one_copy,
     _payload_of,
@@ -208,6 +209,9 @@ class MilvusStore(Reindexing):
             # The manifest last: its presence says the store is complete.
             _call(lambda: client.upsert(meta, [_meta_row("seq", str(seq))]))
             _call(lambda: client.upsert(meta, [_meta_row("manifest", final.model_dump_json())]))
+            # All three at once: opening loads the meta first, then the others, and a 2.3
+            # server takes about 3 s to load a new collection.
+            _load(client, names)
         except BaseException:
             if claim is not None:
                 _drop_quietly(client, claim)
