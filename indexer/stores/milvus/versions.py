@@ -117,7 +117,7 @@ def _load_meta(client: MilvusClient, target: MilvusTarget) -> None:
     if not _call(lambda: client.has_collection(meta)):
         raise MilvusStoreMissingError(f"{target} holds no index (no collection {meta})")
     try:
-        _load(client, [meta])  # pymilvus's own wait polls every 0.5 s, even for a loaded one
+        _load(client, [meta])  # as the others: pymilvus's own wait polls every 0.5 s
     except StoreUnavailableError:
         # A build creates the collection, then its index: a reader between the two (a replica
         # waiting for another's build) finds it unloadable, as a store not yet complete.
