@@ -37,7 +37,6 @@ from indexer.stores.base import (
 from indexer.stores.milvus.claims import _claim_build, _live_claims
 from indexer.stores.milvus.client import (
     _DELETE_BATCH,
-    _ID_BATCH,
     Consistency,
     MilvusTarget,
     _call,
@@ -45,7 +44,6 @@ from indexer.stores.milvus.client import (
     collection_names,
     full_text_support,
 )
-from indexer.stores.milvus.filters import literal
 from indexer.stores.milvus.schema import (
     _check_fits,
     _create_collections,
@@ -117,6 +115,10 @@ class Reindexing:
             limit: int | None = None,
             **read: Any,
         ) -> Iterator[dict[str, Any]]: ...
+
+        def _rows_of_documents(
+            self, collection: str, doc_ids: Sequence[str], fields: list[str], **read: Any
+        ) -> list[dict[str, Any]]: ...
 
         def _count(
             self, collection: str, where: str, consistency: Consistency | None = None
@@ -329,15 +331,15 @@ class Reindexing:
 
     def _rows_of(self, version: _Version, doc_ids: Sequence[str]) -> dict[str, list[int]]:
         """The primary keys of ``doc_ids``' rows in ``version``, by collection."""
-        keys: dict[str, list[int]] = {version.passages: [], version.documents: []}
-        for start in range(0, len(doc_ids), _ID_BATCH):
-            batch = ", ".join(literal(d) for d in doc_ids[start : start + _ID_BATCH])
-            for collection, found in keys.items():
-                rows = self._query_all(
-                    collection, f"doc_id in [{batch}]", [], consistency_level="Strong"
+        return {
+            collection: [
+                row["pk"]
+                for row in self._rows_of_documents(
+                    collection, doc_ids, [], consistency_level="Strong"
                 )
-                found.extend(row["pk"] for row in rows)
-        return keys
+            ]
+            for collection in (version.passages, version.documents)
+        }
 
     def _delete_rows(self, keys: Mapping[str, list[int]]) -> None:
         for collection, pks in keys.items():

@@ -499,6 +499,16 @@ class MilvusStore(Reindexing):
                 seen += 1
             cursor = rows[-1]["pk"]
 
+    def _rows_of_documents(
+        self, collection: str, doc_ids: Sequence[str], fields: list[str], **read: Any
+    ) -> list[dict[str, Any]]:
+        """Every row of ``doc_ids`` in ``collection`` (with its key), ``_ID_BATCH`` ids a query."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(doc_ids), _ID_BATCH):
+            batch = ", ".join(literal(d) for d in doc_ids[start : start + _ID_BATCH])
+            found.extend(self._query_all(collection, f"doc_id in [{batch}]", fields, **read))
+        return found
+
     def _count(self, collection: str, where: str, consistency: Consistency | None = None) -> int:
         rows = _call(
             lambda: self._client.query(
@@ -672,11 +682,7 @@ class MilvusStore(Reindexing):
                 if strong
                 else self._recent.read_options(collection, self._last_write_ts(collection))
             )
-            found: list[dict[str, Any]] = []
-            for start in range(0, len(unique), _ID_BATCH):
-                batch = ", ".join(literal(d) for d in unique[start : start + _ID_BATCH])
-                found.extend(self._query_all(collection, f"doc_id in [{batch}]", fields, **read))
-            return found
+            return self._rows_of_documents(collection, unique, fields, **read)
 
         documents = self._readers.submit(rows, self.documents_collection, ["doc_id", "seq", "part"])
         passages = self._readers.submit(rows, self.passages_collection, ["doc_id", "seq"])
@@ -841,22 +847,13 @@ class MilvusStore(Reindexing):
         with self._rechecks_lock:
             due = sorted(d for d, when in self._rechecks.items() if when <= now)
         version = self._version
-        documents: list[int] = []
-        passages: list[int] = []
-        for start in range(0, len(due), _ID_BATCH):
-            ids = f"doc_id in [{', '.join(literal(d) for d in due[start : start + _ID_BATCH])}]"
-            document_rows = self._query_all(
-                version.documents,
-                ids,
-                ["doc_id", "seq", "part", "parts"],
-                consistency_level="Strong",
-            )
-            passage_rows = self._query_all(
-                version.passages, ids, ["doc_id", "seq", "chunk_id"], consistency_level="Strong"
-            )
-            found = older_copies(list(document_rows), list(passage_rows))
-            documents.extend(found[0])
-            passages.extend(found[1])
+        strong: dict[str, Any] = {"consistency_level": "Strong"}
+        documents, passages = older_copies(
+            self._rows_of_documents(
+                version.documents, due, ["doc_id", "seq", "part", "parts"], **strong
+            ),
+            self._rows_of_documents(version.passages, due, ["doc_id", "seq", "chunk_id"], **strong),
+        )
         removed = {version.documents: documents, version.passages: passages}
         if documents:
             self._delete_rows(removed)
