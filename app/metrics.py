@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from app.service import SearchService
-from indexer.stores.faiss_store import FaissStore
+from indexer.stores.faiss.store import FaissStore
 
 # A search takes milliseconds (keyword) to a few hundred (a long query on a busy encoder).
 _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)

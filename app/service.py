@@ -19,8 +19,8 @@ from indexer.search import Searcher
 from indexer.stores import Store
 from indexer.stores.base import ReindexError, StaleWriteError, StoreUnavailableError
 from indexer.stores.configured import configured_manifest, open_configured
-from indexer.stores.faiss_store import StoreOpenError
-from indexer.stores.layout import IndexLock, IndexLockedError
+from indexer.stores.faiss.layout import IndexLock, IndexLockedError
+from indexer.stores.faiss.store import StoreOpenError
 from indexer.stores.milvus.client import MilvusStoreMissingError
 from indexer.stores.milvus.store import MilvusStore
 from indexer.tracing import span

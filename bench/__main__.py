@@ -41,9 +41,9 @@ from indexer.loading import load_corpus
 from indexer.search import DEFAULT_MODE, Searcher
 from indexer.settings import IndexSettings
 from indexer.stores import open_store
-from indexer.stores.layout import current_version
+from indexer.stores.faiss.layout import current_version
+from indexer.stores.faiss.vectors import VECTORS_FILE
 from indexer.stores.milvus.client import CONSISTENCY_LEVELS, Consistency
-from indexer.stores.vectors import VECTORS_FILE
 
 app = typer.Typer(add_completion=False)
 CISI = REPO.parent / "shared" / "benchmarks" / "cisi"

@@ -44,8 +44,8 @@ from indexer.loading import Corpus
 from indexer.search import Searcher
 from indexer.stores import FaissStore, MilvusStore
 from indexer.stores.base import Reader
-from indexer.stores.faiss_store import write_index
-from indexer.stores.local import LocalIndex
+from indexer.stores.faiss.state import LocalIndex
+from indexer.stores.faiss.store import write_index
 from indexer.stores.milvus.client import Consistency, MilvusTarget, parse_index_params
 from indexer.types import IndexedDocument
 

@@ -26,7 +26,7 @@ from indexer.ingest import passage_representation
 from indexer.loading import Corpus, load_corpus
 from indexer.search import Mode, Query, Searcher
 from indexer.stores import open_store
-from indexer.stores.layout import LOCK_FILE
+from indexer.stores.faiss.layout import LOCK_FILE
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -27,8 +27,8 @@ from indexer.index import BuildParams, build_index
 from indexer.ingest import Preparer
 from indexer.loading import Corpus, load_corpus
 from indexer.stores import FaissStore
-from indexer.stores.faiss_store import MergePolicy
-from indexer.stores.layout import TRANSLOG_DIR
+from indexer.stores.faiss.layout import TRANSLOG_DIR
+from indexer.stores.faiss.store import MergePolicy
 from indexer.types import Document
 
 KEY = "bench-write-key"

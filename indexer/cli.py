@@ -45,11 +45,11 @@ from indexer.settings import IndexSettings
 from indexer.stores import Store, open_store
 from indexer.stores.base import SearchUnsupportedError, StoreUnavailableError
 from indexer.stores.configured import open_configured
-from indexer.stores.faiss_store import StoreOpenError
+from indexer.stores.faiss.snapshot import IncompatibleSnapshotError, SnapshotError
+from indexer.stores.faiss.store import StoreOpenError
 from indexer.stores.milvus import claims
 from indexer.stores.milvus.client import MilvusStoreMissingError, MilvusTarget
 from indexer.stores.milvus.store import MilvusStore
-from indexer.stores.snapshot import IncompatibleSnapshotError, SnapshotError
 from indexer.types import Document
 
 app = typer.Typer(help="Build, query and evaluate semantic search indexes.", no_args_is_help=True)
@@ -473,7 +473,7 @@ def snapshot(
 ) -> None:
     """Archive a live index (version, translog, vectors, keyword index, manifest) consistently,
     without pausing the service that serves it: it takes no lock and writes nothing there."""
-    from indexer.stores.snapshot import snapshot_to_file
+    from indexer.stores.faiss.snapshot import snapshot_to_file
 
     root = _settings(index_dir=index).index_dir
     try:
@@ -517,7 +517,7 @@ def reindex(
     from indexer.reindex import ReindexChanges
     from indexer.reindex import reindex as run_reindex
     from indexer.stores.base import ReindexError
-    from indexer.stores.layout import IndexLockedError
+    from indexer.stores.faiss.layout import IndexLockedError
     from indexer.stores.milvus.reindexing import SWITCH_GRACE_SECONDS
     from indexer.stores.milvus.store import MilvusStore
 
@@ -585,7 +585,7 @@ def restore(
     ] = False,
 ) -> None:
     """Rebuild an index directory from a snapshot, checking its format and checksums."""
-    from indexer.stores.snapshot import restore as restore_snapshot
+    from indexer.stores.faiss.snapshot import restore as restore_snapshot
 
     try:
         restored = restore_snapshot(archive, out, force=force)

@@ -13,7 +13,8 @@ Equality is type-strict as in JSON: ``1`` matches a stored ``1`` or ``1.0`` but 
 A document without the field never matches a condition on it.
 
 The model is frozen and hashable, so a parsed filter can be a cache key; equal filters mean the
-same thing. ``Filter.matches`` is the reference semantics that ``indexer.columns`` vectorises.
+same thing. ``Filter.matches`` is the reference semantics that the FAISS store's columns
+(``indexer.stores.faiss.columns``) vectorise.
 """
 
 from __future__ import annotations

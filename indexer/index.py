@@ -28,14 +28,14 @@ from indexer.manifest import (
     StoreInfo,
 )
 from indexer.stores.base import StoreUnavailableError
-from indexer.stores.faiss_store import read_current_manifest, write_index
-from indexer.stores.layout import TRANSLOG_DIR, IndexLock, is_index
-from indexer.stores.local import LocalIndex
+from indexer.stores.faiss.layout import TRANSLOG_DIR, IndexLock, is_index
+from indexer.stores.faiss.operations import seq_of
+from indexer.stores.faiss.state import LocalIndex
+from indexer.stores.faiss.store import read_current_manifest, write_index
+from indexer.stores.faiss.translog import replay
+from indexer.stores.faiss.vectors import make_index
 from indexer.stores.milvus.client import MilvusTarget, parse_index_params
 from indexer.stores.milvus.store import MilvusStore
-from indexer.stores.operations import seq_of
-from indexer.stores.translog import replay
-from indexer.stores.vectors import make_index
 from indexer.types import IndexedDocument
 
 

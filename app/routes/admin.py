@@ -2,7 +2,7 @@
 
 ``/admin/snapshot``: a consistent archive of the live index, streamed.
 
-The same snapshot as ``python -m indexer snapshot`` (see ``indexer.stores.snapshot``): the
+The same snapshot as ``python -m indexer snapshot`` (see ``indexer.stores.faiss.snapshot``): the
 files are pinned (opened) when the request arrives, so searches and writes go on, a merge
 cannot delete what the archive still has to send, and the archive holds every write
 acknowledged before the request.
@@ -24,7 +24,7 @@ from app.schemas import ErrorBody, ReindexRequest, ReindexStatusBody
 from app.security import WriteKey
 from app.service import ReindexRefusedError
 from indexer.reindex import ReindexChanges
-from indexer.stores.snapshot import SnapshotError, pin
+from indexer.stores.faiss.snapshot import SnapshotError, pin
 
 router = APIRouter(tags=["admin"])
 

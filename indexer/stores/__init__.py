@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.stores.base import Reader, Store
-from indexer.stores.faiss_store import FaissStore, read_current_manifest
+from indexer.stores.faiss.store import FaissStore, read_current_manifest
 from indexer.stores.milvus.store import MilvusStore
 
 STORES: dict[str, type[Store]] = {FaissStore.kind: FaissStore, MilvusStore.kind: MilvusStore}

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from indexer.manifest import Manifest
 from indexer.stores import Store, open_store
-from indexer.stores.faiss_store import read_current_manifest
+from indexer.stores.faiss.store import read_current_manifest
 from indexer.stores.milvus.client import connect
 from indexer.stores.milvus.store import MilvusStore
 from indexer.stores.milvus.versions import read_manifest

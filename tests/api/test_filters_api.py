@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
-from indexer.columns import MetadataColumns
 from indexer.filters import Filter
+from indexer.stores.faiss.columns import MetadataColumns
 from tests.api.conftest import article, found
 from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC
 

@@ -15,8 +15,9 @@ from app.main import create_app
 from app.service import SearchService
 from app.settings import Settings
 from indexer.ingest import Preparer, passage_representation
-from indexer.stores import FaissStore, faiss_store
-from indexer.stores.local import VersionError
+from indexer.stores import FaissStore
+from indexer.stores.faiss import store as faiss_store
+from indexer.stores.faiss.state import VersionError
 from tests.api.conftest import WRITE_HEADERS, article, finished_reindex, wait_until_ready
 from tests.utils.fakes import HashingEmbedder
 

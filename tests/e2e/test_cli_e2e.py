@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from indexer.cli import app
 from indexer.embedding import DEFAULT_MODEL
 from indexer.stores import open_store
-from indexer.stores.faiss_store import read_current_manifest
+from indexer.stores.faiss.store import read_current_manifest
 from indexer.stores.milvus.client import MilvusTarget
 from indexer.stores.milvus.store import MilvusStore
 from indexer.types import Document, IndexedDocument, Passage

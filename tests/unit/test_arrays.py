@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from indexer.arrays import AppendOnlyArray
+from indexer.stores.faiss.arrays import AppendOnlyArray
 
 
 def test_a_head_taken_earlier_never_changes_however_much_is_appended() -> None:

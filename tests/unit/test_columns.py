@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from indexer.columns import MetadataColumns
 from indexer.filters import Filter, parse_filter
 from indexer.metadata import Metadata, MetadataValue
+from indexer.stores.faiss.columns import MetadataColumns
 
 Document = tuple[str, Metadata]
 

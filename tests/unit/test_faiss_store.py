@@ -16,16 +16,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.columns import MetadataColumns
 from indexer.filters import Filter, parse_filter
 from indexer.index import BuildParams, build_index, new_manifest
 from indexer.ingest import Preparer
 from indexer.loading import Corpus
 from indexer.search import MODES, Query, Searcher
-from indexer.stores import FaissStore, local
-from indexer.stores.faiss_store import MergePolicy
-from indexer.stores.layout import TRANSLOG_DIR, current_version, version_number
-from indexer.stores.translog import generations
+from indexer.stores import FaissStore
+from indexer.stores.faiss import state as local
+from indexer.stores.faiss.columns import MetadataColumns
+from indexer.stores.faiss.layout import TRANSLOG_DIR, current_version, version_number
+from indexer.stores.faiss.store import MergePolicy
+from indexer.stores.faiss.translog import generations
 from indexer.types import Document, IndexedDocument, Passage
 from tests.conftest import ARTIFACTS, REPO
 from tests.utils.corpus import DIM, corpus
@@ -240,7 +241,7 @@ WRITER = textwrap.dedent(
     import random, sys
     from pathlib import Path
     from indexer.ingest import Preparer
-    from indexer.stores.faiss_store import FaissStore, MergePolicy
+    from indexer.stores.faiss.store import FaissStore, MergePolicy
     from indexer.types import Document, IndexedDocument, Passage
     from tests.utils.durability import content, next_op, version_of
     from tests.utils.fakes import HashingEmbedder

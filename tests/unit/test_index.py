@@ -12,7 +12,7 @@ from indexer.ingest import Preparer
 from indexer.loading import load_corpus
 from indexer.manifest import FORMAT_VERSION, read_manifest
 from indexer.stores import FaissStore
-from indexer.stores.faiss_store import StoreOpenError
+from indexer.stores.faiss.store import StoreOpenError
 from indexer.types import Document
 from tests.conftest import SEED_PARAMS, SEEDS, write_articles
 from tests.utils.fakes import HashingEmbedder
@@ -70,7 +70,7 @@ def test_rebuild_replaces_the_index_and_leaves_no_temporary_directories(
 def test_a_crash_mid_build_keeps_the_previous_index(seed_index_dir: Path) -> None:
     before = (version(seed_index_dir) / "manifest.json").read_bytes()
     with (
-        mock.patch("indexer.stores.local.write_manifest", side_effect=OSError("disk full")),
+        mock.patch("indexer.stores.faiss.state.write_manifest", side_effect=OSError("disk full")),
         pytest.raises(OSError, match="disk full"),
     ):
         build_index(

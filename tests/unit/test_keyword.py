@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from indexer.keyword import STOPWORDS_EN, Analyzer, KeywordIndex, KeywordParams, KeywordView
+from indexer.keyword import STOPWORDS_EN, Analyzer, KeywordParams
+from indexer.stores.faiss.keyword import KeywordIndex, KeywordView
 from tests.conftest import REPO
 
 TEXTS = [

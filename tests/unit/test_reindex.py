@@ -18,9 +18,9 @@ from indexer.loading import Corpus
 from indexer.reindex import ReindexChanges, ReindexTracker, reindex
 from indexer.stores import FaissStore
 from indexer.stores.base import ReindexError, StaleWriteError
-from indexer.stores.layout import current_version
-from indexer.stores.local import VersionError, verify_version
-from indexer.stores.vectors import VECTORS_FILE
+from indexer.stores.faiss.layout import current_version
+from indexer.stores.faiss.state import VersionError, verify_version
+from indexer.stores.faiss.vectors import VECTORS_FILE
 from indexer.types import Document, IndexedDocument
 from tests.utils.durability import content
 from tests.utils.fakes import HashingEmbedder

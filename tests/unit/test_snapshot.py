@@ -18,16 +18,16 @@ from typer.testing import CliRunner
 from indexer.cli import app
 from indexer.ingest import Preparer
 from indexer.stores import FaissStore
-from indexer.stores.faiss_store import MergePolicy
-from indexer.stores.layout import TRANSLOG_DIR, current_version
-from indexer.stores.snapshot import (
+from indexer.stores.faiss.layout import TRANSLOG_DIR, current_version
+from indexer.stores.faiss.snapshot import (
     SNAPSHOT_FILE,
     SnapshotError,
     pin,
     restore,
     snapshot_to_file,
 )
-from indexer.stores.translog import generation_path, generations
+from indexer.stores.faiss.store import MergePolicy
+from indexer.stores.faiss.translog import generation_path, generations
 from indexer.types import Document
 from tests.conftest import REPO
 from tests.utils.durability import content, version_of
@@ -311,7 +311,7 @@ def test_the_cli_snapshots_an_index_another_process_holds(
 def test_a_merge_between_reading_current_and_opening_the_log_makes_pin_start_over(
     seed_index_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from indexer.stores import snapshot
+    from indexer.stores.faiss import snapshot
 
     store = FaissStore.open(seed_index_dir)
     seeds = held(store)

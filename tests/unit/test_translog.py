@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from indexer.stores import translog
-from indexer.stores.translog import (
+from indexer.stores.faiss import translog
+from indexer.stores.faiss.translog import (
     MAGIC,
     DiskFullError,
     ReadOnlyError,

@@ -19,7 +19,7 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from indexer.arrays import AppendOnlyArray
+from indexer.stores.faiss.arrays import AppendOnlyArray
 from indexer.types import Ids, Matrix, Scores
 
 VECTORS_FILE = "vectors.faiss"

@@ -45,7 +45,7 @@ from indexer.stores.base import (
     StoreWriteError,
     Written,
 )
-from indexer.stores.layout import (
+from indexer.stores.faiss.layout import (
     TRANSLOG_DIR,
     IndexLock,
     LayoutError,
@@ -58,8 +58,7 @@ from indexer.stores.layout import (
     set_current,
     version_name,
 )
-from indexer.stores.local import LocalIndex, LocalView, VersionError, verify_version
-from indexer.stores.operations import (
+from indexer.stores.faiss.operations import (
     Delete,
     Operation,
     Put,
@@ -68,7 +67,8 @@ from indexer.stores.operations import (
     encode_put,
     numbered,
 )
-from indexer.stores.translog import (
+from indexer.stores.faiss.state import LocalIndex, LocalView, VersionError, verify_version
+from indexer.stores.faiss.translog import (
     DiskFullError,
     ReadOnlyError,
     Translog,

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from indexer.manifest import FORMAT_VERSION, ManifestError, read_manifest
-from indexer.stores.layout import (
+from indexer.stores.faiss.layout import (
     CURRENT_FILE,
     TRANSLOG_DIR,
     LayoutError,
@@ -56,7 +56,7 @@ from indexer.stores.layout import (
     fsync_tree,
     is_index,
 )
-from indexer.stores.translog import MAGIC, MAX_PAYLOAD, generation_path, generations
+from indexer.stores.faiss.translog import MAGIC, MAX_PAYLOAD, generation_path, generations
 
 SNAPSHOT_FILE = "snapshot.json"
 # 1: CURRENT, one version directory, the translog generations after it, snapshot.json last.

@@ -24,11 +24,8 @@ import numpy as np
 import numpy.typing as npt
 from cachetools import LRUCache
 
-from indexer.arrays import AppendOnlyArray
-from indexer.columns import MetadataColumns
 from indexer.filters import Filter
 from indexer.ingest import passage_representation
-from indexer.keyword import KeywordIndex, KeywordView
 from indexer.loading import document_checksum
 from indexer.manifest import (
     MANIFEST_FILE,
@@ -40,7 +37,10 @@ from indexer.manifest import (
     write_manifest,
 )
 from indexer.stores.base import IndexedDocument, StoredDocument
-from indexer.stores.vectors import VectorIndex, VectorView
+from indexer.stores.faiss.arrays import AppendOnlyArray
+from indexer.stores.faiss.columns import MetadataColumns
+from indexer.stores.faiss.keyword import KeywordIndex, KeywordView
+from indexer.stores.faiss.vectors import VectorIndex, VectorView
 from indexer.types import Document, DocumentInfo, Ids, Matrix, Passage, Scores
 
 PASSAGES_FILE = "passages.jsonl"
