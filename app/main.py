@@ -110,8 +110,8 @@ def _reindex_choices_in_schema(app: FastAPI, service: SearchService) -> None:
             schema = generate()
             fields = schema["components"]["schemas"]["ReindexRequest"]["properties"]
             choices: dict[str, list[str]] = {
-                "model": service.reindex_models(),
-                "backend": list(service.reindex_backends()),
+                "model": service.reindexer.models(),
+                "backend": list(service.reindexer.backends()),
             }
             for name, allowed in choices.items():
                 for option in fields[name]["anyOf"]:

@@ -12,7 +12,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from app.service import SearchService
-from indexer.stores.faiss.store import FaissStore
 
 # A search takes milliseconds (keyword) to a few hundred (a long query on a busy encoder).
 _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -61,20 +60,6 @@ class IndexCollector(Collector):
             "When the version served was written (the build, or the merge that replaced it).",
             value=store.manifest.built_at.timestamp(),
         )
-        if isinstance(store, FaissStore):
-            translog = store.translog_bytes
-            if translog is not None:
-                yield GaugeMetricFamily(
-                    "search_translog_bytes",
-                    "Bytes in the translog: the writes since the last merge.",
-                    value=translog,
-                )
-            yield CounterMetricFamily(
-                "search_index_merges", "Merges this process completed.", value=store.merges
-            )
-            if store.last_merge_at is not None:
-                yield GaugeMetricFamily(
-                    "search_index_last_merge_timestamp_seconds",
-                    "When this process last completed a merge.",
-                    value=store.last_merge_at,
-                )
+        for metric in store.metrics():
+            family = CounterMetricFamily if metric.counter else GaugeMetricFamily
+            yield family(metric.name, metric.help, value=metric.value)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 
-from app.schemas import FILTER_SCHEMA
+from app.schemas.common import FILTER_SCHEMA
 from indexer.filters import Filter, FilterError, parse_filter_json
 
 # Declared as JSON content, so clients and fuzzers send JSON, and Swagger UI offers a JSON box.

@@ -36,12 +36,12 @@ from bench.service import (
 from bench.stats import table
 from bench.writes import write_benchmarks
 from indexer.backends import load_embedder, onnx_variant
-from indexer.index import BuildParams
+from indexer.build import BuildParams
 from indexer.loading import load_corpus
 from indexer.search import DEFAULT_MODE, Searcher
 from indexer.settings import IndexSettings
-from indexer.stores import open_store
 from indexer.stores.faiss.layout import current_version
+from indexer.stores.faiss.store import FaissStore
 from indexer.stores.faiss.vectors import VECTORS_FILE
 from indexer.stores.milvus.client import CONSISTENCY_LEVELS, Consistency
 
@@ -172,7 +172,7 @@ def main(
         typer.echo("indexing rate ...")
         results["indexing"] = indexing_rate(corpus, embedder, params)
     index_dir = ensure_index(corpus, out / f".index-{collection.name}", embedder, params)
-    store = open_store(index_dir, writable=False)
+    store = FaissStore.open(index_dir, writable=False)
     searcher = Searcher(store, embedder)
     typer.echo("in-process floor ...")
     floor = in_process_floor(searcher, queries, DEFAULT_MODE)

@@ -37,16 +37,16 @@ from bench.scale import Matrix, recall_at
 from bench.service import copy_index, http_levels, in_process_floor, server
 from bench.stats import percentiles_ms, rss_mb
 from bench.writes import KEY, put_rate
+from indexer.build import BuildParams, new_manifest
 from indexer.embedding import Embedder
-from indexer.index import BuildParams, new_manifest
 from indexer.ingest import Preparer
 from indexer.loading import Corpus
 from indexer.search import Searcher
-from indexer.stores import FaissStore, MilvusStore
 from indexer.stores.base import Reader
 from indexer.stores.faiss.state import LocalIndex
-from indexer.stores.faiss.store import write_index
+from indexer.stores.faiss.store import FaissStore, write_index
 from indexer.stores.milvus.client import Consistency, MilvusTarget, parse_index_params
+from indexer.stores.milvus.store import MilvusStore
 from indexer.types import IndexedDocument
 
 SEMANTIC = {"k": "10", "mode": "semantic"}

@@ -20,13 +20,13 @@ import httpx
 
 from bench.load import run_load
 from bench.stats import percentiles_ms, rss_mb
+from indexer.build import BuildParams, build_index, stale_at
 from indexer.embedding import Embedder
-from indexer.index import BuildParams, build_index, stale_reason
 from indexer.ingest import passage_representation
 from indexer.loading import Corpus, load_corpus
 from indexer.search import Mode, Query, Searcher
-from indexer.stores import open_store
 from indexer.stores.faiss.layout import LOCK_FILE
+from indexer.stores.faiss.store import FaissStore
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,7 +52,7 @@ def indexing_rate(corpus: Corpus, embedder: Embedder, params: BuildParams) -> di
         report = build_index(
             corpus, Path(scratch) / "index", embedder, params, source_label="bench"
         )
-        store = open_store(Path(scratch) / "index", writable=False)
+        store = FaissStore.open(Path(scratch) / "index", writable=False)
         reader = store.reader()
         texts = [
             passage_representation(passage, stored.document.title, params.title_prefix)
@@ -75,7 +75,7 @@ def indexing_rate(corpus: Corpus, embedder: Embedder, params: BuildParams) -> di
 
 
 def ensure_index(corpus: Corpus, out: Path, embedder: Embedder, params: BuildParams) -> Path:
-    if stale_reason(out, corpus, embedder.model_name, params) is not None:
+    if stale_at(out, corpus, embedder.model_name, params) is not None:
         build_index(corpus, out, embedder, params, source_label="bench")
     return out
 

@@ -25,7 +25,7 @@ from bench.load import LoadResult, Request, run_requests
 from bench.service import REPO, copy_index, ensure_index, free_port, load_queries, server
 from bench.stats import percentiles_ms, rss_mb, table
 from indexer.backends import load_embedder, onnx_variant
-from indexer.index import BuildParams
+from indexer.build import BuildParams
 from indexer.loading import load_corpus
 from indexer.settings import IndexSettings
 from indexer.types import Document

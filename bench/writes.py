@@ -22,13 +22,12 @@ import httpx
 from bench.load import Request, run_requests
 from bench.service import REPO, copy_index, server
 from bench.stats import percentiles_ms, rss_mb
+from indexer.build import BuildParams, build_index
 from indexer.embedding import Embedder
-from indexer.index import BuildParams, build_index
 from indexer.ingest import Preparer
 from indexer.loading import Corpus, load_corpus
-from indexer.stores import FaissStore
 from indexer.stores.faiss.layout import TRANSLOG_DIR
-from indexer.stores.faiss.store import MergePolicy
+from indexer.stores.faiss.store import FaissStore, MergePolicy
 from indexer.types import Document
 
 KEY = "bench-write-key"

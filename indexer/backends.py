@@ -6,7 +6,7 @@ import importlib.util
 from pathlib import Path
 from typing import Literal, get_args
 
-from indexer.embedding import Embedder, SentenceTransformerEmbedder
+from indexer.embedding import TORCH_EXTRA_INSTALL, Embedder, SentenceTransformerEmbedder
 
 Backend = Literal["torch", "onnx", "onnx-int8"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
@@ -24,6 +24,39 @@ def torch_backend_installed() -> bool:
 def onnx_variant(backend: Backend) -> str | None:
     """The ONNX export file a backend runs, or None for torch."""
     return {"onnx": "fp32", "onnx-int8": "int8"}.get(backend)
+
+
+def backend_problem(backend: Backend, model_name: str, onnx_dir: Path) -> str | None:
+    """Why ``backend`` cannot run ``model_name`` here, saying what to do, or None. Cheap:
+    nothing is imported or loaded. The one check behind the service's start-up and the
+    backends a reindex may switch to."""
+    variant = onnx_variant(backend)
+    if variant is None:
+        if torch_backend_installed():
+            return None
+        return (
+            "torch and sentence-transformers are not installed here. Install them with: "
+            f"{TORCH_EXTRA_INSTALL}"
+        )
+    from indexer.onnx_embedding import export_problem
+
+    problem = export_problem(model_name, onnx_dir, variant)
+    if problem is None:
+        return None
+    return (
+        f"{problem}. Make it with: python -m indexer export-onnx --out {onnx_dir} "
+        f"--model {model_name}"
+    )
+
+
+def cached_models() -> list[str]:
+    """Model repositories in the local Hugging Face cache (never the network)."""
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        return sorted(r.repo_id for r in scan_cache_dir().repos if r.repo_type == "model")
+    except Exception:  # no cache, or no huggingface_hub: nothing is installed
+        return []
 
 
 def load_embedder(

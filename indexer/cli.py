@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import textwrap
-import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
@@ -17,6 +15,15 @@ import typer
 from pydantic import ValidationError
 
 from indexer.backends import BACKENDS, onnx_variant
+from indexer.build import (
+    BuildError,
+    BuildParams,
+    BuildReport,
+    build_if_stale,
+    build_index,
+    live_corpus,
+    stale_at,
+)
 from indexer.embedding import DEFAULT_BATCH_SIZE, Embedder, ModelLoadError
 from indexer.evaluation import (
     Collection,
@@ -29,28 +36,21 @@ from indexer.evaluation import (
     trec_eval,
 )
 from indexer.filters import Filter, FilterError, parse_filter_json
-from indexer.fusion import FusionParams
-from indexer.index import (
-    BuildError,
-    BuildParams,
-    api_writes,
-    build_index,
-    build_milvus,
-    stale_reason,
-)
 from indexer.loading import Corpus, load_corpus
-from indexer.manifest import ManifestError
 from indexer.search import DEFAULT_MODE, MODES, ModelMismatchError, Query, Searcher
 from indexer.settings import IndexSettings
-from indexer.stores import Store, open_store
-from indexer.stores.base import SearchUnsupportedError, StoreUnavailableError
-from indexer.stores.configured import open_configured
-from indexer.stores.faiss.snapshot import IncompatibleSnapshotError, SnapshotError
-from indexer.stores.faiss.store import StoreOpenError
-from indexer.stores.milvus import claims
-from indexer.stores.milvus.client import MilvusStoreMissingError, MilvusTarget
-from indexer.stores.milvus.store import MilvusStore
-from indexer.types import Document
+from indexer.snapshots import save_snapshot
+from indexer.stores import open_store
+from indexer.stores.base import (
+    IncompatibleSnapshotError,
+    SearchUnsupportedError,
+    SnapshotError,
+    StoreError,
+    StoreLockedError,
+    StoreMissingError,
+    StoreOpenError,
+    StoreUnavailableError,
+)
 
 app = typer.Typer(help="Build, query and evaluate semantic search indexes.", no_args_is_help=True)
 
@@ -129,34 +129,27 @@ def _load(source: Path) -> Corpus:
     return corpus
 
 
-_COPY_PAGE = 1000  # documents read from a store at a time
-
-
-def _live_corpus(
+def _copied_corpus(
     settings: IndexSettings, index_dir: Path | None, collection: str | None
 ) -> tuple[Corpus, str]:
-    """Every live document of a store (as of its last write), and a label saying which."""
+    """Every live document of the store ``--from-index`` (a FAISS directory) or
+    ``--from-collection`` (a collection at the Milvus URI) names, and a label saying which."""
+    if index_dir is not None:
+        source = settings.model_copy(update={"store": "faiss", "index_dir": index_dir})
+    else:
+        source = settings.model_copy(update={"store": "milvus", "milvus_collection": collection})
     try:
-        if index_dir is not None:
-            store: Store = open_store(index_dir, writable=False)
-        else:
-            assert collection is not None
-            target = replace(settings.milvus_target, collection=collection)
-            store = MilvusStore.open(target, writable=False)
-    except (ValueError, StoreOpenError, MilvusStoreMissingError, StoreUnavailableError) as error:
-        raise _fail(str(error)) from None  # ValueError: ManifestError, a bad collection name
+        store = open_store(source, writable=False)
+    except (ValueError, StoreError) as error:  # ValueError: a bad collection name
+        raise _fail(str(error)) from None
     try:
-        reader = store.reader()
-        documents: list[Document] = []
-        while page := reader.documents(len(documents), _COPY_PAGE):
-            documents.extend(stored.document for stored in page)
-        label = f"{store.location} at write {reader.seq}"
+        corpus, label = live_corpus(store)
     finally:
         store.close()
-    if not documents:
+    if not corpus.documents:
         raise _fail(f"no documents to index in {label}")
-    typer.echo(f"read {_count(len(documents), 'document')} from {label}")
-    return Corpus(documents), label
+    typer.echo(f"read {_count(len(corpus.documents), 'document')} from {label}")
+    return corpus, label
 
 
 def _embedder(settings: IndexSettings) -> Embedder:
@@ -262,113 +255,56 @@ def build(
         index_factory=index_factory,
         search_params=search_params,
     )
-    out_dir, params = settings.index_dir, settings.build_params
+    kind, params = settings.store_kind, settings.build_params
     if from_index is not None or from_collection is not None:
         if if_stale or (from_index is not None and from_collection is not None):
             raise _fail("--from-index and --from-collection go alone (and not with --if-stale)")
-        corpus, label = _live_corpus(settings, from_index, from_collection)
+        corpus, label = _copied_corpus(settings, from_index, from_collection)
     else:
         corpus, label = _load(source), str(source)
     if onnx_variant(settings.backend) is not None:
         # Even for an up-to-date index: the service runs the model from this export.
         _ensure_onnx_export(settings)
-    if settings.store == "milvus":
-        _build_milvus(settings, corpus, label, if_stale, force, progress, batch_size)
-        return
-    if if_stale and not force:
-        writes = api_writes(out_dir)
-        if writes:
-            typer.echo(
-                f"index at {out_dir} has taken {_count(writes, 'write')} through the API since "
-                f"it was built; serving it as it is (to rebuild it from {source}, losing them: "
-                f"python -m indexer build --source {source} --out {out_dir} --force)"
-            )
-            return
-    if if_stale:
-        reason = stale_reason(out_dir, corpus, settings.model, params)
-        if reason is None:
-            typer.echo(
-                f"index at {out_dir} is up to date ({_count(len(corpus.documents), 'document')})"
-            )
-            return
-        typer.echo(f"rebuilding index at {out_dir}: {reason}")
+    location = settings.store_location
     try:
-        report = build_index(
-            corpus,
-            out_dir,
-            _embedder(settings),
-            params,
-            source_label=label,
-            progress=progress,
-            batch_size=batch_size,
-            force=force,
-        )
+        if if_stale and not force:
+            command = f"python -m indexer build --source {source} {kind.build_options(settings)}"
+            report = build_if_stale(
+                corpus,
+                location,
+                lambda: _embedder(settings),
+                params,
+                model_name=settings.model,
+                source_label=label,
+                rebuild_command=command,
+                announce=typer.echo,
+                progress=progress,
+                batch_size=batch_size,
+            )
+        else:
+            report = build_index(
+                corpus,
+                location,
+                _embedder(settings),
+                params,
+                source_label=label,
+                progress=progress,
+                batch_size=batch_size,
+                force=force,
+            )
     except BuildError as error:
         raise _fail(str(error)) from None
+    if report is not None:
+        _built(report, kind.describe(location))
+
+
+def _built(report: BuildReport, where: str) -> None:
     counts = report.manifest.counts
     typer.echo(
         f"indexed {_count(counts.documents, 'document')} into "
         f"{_count(counts.passages, 'passage')} in "
-        f"{report.seconds:.1f} s ({report.passages_per_second:.1f} passages/s) -> {out_dir}"
+        f"{report.seconds:.1f} s ({report.passages_per_second:.1f} passages/s) -> {where}"
     )
-
-
-def _build_milvus(
-    settings: IndexSettings,
-    corpus: Corpus,
-    source: str,
-    if_missing: bool,
-    force: bool,
-    progress: bool,
-    batch_size: int,
-) -> None:
-    """``build --store milvus``. With --if-stale: build only when the store is missing; a store
-    that exists holds the live corpus of every replica and is served as it is."""
-    target = settings.milvus_target
-    if if_missing and not force and _wait_for_milvus_store(target):
-        typer.echo(
-            f"{target} holds an index; serving it as it is (to rebuild it from {source}, "
-            f"losing the documents written to it: python -m indexer build --store milvus --force)"
-        )
-        return
-    try:
-        report = build_milvus(
-            corpus,
-            target,
-            _embedder(settings),
-            settings.build_params,
-            source_label=source,
-            progress=progress,
-            batch_size=batch_size,
-            force=force,
-        )
-    except BuildError as error:
-        if if_missing and not force and "already holds" in str(error):
-            return _build_milvus(settings, corpus, source, if_missing, force, progress, batch_size)
-        raise _fail(str(error)) from None
-    counts = report.manifest.counts
-    typer.echo(
-        f"indexed {_count(counts.documents, 'document')} into "
-        f"{_count(counts.passages, 'passage')} in {report.seconds:.1f} s -> {target}"
-    )
-
-
-def _wait_for_milvus_store(target: MilvusTarget) -> bool:
-    """Does ``target`` hold a store? If another process is building it now (its claim or its
-    collections exist, its manifest not yet), wait for that build (as long as a claim holds)
-    rather than start a second."""
-    seconds = claims.BUILD_CLAIM_SECONDS
-    try:
-        deadline = time.monotonic() + seconds
-        while not MilvusStore.exists(target):
-            if not MilvusStore.being_built(target):
-                return False
-            if time.monotonic() > deadline:
-                raise _fail(f"{target} has been half-built for {seconds:.0f} s; drop it or --force")
-            time.sleep(2)
-    except StoreUnavailableError as error:
-        raise _fail(str(error)) from None
-    return True
 
 
 @app.command()
@@ -427,13 +363,13 @@ def search(
             query_filter.with_doc_ids(source) if query_filter else Filter.of_doc_ids(source)
         )
     try:
-        opened = open_configured(settings, writable=False)
-    except (ManifestError, StoreOpenError, MilvusStoreMissingError) as error:
-        where = "--store milvus" if settings.store == "milvus" else f"--out {settings.index_dir}"
+        opened = open_store(settings, writable=False)
+    except (StoreMissingError, StoreOpenError) as error:
+        where = settings.store_kind.build_options(settings)
         raise _fail(
             f"{error}; build it with: python -m indexer build {where} --model {settings.model}"
         ) from None
-    except StoreUnavailableError as error:
+    except StoreError as error:
         raise _fail(str(error)) from None
     try:
         searcher = Searcher(opened, _embedder(settings), settings.fusion_params)
@@ -473,15 +409,15 @@ def snapshot(
 ) -> None:
     """Archive a live index (version, translog, vectors, keyword index, manifest) consistently,
     without pausing the service that serves it: it takes no lock and writes nothing there."""
-    from indexer.stores.faiss.snapshot import snapshot_to_file
-
-    root = _settings(index_dir=index).index_dir
+    settings = _settings(index_dir=index)
+    location = settings.store_location
     try:
-        pinned = snapshot_to_file(root, out)
+        pinned = settings.store_kind.snapshot(location)
+        save_snapshot(pinned, out)
     except (SnapshotError, OSError) as error:
         raise _fail(str(error)) from None
     typer.echo(
-        f"snapshot of {root} ({pinned.version}, up to write {pinned.seq}) -> {out} "
+        f"snapshot of {location} ({pinned.label}, up to write {pinned.seq}) -> {out} "
         f"({out.stat().st_size} bytes)"
     )
 
@@ -517,24 +453,21 @@ def reindex(
     from indexer.reindex import ReindexChanges
     from indexer.reindex import reindex as run_reindex
     from indexer.stores.base import ReindexError
-    from indexer.stores.faiss.layout import IndexLockedError
-    from indexer.stores.milvus.reindexing import SWITCH_GRACE_SECONDS
-    from indexer.stores.milvus.store import MilvusStore
 
     located = _settings(
         index_dir=index, store=store, milvus_uri=milvus_uri, milvus_collection=milvus_collection
     )
     where = located.index_location
     try:
-        opened = open_configured(located)
-    except IndexLockedError as error:
+        opened = open_store(located)
+    except StoreLockedError as error:
         typer.secho(
             f"error: {error}: reindex a served index with POST /admin/reindex on its service",
             err=True,
             fg=typer.colors.RED,
         )
         raise typer.Exit(code=2) from None
-    except (StoreOpenError, ManifestError, MilvusStoreMissingError, StoreUnavailableError) as error:
+    except StoreError as error:
         raise _fail(str(error)) from None
     try:
         if opened.read_only is not None:
@@ -560,10 +493,10 @@ def reindex(
             manifest = run_reindex(opened, _embedder(settings), changes, progress=report)
         except (ReindexError, ValueError) as error:
             raise _fail(f"{error}; the index is unchanged") from None
-        if isinstance(opened, MilvusStore):
+        if opened.retire_seconds:
             typer.echo(
                 f"switched; replicas move at their next refresh, and the old version is "
-                f"dropped in {SWITCH_GRACE_SECONDS:.0f} s",
+                f"dropped in {opened.retire_seconds:.0f} s",
                 err=True,
             )
             opened.wait_retired()
@@ -585,26 +518,25 @@ def restore(
     ] = False,
 ) -> None:
     """Rebuild an index directory from a snapshot, checking its format and checksums."""
-    from indexer.stores.faiss.snapshot import restore as restore_snapshot
-
+    settings = _settings(index_dir=out)
     try:
-        restored = restore_snapshot(archive, out, force=force)
+        restored_seq = settings.store_kind.restore(archive, settings.store_location, force=force)
     except IncompatibleSnapshotError as error:
         typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
         raise typer.Exit(code=2) from None
     except (SnapshotError, OSError) as error:
         raise _fail(str(error)) from None
     try:  # what the service will do at start-up: the version, then the translog replayed
-        store = open_store(out, writable=False)
-    except (StoreOpenError, ManifestError) as error:
+        store = open_store(settings, writable=False)
+    except StoreError as error:
         raise _fail(f"the restored index does not open: {error}") from None
     try:
         reader = store.reader()  # opened read-only: everything replayed is published
         seq, documents = reader.seq, reader.document_count
     finally:
         store.close()
-    if seq != restored.seq:
-        raise _fail(f"the restored index opens at write {seq}, the snapshot holds {restored.seq}")
+    if seq != restored_seq:
+        raise _fail(f"the restored index opens at write {seq}, the snapshot holds {restored_seq}")
     typer.echo(f"restored {archive} -> {out}: {_count(documents, 'document')}, up to write {seq}")
 
 
@@ -668,77 +600,50 @@ def evaluate_command(
         rrf_k=rrf_k,
         semantic_weight=semantic_weight,
     )
+    if index_dir is not None and settings.store != "faiss":
+        raise _fail(
+            f"--index-dir keeps a FAISS index; --store {settings.store} evaluates in a "
+            "temporary store"
+        )
     # The evaluation measures chunking, embedding and ranking, so it always uses exact search.
-    exact = "FLAT" if settings.store == "milvus" else "Flat"
-    params = replace(settings.build_params, index_factory=exact, search_params="")
-    fusion_params = settings.fusion_params
+    kind = settings.store_kind
+    params = replace(settings.build_params, index_factory=kind.exact_index, search_params="")
     collection = load_collection(collection_dir)
     corpus = _load(collection_dir / "corpus.jsonl")
     embedder = _embedder(settings)
-    if settings.store == "milvus":
-        results = _evaluate_on_milvus(
-            corpus,
-            collection,
-            collection_dir,
-            embedder,
-            params,
-            fusion_params,
-            modes,
-            milvus_uri,
-            progress,
-        )
-        _report_evaluation(collection_dir, corpus, collection, params, settings, results, json_out)
-        return
-    with tempfile.TemporaryDirectory(prefix="eval-index-") as scratch:
-        out = index_dir or Path(scratch) / "index"
-        if stale_reason(out, corpus, settings.model, params) is not None:
-            build_index(
-                corpus, out, embedder, params, source_label=str(collection_dir), progress=progress
-            )
-        opened = open_store(out, writable=False)
-        try:
-            searcher = Searcher(opened, embedder, fusion_params)
-            results = evaluate(searcher, collection, modes, progress=progress)  # type: ignore[arg-type]
-        finally:
-            opened.close()
-    _report_evaluation(collection_dir, corpus, collection, params, settings, results, json_out)
-
-
-def _evaluate_on_milvus(
-    corpus: Corpus,
-    collection: Collection,
-    collection_dir: Path,
-    embedder: Embedder,
-    params: BuildParams,
-    fusion_params: FusionParams,
-    modes: Sequence[str],
-    uri: str | None,
-    progress: bool,
-) -> list[ModeResult]:
-    """Build the collection into a temporary Milvus store (Lite, or ``uri``) and score it."""
-    with tempfile.TemporaryDirectory(prefix="eval-milvus-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="eval-") as scratch:
         name = f"eval_{uuid.uuid4().hex[:12]}"
-        target = MilvusTarget(uri=uri or str(Path(scratch) / "eval.db"), collection=name)
+        keep = index_dir is not None  # reused while it is current
+        if index_dir is not None:
+            location = settings.model_copy(update={"index_dir": index_dir}).store_location
+        elif milvus_uri is not None:
+            where = {"milvus_uri": milvus_uri, "milvus_collection": name}
+            location = settings.model_copy(update=where).store_location
+        else:
+            location = kind.location_in(Path(scratch), name)
         try:
-            build_milvus(
-                corpus,
-                target,
-                embedder,
-                params,
-                source_label=str(collection_dir),
-                progress=progress,
-            )
-            store = MilvusStore.open(target, writable=False)
+            if not keep or stale_at(location, corpus, settings.model, params) is not None:
+                build_index(
+                    corpus,
+                    location,
+                    embedder,
+                    params,
+                    source_label=str(collection_dir),
+                    progress=progress,
+                )
+            opened = kind.open(location, writable=False)
             try:
-                searcher = Searcher(store, embedder, fusion_params)
-                return evaluate(searcher, collection, modes, progress=progress)  # type: ignore[arg-type]
+                searcher = Searcher(opened, embedder, settings.fusion_params)
+                results = evaluate(searcher, collection, modes, progress=progress)  # type: ignore[arg-type]
             finally:
-                store.close()
-        except (BuildError, StoreUnavailableError) as error:
+                opened.close()
+        except (BuildError, StoreError) as error:
             raise _fail(str(error)) from None
         finally:
-            with contextlib.suppress(StoreUnavailableError):
-                MilvusStore.drop(target)
+            if not keep:
+                with contextlib.suppress(StoreError, OSError):
+                    kind.drop(location)
+    _report_evaluation(collection_dir, corpus, collection, params, settings, results, json_out)
 
 
 def _report_evaluation(

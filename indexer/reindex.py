@@ -19,7 +19,7 @@ from indexer.embedding import Embedder
 from indexer.ingest import Preparer
 from indexer.keyword import KeywordParams
 from indexer.manifest import CorpusInfo, Counts, Manifest, ModelInfo
-from indexer.stores.base import Progress, Store
+from indexer.stores.base import Progress, Rebuild, Store
 
 _T = TypeVar("_T")
 State = Literal["idle", "running", "done", "failed"]
@@ -148,8 +148,5 @@ def reindex(
     target = changes.apply(store.manifest, embedder)
     preparer = Preparer(writer or embedder, target.chunking, target.title_prefix)
     return store.reindex(
-        target,
-        lambda documents: preparer.prepare(documents),
-        progress=progress,
-        on_switch=on_switch,
+        Rebuild(target, lambda documents: preparer.prepare(documents), progress, on_switch)
     )

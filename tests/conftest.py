@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from indexer.build import BuildParams, build_index
 from indexer.chunking import ChunkingParams
 from indexer.embedding import DEFAULT_MODEL, SentenceTransformerEmbedder
-from indexer.index import BuildParams, build_index
 from indexer.loading import load_corpus
-from indexer.stores import FaissStore
+from indexer.stores.faiss.store import FaissStore
 from indexer.types import Passage
 from tests.utils.fakes import HashingEmbedder
 

@@ -20,11 +20,12 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.deps import ServiceDep, require_json
-from app.schemas import ErrorBody, ReindexRequest, ReindexStatusBody
+from app.reindexing import ReindexRefusedError
+from app.schemas.admin import ReindexRequest, ReindexStatusBody
+from app.schemas.common import ErrorBody
 from app.security import WriteKey
-from app.service import ReindexRefusedError
 from indexer.reindex import ReindexChanges
-from indexer.stores.faiss.snapshot import SnapshotError, pin
+from indexer.stores.base import SnapshotError, SnapshotUnsupportedError
 
 router = APIRouter(tags=["admin"])
 
@@ -50,10 +51,10 @@ def snapshot(service: ServiceDep) -> StreamingResponse:
     Not included: the ONNX model export. Searches and writes go on while it streams."""
     if service.store is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the index is not open yet")
-    if service.snapshot_problem is not None:
-        raise HTTPException(status.HTTP_501_NOT_IMPLEMENTED, service.snapshot_problem)
-    try:
-        pinned = pin(service.store.location)  # a plain def: FastAPI runs it in a thread
+    try:  # a plain def: FastAPI runs it in a thread
+        pinned = service.settings.store_kind.snapshot(service.store.location)
+    except SnapshotUnsupportedError as error:
+        raise HTTPException(status.HTTP_501_NOT_IMPLEMENTED, str(error)) from None
     except (SnapshotError, OSError) as error:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from None
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -98,7 +99,7 @@ def start_reindex(request: ReindexRequest, service: ServiceDep) -> JSONResponse:
     meanwhile are prepared again with the new settings; the switch is atomic (writes wait a
     moment), and a new version that does not verify is refused: the old one serves on.
     Follow it with `GET /admin/reindex`."""
-    problem = service.reindex_problem(request.model, request.backend)
+    problem = service.reindexer.problem(request.model, request.backend)
     if problem is not None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, problem)
     changes = ReindexChanges(
@@ -109,9 +110,9 @@ def start_reindex(request: ReindexRequest, service: ServiceDep) -> JSONResponse:
         bm25_b=request.bm25_b,
     )
     try:
-        started = service.start_reindex(changes, request.model, request.backend)
+        started = service.reindexer.start(changes, request.model, request.backend)
     except ReindexRefusedError as error:
-        code = status.HTTP_409_CONFLICT if service.reindexing.status.state == "running" else 503
+        code = status.HTTP_409_CONFLICT if service.reindexer.status.state == "running" else 503
         raise HTTPException(code, str(error)) from None
     body = ReindexStatusBody(**asdict(started))
     return JSONResponse(body.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
@@ -125,4 +126,4 @@ def start_reindex(request: ReindexRequest, service: ServiceDep) -> JSONResponse:
 )
 def reindex_status(service: ServiceDep) -> ReindexStatusBody:
     """The last reindex this process ran (or `idle`): its phase, progress and outcome."""
-    return ReindexStatusBody(**asdict(service.reindexing.status))
+    return ReindexStatusBody(**asdict(service.reindexer.status))

@@ -18,7 +18,7 @@ from app.query_filter import (
     QueryFilterDep,
     RequiredFilterDep,
 )
-from app.schemas import (
+from app.schemas.documents import (
     DOC_ID_PATTERN,
     MAX_BULK_DOCUMENTS,
     BulkItem,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
 
 from app.deps import ReaderDep, ServiceDep
-from app.schemas import Health, Info, Readiness
+from app.schemas.health import Health, Info, Readiness
 from app.security import ReadKey
 from indexer.search import DEFAULT_MODE
 

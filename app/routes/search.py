@@ -12,9 +12,9 @@ from pydantic import ValidationError
 
 from app.deps import LatencyDep, SearcherDep, require_json
 from app.query_filter import FILTER_PARAMETER, QueryFilterDep
-from app.schemas import (
+from app.schemas.common import FILTER_SCHEMA
+from app.schemas.search import (
     EXAMPLE_QUERY,
-    FILTER_SCHEMA,
     BatchSearchRequest,
     BatchSearchResponse,
     GroupByParam,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from indexer.stores import FaissStore
 from indexer.stores.faiss.snapshot import SNAPSHOT_FILE, restore
+from indexer.stores.faiss.store import FaissStore
 from tests.api.conftest import API_KEY, article
 
 

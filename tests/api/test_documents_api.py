@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-from indexer.index import build_index
+from indexer.build import build_index
 from indexer.loading import load_corpus
 from tests.api.conftest import WRITE_HEADERS, article, found, wait_until_ready
 from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC, SEED_PARAMS, SEEDS, write_articles

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from app.main import create_app
 from app.settings import Settings
-from indexer.index import build_milvus
+from indexer.build import build_index
 from indexer.loading import load_corpus
 from indexer.stores.milvus.store import MilvusStore
 from tests.api.conftest import (
@@ -55,7 +55,7 @@ def milvus_settings(uri: str, collection: str) -> Settings:
     )
     if not MilvusStore.exists(settings.milvus_target):
         params = replace(SEED_PARAMS, store="milvus", index_factory="FLAT", search_params="")
-        build_milvus(
+        build_index(
             load_corpus(SEEDS),
             settings.milvus_target,
             HashingEmbedder(),

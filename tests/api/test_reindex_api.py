@@ -15,9 +15,9 @@ from app.main import create_app
 from app.service import SearchService
 from app.settings import Settings
 from indexer.ingest import Preparer, passage_representation
-from indexer.stores import FaissStore
 from indexer.stores.faiss import store as faiss_store
 from indexer.stores.faiss.state import VersionError
+from indexer.stores.faiss.store import FaissStore
 from tests.api.conftest import WRITE_HEADERS, article, finished_reindex, wait_until_ready
 from tests.utils.fakes import HashingEmbedder
 
@@ -110,7 +110,7 @@ def test_invalid_settings_are_a_422(live_client: TestClient, body: dict[str, obj
 
 def test_a_model_not_installed_is_a_422_naming_it(live_settings: Settings) -> None:
     service = SearchService(live_settings)  # the configured loader: installed models only
-    problem = service.reindex_problem("nobody/never-downloaded", None)
+    problem = service.reindexer.problem("nobody/never-downloaded", None)
     assert problem is not None
     assert "'nobody/never-downloaded' is not installed here" in problem
 

@@ -168,7 +168,7 @@ def test_startup_refuses_a_backend_that_cannot_run_here(
     settings: Settings, tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Checked before uvicorn starts: no ONNX export, or torch absent (as in the image)."""
-    monkeypatch.setattr("app.service.torch_backend_installed", lambda: False)
+    monkeypatch.setattr("indexer.backends.torch_backend_installed", lambda: False)
     settings = settings.model_copy(update={"backend": backend, "onnx_dir": tmp_path / "none"})
     expected = {
         "onnx": f"no ONNX export of 'test/hashing-64' in {tmp_path / 'none'}. Make it with: "

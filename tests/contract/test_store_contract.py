@@ -1,5 +1,7 @@
-"""The contract every store must meet: register a store in ``indexer.stores.STORES`` and give
-it a variant below, and this whole suite runs against it unchanged.
+"""The contract every store must meet: register a kind of store in ``indexer.stores.KINDS`` and
+this whole suite runs against it unchanged, for each index type it lists
+(``StoreKind.index_examples``), at a throwaway location (``StoreKind.location_in``). Milvus runs
+once more on a real Milvus server.
 
 Documents come from ``tests/utils/corpus.py``, with chosen vectors (no model), so rankings can be
 checked exactly.
@@ -16,12 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from indexer.build import BuildParams, new_manifest
 from indexer.filters import Filter, parse_filter
-from indexer.index import BuildParams, new_manifest
 from indexer.manifest import Manifest
-from indexer.stores import STORES, Store
+from indexer.stores import KINDS, Store
 from indexer.stores.base import (
     ReadOnlyStoreError,
+    Rebuild,
     ReindexError,
     SearchUnsupportedError,
     StaleWriteError,
@@ -30,83 +33,63 @@ from indexer.stores.milvus.client import MilvusTarget
 from indexer.types import Document, DocumentInfo, IndexedDocument, Passage
 from tests.utils.corpus import DIM, WORDS, article, corpus, unit
 
-# Each store kind with the index variants it offers; every one must pass the whole contract.
-VARIANTS: dict[str, list[tuple[str, str]]] = {
-    "faiss": [("Flat", ""), ("HNSW32", "efSearch=200"), ("IVF4,Flat", "nprobe=4")],
-    "milvus": [
-        ("FLAT", ""),
-        ("HNSW", "M=16,efConstruction=200,ef=200"),
-        ("IVF_FLAT", "nlist=4,nprobe=4"),
-    ],
-}
-# Where a kind's stores live: a directory; a Milvus Lite file; a real Milvus server (2.3: no
-# full-text search, so its keyword searches must refuse with SearchUnsupportedError).
-DEPLOYMENTS: dict[str, list[str]] = {"faiss": ["local"], "milvus": ["lite", "server"]}
-# The server searches stores this small by brute force (growing segments, and sealed ones
-# too small to index) whatever the index type, so IVF_FLAT there would repeat HNSW's run, for
-# about 3 minutes of CI; Milvus Lite and FAISS run it.
+# The server searches stores this small by brute force (growing segments, and sealed ones too
+# small to index) whatever the index type, so IVF_FLAT there would repeat HNSW's run, for about
+# 3 minutes of CI; Milvus Lite runs it. (2.3: no full-text search, so its keyword searches must
+# refuse with SearchUnsupportedError.)
 SERVER_SPECS = {"FLAT", "HNSW"}
 CASES = [
-    pytest.param(
-        (kind, where, spec, params),
-        id="-".join(p for p in (kind, where if where != "local" else "", spec, params) if p),
-        marks=[pytest.mark.milvus] if where == "server" else [],
-    )
-    for kind in sorted(STORES)
-    for where in DEPLOYMENTS[kind]
-    for spec, params in VARIANTS[kind]
-    if where != "server" or spec in SERVER_SPECS
+    *(
+        pytest.param((name, "local", spec, params), id="-".join(filter(None, (name, spec, params))))
+        for name, kind in sorted(KINDS.items())
+        for spec, params in kind.index_examples
+    ),
+    *(
+        pytest.param(
+            ("milvus", "server", spec, params),
+            id="-".join(filter(None, ("milvus-server", spec, params))),
+            marks=[pytest.mark.milvus],
+        )
+        for spec, params in KINDS["milvus"].index_examples
+        if spec in SERVER_SPECS
+    ),
 ]
 
 StoreFactory = Callable[[Sequence[IndexedDocument]], Store]
 
 
 @pytest.fixture(scope="session")
-def milvus_lite_file(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One Milvus Lite file for the session: starting Milvus Lite on a new file takes seconds."""
-    return str(tmp_path_factory.mktemp("milvus-lite") / "contract.db")
+def shared_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One directory for the session's throwaway stores: Milvus Lite keeps a file there for the
+    session (starting Milvus Lite on a new file takes seconds); each test names its own."""
+    return tmp_path_factory.mktemp("stores")
 
 
 @pytest.fixture(params=CASES)
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
-    kind, where, spec, params = request.param
+def make_store(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
+    name, where, spec, params = request.param
+    kind = KINDS[name]
     opened: list[Store] = []
-    uri = None
-    if where == "server":
-        uri = request.getfixturevalue("milvus_server").uri
-    elif where == "lite":
-        uri = request.getfixturevalue("milvus_lite_file")
-    prefix = f"t{uuid.uuid4().hex[:12]}"  # each test's own collections
+    prefix = f"t{uuid.uuid4().hex[:12]}"  # each test's own collections, in a shared file
+    server = request.getfixturevalue("milvus_server").uri if where == "server" else None
+    shared = request.getfixturevalue("shared_directory")
 
     def location(number: int) -> object:
-        if uri is not None:
-            return MilvusTarget(uri=uri, collection=f"{prefix}_{number}")
-        return tmp_path / f"store-{number}"
+        if server is not None:
+            return MilvusTarget(uri=server, collection=f"{prefix}_{number}")
+        return kind.location_in(shared, f"{prefix}_{number}")
 
     def make(documents: Sequence[IndexedDocument]) -> Store:
-        build = BuildParams(index_factory=spec, search_params=params, store=kind)
+        build = BuildParams(index_factory=spec, search_params=params, store=name)
         manifest = new_manifest("test/contract", DIM, build, "contract")
-        store = STORES[kind].create(location(len(opened)), manifest, documents)
+        store = kind.store.create(location(len(opened)), manifest, documents)
         opened.append(store)
         return store
 
     yield make
     for store in opened:
         store.close()
-    if uri is not None:
-        drop_collections(uri, prefix)
-
-
-def drop_collections(uri: str, prefix: str) -> None:
-    from pymilvus import MilvusClient
-
-    client = MilvusClient(uri=uri)
-    try:
-        for name in client.list_collections():
-            if name.startswith(prefix):
-                client.drop_collection(name)
-    finally:
-        client.close()
+        kind.drop(store.location)
 
 
 def keyword_search(
@@ -523,7 +506,9 @@ def test_a_reindex_rebuilds_every_live_document_and_keeps_the_writes_made_meanwh
         return [rebuilt(d) for d in documents]
 
     target = reindexed_manifest(store)
-    manifest = store.reindex(target, prepare, on_switch=lambda: switched.append(store.epoch))
+    manifest = store.reindex(
+        Rebuild(target, prepare, on_switch=lambda: switched.append(store.epoch))
+    )
     assert switched == [epoch]  # at the switch, before the epoch moves
     assert store.epoch != epoch
     assert manifest.chunking == target.chunking
@@ -572,7 +557,7 @@ def test_a_failed_reindex_leaves_the_old_version_serving_and_writable(
         ]
 
     with pytest.raises(ReindexError):
-        store.reindex(reindexed_manifest(store), prepare)
+        store.reindex(Rebuild(reindexed_manifest(store), prepare))
     assert store.manifest == before
     assert store.epoch == 0
     assert keys(store, store.reader().vector_search(query, 10)[1]) == ranking

@@ -8,8 +8,7 @@ from typer.testing import CliRunner
 
 from indexer.cli import app
 from indexer.embedding import DEFAULT_MODEL
-from indexer.stores import open_store
-from indexer.stores.faiss.store import read_current_manifest
+from indexer.stores.faiss.store import FaissStore, read_current_manifest
 from indexer.stores.milvus.client import MilvusTarget
 from indexer.stores.milvus.store import MilvusStore
 from indexer.types import Document, IndexedDocument, Passage
@@ -33,7 +32,7 @@ def test_build_then_search_from_the_command_line(tmp_path: Path) -> None:
     assert (manifest.model.name, manifest.model.dimension) == (DEFAULT_MODEL, 384)
 
     again = runner.invoke(app, ["build", "--source", str(SEEDS), *paths, "--if-stale"])
-    assert again.output == f"index at {out} is up to date (2 documents)\n"
+    assert again.output == f"the index at {out} is up to date (2 documents)\n"
 
     found = runner.invoke(app, ["search", *paths, "-k", "2", "Russian military presence"])
     assert found.exit_code == 0, found.output
@@ -105,7 +104,7 @@ def test_a_live_corpus_moves_between_stores_with_its_api_writes(
     built = runner.invoke(app, ["build", "--source", str(SEEDS), "--out", str(index), *onnx])
     assert built.exit_code == 0, built.output
     text = "Lighthouse keepers handed their lamps to automation in 1998."
-    store = open_store(index)
+    store = FaissStore.open(index)
     try:
         live = IndexedDocument(
             Document("written-live.txt", "Keepers", text, {"desk": "coast"}),

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from indexer.backends import load_embedder
+from indexer.build import BuildParams, build_index
 from indexer.embedding import DEFAULT_MODEL
-from indexer.index import BuildParams, build_index
 from indexer.loading import load_corpus
 from tests.conftest import ARTIFACTS, REPO, RUSSIA_DOC, SEEDS, write_articles
 from tests.utils.durability import Expected, assert_same_ranking, content, next_op, version_of

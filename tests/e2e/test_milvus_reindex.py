@@ -15,8 +15,9 @@ import pytest
 from pymilvus import MilvusClient
 
 from bench.milvus_server import MilvusServer
-from indexer.index import BuildParams, new_manifest
+from indexer.build import BuildParams, new_manifest
 from indexer.manifest import Manifest
+from indexer.stores.base import Rebuild
 from indexer.stores.milvus.client import MilvusTarget
 from indexer.stores.milvus.store import MilvusStore
 from indexer.types import Document, IndexedDocument, Passage
@@ -97,13 +98,13 @@ def test_replicas_switch_to_a_reindexed_version_without_a_failed_search_or_a_los
     ]
     calls: list[int] = []
     syncs: list[float] = []  # when A compared the versions
-    compare = a._sync
+    compare = a._reindexer._sync
 
     def counted_sync(*args: object) -> tuple[int, int]:
         syncs.append(time.monotonic())
         return compare(*args)  # type: ignore[arg-type]
 
-    a._sync = counted_sync  # type: ignore[method-assign]
+    a._reindexer._sync = counted_sync  # type: ignore[method-assign]
 
     def prepare(documents: Sequence[Document]) -> list[IndexedDocument]:
         if not calls:  # writes through both replicas while the rebuild runs
@@ -119,7 +120,7 @@ def test_replicas_switch_to_a_reindexed_version_without_a_failed_search_or_a_los
         time.sleep(1)
         manifest = old_build
         target_manifest = a.manifest.model_copy(update={"build_id": uuid.uuid4().hex})
-        manifest = a.reindex(target_manifest, prepare, grace=4).build_id
+        manifest = a.reindex(Rebuild(target_manifest, prepare), grace=4).build_id
         before_grace = len(syncs)
         lagging.put([written("w-lagging")])  # to the old version, after the switch
         deadline = time.monotonic() + 10

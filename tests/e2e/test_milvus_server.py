@@ -23,9 +23,10 @@ from bench.milvus_server import (
     start_milvus,
     stop_milvus,
 )
-from indexer.index import BuildParams, new_manifest
+from indexer.build import BuildParams, new_manifest
 from indexer.manifest import Manifest
-from indexer.stores.milvus.client import MilvusStoreMissingError, MilvusTarget, collection_names
+from indexer.stores.base import StoreExistsError, StoreMissingError
+from indexer.stores.milvus.client import MilvusTarget, collection_names
 from indexer.stores.milvus.store import MilvusStore
 from indexer.stores.milvus.versions import read_manifest
 from tests.utils.corpus import DIM, corpus
@@ -138,7 +139,7 @@ def test_a_store_whose_meta_collection_has_no_index_yet_is_one_being_built(
     schema.add_field("_v", DataType.FLOAT_VECTOR, dim=2)
     client.create_collection(meta, schema=schema)
     try:
-        with pytest.raises(MilvusStoreMissingError, match="is being created"):
+        with pytest.raises(StoreMissingError, match="is being created"):
             read_manifest(client, target)
         assert not MilvusStore.exists(target)
     finally:
@@ -170,7 +171,7 @@ def test_replicas_building_one_store_at_once_fill_it_once(milvus_server: MilvusS
         try:
             MilvusStore.create(target, manifest_for_tests(), documents).close()
             outcomes.append("built")
-        except FileExistsError as error:
+        except StoreExistsError as error:
             outcomes.append("refused" if "already holds" in str(error) else str(error))
 
     try:
@@ -187,7 +188,7 @@ def test_replicas_building_one_store_at_once_fill_it_once(milvus_server: MilvusS
             assert reader.passage_count == sum(len(d.passages) for d in documents)
         finally:
             store.close()
-        assert not milvus_claims._claims(MilvusClient(uri=milvus_server.uri), target)
+        assert not milvus_claims.build_claims(MilvusClient(uri=milvus_server.uri), target)
     finally:
         MilvusStore.drop(target)
 
@@ -199,12 +200,14 @@ def test_a_live_claim_means_a_build_is_under_way_and_a_stale_one_is_ignored(
     client = MilvusClient(uri=milvus_server.uri)
     try:
         assert not MilvusStore.being_built(target)
-        other = milvus_claims._claim_build(client, target)  # another replica's build, under way
+        other = milvus_claims.claim_build(client, target)  # another replica's build, under way
         assert other is not None
         assert MilvusStore.being_built(target)
-        with pytest.raises(FileExistsError, match="build in progress"):
+        with pytest.raises(StoreExistsError, match="build in progress"):
             MilvusStore.create(target, manifest_for_tests(), corpus(3))
-        assert milvus_claims._claims(client, target) == [other]  # the refused one dropped its own
+        assert milvus_claims.build_claims(client, target) == [
+            other
+        ]  # the refused one dropped its own
         # A builder that crashed long ago: its claim no longer holds anyone back.
         time.sleep(0.1)
         monkeypatch.setattr(milvus_claims, "BUILD_CLAIM_SECONDS", 0.05)
@@ -212,8 +215,8 @@ def test_a_live_claim_means_a_build_is_under_way_and_a_stale_one_is_ignored(
         assert not MilvusStore.being_built(target)
         MilvusStore.create(target, manifest_for_tests(), corpus(3)).close()
         assert MilvusStore.exists(target)
-        assert milvus_claims._claims(client, target) == []
+        assert milvus_claims.build_claims(client, target) == []
     finally:
         MilvusStore.drop(target)
-        assert not milvus_claims._claims(client, target)
+        assert not milvus_claims.build_claims(client, target)
         client.close()

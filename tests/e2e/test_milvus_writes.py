@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import indexer.stores.milvus.schema as milvus_schema
-from indexer.index import BuildParams, new_manifest
+from indexer.build import BuildParams, new_manifest
 from indexer.stores.base import Written
 from indexer.stores.milvus.client import MilvusTarget
 from indexer.stores.milvus.store import MilvusStore
@@ -53,7 +53,7 @@ def test_concurrent_puts_in_one_group_each_get_their_own_outcome(target: MilvusT
         puts = [[item("old-1")], [item("new-1"), item("new-2")], [item("new-1", "again")], []]
         results: dict[int, Written] = {}
         # Hold the write lock so that every put queues, then let them go as one group.
-        with store._write_lock:
+        with store.write_lock:
             threads = [
                 threading.Thread(target=lambda n=n, p=p: results.__setitem__(n, store.put(p)))
                 for n, p in enumerate(puts)
@@ -114,7 +114,7 @@ def test_two_copies_of_one_write_number_read_as_the_copy_written_last(
     try:
         written = store.put([item("contested", "first copy")])
         later = item("contested", "second copy, longer")
-        milvus_schema._insert_documents(store._client, store._version, [(written.seq, later)])
+        milvus_schema.insert_documents(store._client, store.version, [(written.seq, later)])
         store.refresh()
         kept = store.get("contested")
         assert kept is not None
@@ -165,9 +165,9 @@ def test_a_delete_through_one_replica_is_gone_from_the_others_searches_once_ackn
 def passages_of(store: MilvusStore, doc_id: str) -> tuple[list[str], list[str]]:
     """What Milvus holds of ``doc_id`` now: its text rows and its passages' texts."""
     where = f'doc_id == "{doc_id}"'
-    version = store._version
-    texts = store._query_all(version.documents, where, ["text"], consistency_level="Strong")
-    passages = store._query_all(version.passages, where, ["text"], consistency_level="Strong")
+    version = store.version
+    texts = store._reads.query_all(version.documents, where, ["text"], consistency_level="Strong")
+    passages = store._reads.query_all(version.passages, where, ["text"], consistency_level="Strong")
     return [r["text"] for r in texts], [r["text"] for r in passages]
 
 
@@ -191,7 +191,7 @@ def test_an_older_copy_left_beside_a_newer_one_is_removed_a_moment_later(
         )
         written = store.put([older])
         newer = item("contested", "the other replica's copy")
-        milvus_schema._insert_documents(store._client, store._version, [(written.seq + 1, newer)])
+        milvus_schema.insert_documents(store._client, store.version, [(written.seq + 1, newer)])
         store._set_seq(written.seq + 1)  # as that replica's write would
         deadline = time.monotonic() + 15
         while passages_of(store, "contested") != (

@@ -11,7 +11,7 @@ from tests.conftest import REPO
 
 def test_indexer_imports_without_fastapi_or_torch() -> None:
     code = (
-        "import sys, indexer, indexer.cli, indexer.index, indexer.search, indexer.stores;"
+        "import sys, indexer, indexer.cli, indexer.build, indexer.search, indexer.stores;"
         "heavy = ('fastapi', 'starlette', 'torch', 'sentence_transformers');"
         "heavy = sorted(m for m in heavy if m in sys.modules);"
         "print(','.join(heavy))"

@@ -22,7 +22,7 @@ def test_build_if_stale_skips_an_up_to_date_index_without_loading_the_model(
         app, [*args, "--model", "test/hashing-64", "--max-tokens", "64", "--backend", "torch"]
     )
     assert result.exit_code == 0, result.output
-    assert result.output == f"index at {seed_index_dir} is up to date (2 documents)\n"
+    assert result.output == f"the index at {seed_index_dir} is up to date (2 documents)\n"
 
 
 def test_build_reports_a_missing_source(tmp_path: Path) -> None:
@@ -123,7 +123,7 @@ def test_reindex_rebuilds_an_index_with_new_chunking(
 
 
 def test_reindex_refuses_an_index_a_service_holds(seed_index_dir: Path) -> None:
-    from indexer.stores import FaissStore
+    from indexer.stores.faiss.store import FaissStore
 
     held = FaissStore.open(seed_index_dir)  # as a running service does
     try:
@@ -143,7 +143,7 @@ def test_reindex_rebuilds_a_milvus_store_and_drops_the_old_version(
     from dataclasses import replace
 
     from indexer import cli
-    from indexer.index import build_milvus
+    from indexer.build import build_index
     from indexer.loading import load_corpus
     from indexer.stores.milvus import reindexing
     from indexer.stores.milvus.client import MilvusTarget, connect
@@ -153,7 +153,7 @@ def test_reindex_rebuilds_a_milvus_store_and_drops_the_old_version(
 
     target = MilvusTarget(uri=str(tmp_path / "milvus.db"), collection="seeds")
     params = replace(SEED_PARAMS, store="milvus", index_factory="FLAT", search_params="")
-    build_milvus(load_corpus(SEEDS), target, HashingEmbedder(), params, source_label="seeds")
+    build_index(load_corpus(SEEDS), target, HashingEmbedder(), params, source_label="seeds")
     monkeypatch.setattr(cli, "_embedder", lambda settings: HashingEmbedder(settings.model))
     monkeypatch.setattr(reindexing, "SWITCH_GRACE_SECONDS", 0.5)
     monkeypatch.setenv("SEARCH_STORE", "milvus")

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from indexer.build import BuildParams, build_index
 from indexer.evaluation import as_json, evaluate, format_table, load_collection
-from indexer.index import BuildParams, build_index
 from indexer.loading import load_corpus
 from indexer.search import Searcher
-from indexer.stores import FaissStore
+from indexer.stores.faiss.store import FaissStore
 from tests.utils.fakes import HashingEmbedder
 
 CORPUS = [

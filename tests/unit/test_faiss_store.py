@@ -16,16 +16,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from indexer.build import BuildParams, build_index, new_manifest
 from indexer.filters import Filter, parse_filter
-from indexer.index import BuildParams, build_index, new_manifest
 from indexer.ingest import Preparer
 from indexer.loading import Corpus
 from indexer.search import MODES, Query, Searcher
-from indexer.stores import FaissStore
+from indexer.stores.base import StoreLockedError
 from indexer.stores.faiss import state as local
 from indexer.stores.faiss.columns import MetadataColumns
 from indexer.stores.faiss.layout import TRANSLOG_DIR, current_version, version_number
-from indexer.stores.faiss.store import MergePolicy
+from indexer.stores.faiss.store import FaissStore, MergePolicy
 from indexer.stores.faiss.translog import generations
 from indexer.types import Document, IndexedDocument, Passage
 from tests.conftest import ARTIFACTS, REPO
@@ -225,7 +225,7 @@ def test_leftovers_of_a_crashed_merge_are_cleaned_at_open(tmp_path: Path) -> Non
 def test_a_second_writer_on_the_same_index_is_refused(tmp_path: Path) -> None:
     index_dir = built(tmp_path / "index", documents(range(3)))
     first = FaissStore.open(index_dir)
-    with pytest.raises(RuntimeError, match="in use by another process"):
+    with pytest.raises(StoreLockedError, match="in use by another process"):
         FaissStore.open(index_dir)
     reading = FaissStore.open(index_dir, writable=False)  # readers need no lock
     assert reading.reader().document_count == 3

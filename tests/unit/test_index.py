@@ -7,12 +7,13 @@ from unittest import mock
 import faiss
 import pytest
 
-from indexer.index import BuildError, BuildParams, api_writes, build_index, stale_reason
+from indexer.build import BuildError, BuildParams, build_index, stale_at
 from indexer.ingest import Preparer
 from indexer.loading import load_corpus
 from indexer.manifest import FORMAT_VERSION, read_manifest
-from indexer.stores import FaissStore
-from indexer.stores.faiss.store import StoreOpenError
+from indexer.stores.base import StoreMissingError, StoreOpenError
+from indexer.stores.faiss.kind import api_writes
+from indexer.stores.faiss.store import FaissStore
 from indexer.types import Document
 from tests.conftest import SEED_PARAMS, SEEDS, write_articles
 from tests.utils.fakes import HashingEmbedder
@@ -102,27 +103,27 @@ def test_build_with_no_documents_fails_clearly(tmp_path: Path) -> None:
 def test_stale_reason_detects_every_kind_of_change(seed_index_dir: Path, tmp_path: Path) -> None:
     corpus = load_corpus(SEEDS)
     params = SEED_PARAMS
-    assert stale_reason(seed_index_dir, corpus, "test/hashing-64", params) is None
-    assert "model" in (stale_reason(seed_index_dir, corpus, "other-model", params) or "")
+    assert stale_at(seed_index_dir, corpus, "test/hashing-64", params) is None
+    assert "model" in (stale_at(seed_index_dir, corpus, "other-model", params) or "")
     assert "max_tokens=128" in (
-        stale_reason(seed_index_dir, corpus, "test/hashing-64", BuildParams()) or ""
+        stale_at(seed_index_dir, corpus, "test/hashing-64", BuildParams()) or ""
     )
     edited = write_articles(
         tmp_path / "edited", {p.name: p.read_text(encoding="utf-8") for p in SEEDS.iterdir()}
     )
     (edited / "000_0909487afc4c8a60.txt").write_text("Changed\n\ntext", encoding="utf-8")
     (edited / "new.txt").write_text("New\n\narticle", encoding="utf-8")
-    reason = stale_reason(seed_index_dir, load_corpus(edited), "test/hashing-64", params)
+    reason = stale_at(seed_index_dir, load_corpus(edited), "test/hashing-64", params)
     assert reason == "the corpus changed (1 added, 1 changed, 0 removed)"
     assert "does not exist" in (
-        stale_reason(tmp_path / "none", corpus, "test/hashing-64", params) or ""
+        stale_at(tmp_path / "none", corpus, "test/hashing-64", params) or ""
     )
 
 
 def test_opening_a_missing_or_damaged_index_says_what_is_wrong(
     seed_index_dir: Path, tmp_path: Path
 ) -> None:
-    with pytest.raises(StoreOpenError, match="does not exist"):
+    with pytest.raises(StoreMissingError, match="does not exist"):
         FaissStore.open(tmp_path / "missing")
     (version(seed_index_dir) / "vectors.faiss").write_bytes(b"garbage")
     with pytest.raises(StoreOpenError, match="is damaged"):
@@ -203,8 +204,8 @@ def test_the_vector_index_type_is_a_build_setting_recorded_in_the_manifest(tmp_p
     assert reader.vector_search(vector, 1)[1].tolist() == [3]
     store.close()
     corpus = load_corpus(SEEDS)
-    assert stale_reason(out, corpus, "test/hashing-64", params) is None
-    assert "HNSW16" in (stale_reason(out, corpus, "test/hashing-64", BuildParams()) or "")
+    assert stale_at(out, corpus, "test/hashing-64", params) is None
+    assert "HNSW16" in (stale_at(out, corpus, "test/hashing-64", BuildParams()) or "")
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.index import BuildParams, new_manifest
+from indexer.build import BuildParams, new_manifest
 from indexer.stores.base import DocumentRefusedError
 from indexer.stores.milvus.client import MilvusTarget, full_text_support, parse_index_params
 from indexer.stores.milvus.store import MilvusStore

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.index import BuildParams, build_index
+from indexer.build import BuildParams, build_index
 from indexer.ingest import Preparer, passage_representation
 from indexer.loading import Corpus
 from indexer.reindex import ReindexChanges, ReindexTracker, reindex
-from indexer.stores import FaissStore
-from indexer.stores.base import ReindexError, StaleWriteError
+from indexer.stores.base import Rebuild, ReindexError, StaleWriteError
 from indexer.stores.faiss.layout import current_version
 from indexer.stores.faiss.state import VersionError, verify_version
+from indexer.stores.faiss.store import FaissStore
 from indexer.stores.faiss.vectors import VECTORS_FILE
 from indexer.types import Document, IndexedDocument
 from tests.utils.durability import content
@@ -124,7 +124,7 @@ def test_writes_and_deletes_during_the_rebuild_are_prepared_again(store: FaissSt
             store.delete(["doc-005", "doc-101", "missing"])
         return other.prepare(documents)
 
-    store.reindex(target, prepare)
+    store.reindex(Rebuild(target, prepare))
     contents = held(store)
     assert "doc-005" not in contents
     assert "doc-101" not in contents
@@ -150,7 +150,7 @@ def test_a_restart_after_the_switch_serves_the_same_content_and_no_old_vector(
     writes_done: list[bool] = []
     target = ReindexChanges(chunk_max_tokens=24).apply(store.manifest, OtherEmbedder())
     new = Preparer(OtherEmbedder(), target.chunking, target.title_prefix)
-    store.reindex(target, prepare_and_write)
+    store.reindex(Rebuild(target, prepare_and_write))
     # After the switch, a write prepared the new way goes on the translog after the version.
     store.put(new.prepare(docs([300])), epoch=store.epoch)
     with pytest.raises(StaleWriteError):  # prepared before the switch: must be prepared again
@@ -196,7 +196,7 @@ def test_a_damaged_version_is_refused_and_the_old_one_serves_on(
         caplog.at_level(logging.ERROR, logger="indexer"),
         pytest.raises(ReindexError, match="checksum"),
     ):
-        store.reindex(target, prepare, before_switch=damage)
+        store.reindex(Rebuild(target, prepare), before_switch=damage)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1
     assert "old one serves on" in errors[0].getMessage()

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from app.schemas import NOT_BLANK, SearchRequest, trimmed
+from app.schemas.common import NOT_BLANK, trimmed
+from app.schemas.search import SearchRequest
 
 
 def test_not_blank_pattern_agrees_with_strip_over_all_of_unicode() -> None:

@@ -5,7 +5,7 @@ import pytest
 from indexer.filters import Filter
 from indexer.fusion import FusionParams
 from indexer.search import MODES, Mode, ModelMismatchError, Query, Searcher
-from indexer.stores import FaissStore
+from indexer.stores.faiss.store import FaissStore
 from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC
 from tests.utils.fakes import HashingEmbedder
 

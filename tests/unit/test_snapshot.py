@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 
 from indexer.cli import app
 from indexer.ingest import Preparer
-from indexer.stores import FaissStore
 from indexer.stores.faiss.layout import TRANSLOG_DIR, current_version
 from indexer.stores.faiss.snapshot import (
     SNAPSHOT_FILE,
@@ -26,7 +25,7 @@ from indexer.stores.faiss.snapshot import (
     restore,
     snapshot_to_file,
 )
-from indexer.stores.faiss.store import MergePolicy
+from indexer.stores.faiss.store import FaissStore, MergePolicy
 from indexer.stores.faiss.translog import generation_path, generations
 from indexer.types import Document
 from tests.conftest import REPO

@@ -23,6 +23,7 @@ import shutil
 from pathlib import Path
 
 from indexer.manifest import MANIFEST_FILE
+from indexer.stores.base import StoreLockedError, StoreMissingError, StoreOpenError
 
 CURRENT_FILE = "CURRENT"
 TRANSLOG_DIR = "translog"
@@ -31,12 +32,8 @@ _VERSION = re.compile(r"v(\d{6,})")
 _TEMPORARY_PREFIX = ".tmp-"
 
 
-class LayoutError(ValueError):
+class LayoutError(StoreOpenError):
     """The directory is not an index this version can open; the message says why."""
-
-
-class IndexLockedError(RuntimeError):
-    """Another process holds the index for writing."""
 
 
 def version_name(number: int) -> str:
@@ -51,7 +48,8 @@ def version_number(name: str) -> int:
 
 
 def current_version(root: Path) -> Path:
-    """The directory of the version that CURRENT names."""
+    """The directory of the version that CURRENT names; StoreMissingError where there is no
+    index at all, LayoutError where it is not one this version reads."""
     pointer = root / CURRENT_FILE
     try:
         name = pointer.read_text(encoding="utf-8").strip()
@@ -59,8 +57,8 @@ def current_version(root: Path) -> Path:
         if (root / MANIFEST_FILE).exists():  # an index of format 2 or older: no versions
             raise LayoutError(f"{root} holds an index of an older format") from None
         if not root.exists():
-            raise LayoutError(f"{root} does not exist") from None
-        raise LayoutError(f"{root} is not an index directory (no {CURRENT_FILE})") from None
+            raise StoreMissingError(f"{root} does not exist") from None
+        raise StoreMissingError(f"{root} is not an index directory (no {CURRENT_FILE})") from None
     except OSError as error:
         raise LayoutError(f"{pointer} is unreadable: {error.strerror or error}") from error
     version_number(name)
@@ -156,7 +154,7 @@ class IndexLock:
             if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 who = f" (process {holder})" if holder else ""
                 message = f"{self.path.parent} is in use by another process{who}"
-                raise IndexLockedError(message) from None
+                raise StoreLockedError(message) from None
             raise
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
@@ -166,7 +164,7 @@ class IndexLock:
         """Who holds the lock, if another process does (for refusing a rebuild)."""
         try:
             self.acquire()
-        except IndexLockedError as error:
+        except StoreLockedError as error:
             return str(error)
         except OSError:
             return None  # cannot even create the lock file: nobody writes here either

@@ -47,10 +47,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 from indexer.manifest import FORMAT_VERSION, ManifestError, read_manifest
+from indexer.snapshots import save_snapshot
+from indexer.stores.base import (
+    IncompatibleSnapshotError,
+    SnapshotError,
+    StoreMissingError,
+    StoreOpenError,
+)
 from indexer.stores.faiss.layout import (
     CURRENT_FILE,
     TRANSLOG_DIR,
-    LayoutError,
     current_version,
     fsync_directory,
     fsync_tree,
@@ -68,14 +74,6 @@ _CHUNK = 1024 * 1024
 _BLOCK = tarfile.BLOCKSIZE
 _RECORD = tarfile.RECORDSIZE
 _ATTEMPTS = 20
-
-
-class SnapshotError(Exception):
-    """A snapshot cannot be taken, or an archive cannot be restored; the message says why."""
-
-
-class IncompatibleSnapshotError(SnapshotError):
-    """The archive was written for another format version."""
 
 
 @dataclass
@@ -101,6 +99,10 @@ class PinnedSnapshot:
     @property
     def size(self) -> int:
         return sum(f.size for f in self.files)
+
+    @property
+    def label(self) -> str:
+        return self.version
 
     def close(self) -> None:
         for pinned in self.files:
@@ -185,7 +187,7 @@ def pin(root: Path) -> PinnedSnapshot:
 def _current(root: Path) -> Path:
     try:
         return current_version(root)
-    except LayoutError as error:
+    except (StoreMissingError, StoreOpenError) as error:
         raise SnapshotError(str(error)) from error
 
 
@@ -340,7 +342,7 @@ def restore(source: Path, out: Path, *, force: bool = False) -> Restored:
         (staging / TRANSLOG_DIR).mkdir(exist_ok=True)
         try:
             current_version(staging)
-        except LayoutError as error:
+        except (StoreMissingError, StoreOpenError) as error:
             raise SnapshotError(f"{source} holds no usable index: {error}") from None
         fsync_tree(staging)
         staging.chmod(0o755)
@@ -379,21 +381,13 @@ def _replace(staging: Path, out: Path) -> None:
 
 
 def snapshot_to_file(root: Path, out: Path) -> PinnedSnapshot:
-    """Write a snapshot of ``root`` to ``out`` (via a temporary sibling, renamed when
-    complete); returns the (closed) pin, for its seq and version."""
+    """Write a snapshot of ``root`` to ``out`` (``indexer.snapshots.save_snapshot``); returns
+    the (closed) pin, for its seq and version."""
     pinned = pin(root)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.partial")
     try:
-        with temporary.open("wb") as handle:
-            pinned.write_to(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.replace(out)
-    except BaseException:
+        save_snapshot(pinned, out)
+    finally:
         pinned.close()
-        temporary.unlink(missing_ok=True)
-        raise
     return pinned
 
 

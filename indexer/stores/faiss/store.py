@@ -34,21 +34,24 @@ from typing import ClassVar, Self
 
 from indexer.manifest import Manifest, ManifestError, read_manifest
 from indexer.stores.base import (
+    Follower,
     IndexedDocument,
     Prepare,
-    Progress,
     ReadOnlyStoreError,
+    Rebuild,
     ReindexError,
     StaleWriteError,
     StorageFullError,
     StoredDocument,
+    StoreExistsError,
+    StoreMetric,
+    StoreOpenError,
     StoreWriteError,
     Written,
 )
 from indexer.stores.faiss.layout import (
     TRANSLOG_DIR,
     IndexLock,
-    LayoutError,
     commit_version,
     current_version,
     fsync_directory,
@@ -101,10 +104,6 @@ class MergePolicy:
     def due(self, base_rows: int, added: int, removed: int) -> bool:
         changed = added + removed
         return changed >= max(self.min_rows, self.ratio * (base_rows + added - removed))
-
-
-class StoreOpenError(Exception):
-    """The directory holds no index this store can serve; the message says why."""
 
 
 class _AbandonedError(Exception):
@@ -163,7 +162,7 @@ class FaissStore:
     ) -> Self:
         """Write a new index directory at ``location``; refuses to replace anything."""
         if location.exists() and any(location.iterdir()):
-            raise FileExistsError(f"{location} exists and is not empty")
+            raise StoreExistsError(f"{location} exists and is not empty")
         write_index(location, LocalIndex.build(manifest, documents), started=time.perf_counter())
         return cls.open(location)
 
@@ -182,7 +181,7 @@ class FaissStore:
         written (a read-only mount, no permission), the store opens read-only and says why.
         """
         root = location
-        _current(root)  # before taking the lock: never leave a LOCK file where no index is
+        current_version(root)  # before taking the lock: never leave a LOCK file where no index is
         lock, translog, read_only = None, None, None
         if writable:
             lock = IndexLock(root)
@@ -249,6 +248,49 @@ class FaissStore:
 
     def get(self, doc_id: str) -> StoredDocument | None:
         return self._index.get(doc_id)
+
+    # -- what the service asks of any store beyond reads and writes -------------------------
+
+    @property
+    def keyword_problem(self) -> str | None:
+        return None  # BM25 is ours: keyword search always works
+
+    def follow(self, follower: Follower) -> None:
+        """Nothing to follow: one process writes to a local index (``LOCK``), so no other
+        reindexes it."""
+
+    def metrics(self) -> list[StoreMetric]:
+        figures = [
+            StoreMetric(
+                "search_index_merges", "Merges this process completed.", self.merges, counter=True
+            )
+        ]
+        translog = self.translog_bytes
+        if translog is not None:
+            figures.insert(
+                0,
+                StoreMetric(
+                    "search_translog_bytes",
+                    "Bytes in the translog: the writes since the last merge.",
+                    translog,
+                ),
+            )
+        if self.last_merge_at is not None:
+            figures.append(
+                StoreMetric(
+                    "search_index_last_merge_timestamp_seconds",
+                    "When this process last completed a merge.",
+                    self.last_merge_at,
+                )
+            )
+        return figures
+
+    @property
+    def retire_seconds(self) -> float:
+        return 0.0  # a merge or reindex deletes what it replaced as it finishes
+
+    def wait_retired(self, timeout: float | None = None) -> None:
+        """Nothing to wait for (see ``retire_seconds``)."""
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -439,21 +481,19 @@ class FaissStore:
 
     def reindex(
         self,
-        manifest: Manifest,
-        prepare: Prepare,
+        rebuild: Rebuild,
         *,
-        progress: Progress | None = None,
-        on_switch: Callable[[], None] | None = None,
         before_switch: Callable[[Path], None] | None = None,
         wait_for_merge: float = 60.0,
     ) -> Manifest:
-        """Rebuild every live document with ``prepare`` into a version with ``manifest``'s
-        settings (model, chunking, keyword, title prefix), then switch to it; searches and
-        writes go on meanwhile (see the module docstring). ``on_switch`` runs at the switch,
-        with writes held (the service swaps its model there); ``before_switch`` gets the
-        written version before it is verified (tests damage it there). Raises
-        ``ReindexError`` if the new version fails, leaving the old one serving."""
-        report = progress or (lambda phase, done, total: None)
+        """Rebuild every live document with ``rebuild.prepare`` into a version with its
+        manifest's settings (model, chunking, keyword, title prefix), then switch to it;
+        searches and writes go on meanwhile (see the module docstring). ``rebuild.on_switch``
+        runs at the switch, with writes held (the service swaps its model there);
+        ``before_switch`` gets the written version before it is verified (tests damage it
+        there). Raises ``ReindexError`` if the new version fails, leaving the old one
+        serving."""
+        report, prepare, manifest = rebuild.report, rebuild.prepare, rebuild.manifest
         try:
             view, generation = self._begin_exclusive(wait_for_merge)
         except ReindexError as error:
@@ -491,9 +531,9 @@ class FaissStore:
                         self._index = merged
                         self._collecting = False
                         self._merge_ops = []
-                        if on_switch is not None:
+                        if rebuild.on_switch is not None:
                             try:
-                                on_switch()
+                                rebuild.on_switch()
                             except Exception:  # past the commit point: the switch stands
                                 logger.exception("after the reindex switch")
                         # After on_switch: a writer that reads the new epoch finds the
@@ -599,7 +639,7 @@ class FaissStore:
 def _load(root: Path) -> LocalIndex:
     """The current version with the translog replayed on top."""
     for attempt in range(3):
-        version = _current(root)
+        version = current_version(root)
         try:
             # Every file byte for byte, as a reindex checked it before its switch (versions
             # written before checksums were recorded have none to check).
@@ -610,7 +650,7 @@ def _load(root: Path) -> LocalIndex:
         except FileNotFoundError:
             # A reader racing the writer's merge: the version it read in CURRENT was just
             # replaced and deleted. Read CURRENT again.
-            if attempt == 2 or _current(root) == version:
+            if attempt == 2 or current_version(root) == version:
                 message = f"the index at {root} is damaged: {version} is incomplete"
                 raise StoreOpenError(message) from None
         except ManifestError as error:
@@ -639,13 +679,6 @@ def _load(root: Path) -> LocalIndex:
     except (TranslogCorruptError, ValueError, KeyError) as error:
         raise StoreOpenError(f"the index log at {log} is damaged: {error}") from error
     return index
-
-
-def _current(root: Path) -> Path:
-    try:
-        return current_version(root)
-    except LayoutError as error:
-        raise StoreOpenError(str(error)) from error
 
 
 def _apply(index: LocalIndex, operations: Sequence[Operation]) -> None:
@@ -708,8 +741,10 @@ def _swap_into_place(staging: Path, out: Path) -> None:
 
 
 def read_current_manifest(location: Path) -> Manifest:
-    """The manifest of the version being served (cheap: no data is loaded)."""
+    """The manifest of the version being served (cheap: no data is loaded); StoreMissingError
+    where there is no index, StoreOpenError where it cannot be read."""
+    version = current_version(location)
     try:
-        return read_manifest(current_version(location))
-    except LayoutError as error:
-        raise ManifestError(str(error)) from error
+        return read_manifest(version)
+    except ManifestError as error:
+        raise StoreOpenError(str(error)) from error

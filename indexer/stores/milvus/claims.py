@@ -12,9 +12,9 @@ import uuid
 from functools import partial
 from typing import TYPE_CHECKING
 
-from indexer.stores.base import StoreUnavailableError
-from indexer.stores.milvus.client import MilvusTarget, _call, _drop_quietly
-from indexer.stores.milvus.schema import _DUMMY_DIM
+from indexer.stores.base import StoreExistsError, StoreUnavailableError
+from indexer.stores.milvus.client import MilvusTarget, call, drop_quietly
+from indexer.stores.milvus.schema import DUMMY_DIM
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
@@ -28,15 +28,15 @@ def _claim_prefix(target: MilvusTarget) -> str:
     return f"{target.collection}_build_claim_"
 
 
-def _claims(client: MilvusClient, target: MilvusTarget) -> list[str]:
+def build_claims(client: MilvusClient, target: MilvusTarget) -> list[str]:
     prefix = _claim_prefix(target)
-    return [n for n in _call(client.list_collections) if n.startswith(prefix)]
+    return [n for n in call(client.list_collections) if n.startswith(prefix)]
 
 
 def _created(client: MilvusClient, name: str) -> int | None:
     """A collection's creation timestamp (a Milvus hybrid timestamp); None if it is gone."""
     try:
-        described = _call(partial(client.describe_collection, name))
+        described = call(partial(client.describe_collection, name))
     except StoreUnavailableError:
         return None
     stamp = described.get("created_timestamp")
@@ -47,11 +47,11 @@ def _age_seconds(stamp: int, now: int) -> float:
     return ((now >> 18) - (stamp >> 18)) / 1000  # the physical part is in milliseconds
 
 
-def _live_claims(client: MilvusClient, target: MilvusTarget) -> list[tuple[int, str]]:
+def live_claims(client: MilvusClient, target: MilvusTarget) -> list[tuple[int, str]]:
     """The claims of builds under way, earliest first; stale ones are dropped."""
     if target.is_lite:
         return []
-    found = [(_created(client, name), name) for name in _claims(client, target)]
+    found = [(_created(client, name), name) for name in build_claims(client, target)]
     stamps = [stamp for stamp, _ in found if stamp is not None]
     if not stamps:
         return []
@@ -64,14 +64,14 @@ def _live_claims(client: MilvusClient, target: MilvusTarget) -> list[tuple[int, 
         if stamp is None:
             continue
         if _age_seconds(stamp, newest) > BUILD_CLAIM_SECONDS:
-            _drop_quietly(client, name)
+            drop_quietly(client, name)
         else:
             live.append((stamp, name))
     return sorted(live)
 
 
-def _claim_build(client: MilvusClient, target: MilvusTarget) -> str | None:
-    """Claim the building of ``target``; FileExistsError if another process claimed it
+def claim_build(client: MilvusClient, target: MilvusTarget) -> str | None:
+    """Claim the building of ``target``; StoreExistsError if another process claimed it
     first. Returns the claim to drop once built (None on Milvus Lite)."""
     if target.is_lite:
         return None
@@ -80,12 +80,12 @@ def _claim_build(client: MilvusClient, target: MilvusTarget) -> str | None:
     mine = _claim_prefix(target) + uuid.uuid4().hex[:16]
     schema = client.create_schema(auto_id=False)
     schema.add_field("pk", DataType.INT64, is_primary=True)
-    schema.add_field("_v", DataType.FLOAT_VECTOR, dim=_DUMMY_DIM)
-    _call(lambda: client.create_collection(mine, schema=schema))
-    live = _live_claims(client, target)
+    schema.add_field("_v", DataType.FLOAT_VECTOR, dim=DUMMY_DIM)
+    call(lambda: client.create_collection(mine, schema=schema))
+    live = live_claims(client, target)
     if live and live[0][1] != mine:
-        _drop_quietly(client, mine)
-        raise FileExistsError(
+        drop_quietly(client, mine)
+        raise StoreExistsError(
             f"{target} already holds a build in progress (another process claimed it first)"
         )
     return mine

@@ -1,6 +1,6 @@
 """Reaching Milvus: which Milvus and which store in it (``MilvusTarget``), the client
 (``connect``), index parameters, the collection names, and how a failed request becomes
-``StoreUnavailableError`` (``_call``). Every other module talks to Milvus through these.
+``StoreUnavailableError`` (``call``). Every other module talks to Milvus through these.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from indexer.stores.base import StoreUnavailableError
+from indexer.stores.base import StoreError, StoreUnavailableError
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
@@ -30,9 +30,9 @@ FULL_TEXT_SINCE = (2, 5)
 INDEX_TYPES = ("FLAT", "HNSW", "IVF_FLAT", "IVF_SQ8", "AUTOINDEX")
 # Parameters applied at search time; every other one shapes the index when it is built.
 _SEARCH_KEYS = frozenset({"ef", "nprobe"})
-_MAX_RESULTS = 16_384  # Milvus's cap on limit (and offset + limit)
-_ID_BATCH = 256  # document ids per `in [...]` lookup
-_DELETE_BATCH = 4_096  # primary keys per delete
+MAX_RESULTS = 16_384  # Milvus's cap on limit (and offset + limit)
+ID_BATCH = 256  # document ids per `in [...]` lookup
+DELETE_BATCH = 4_096  # primary keys per delete
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,22 +127,18 @@ def collection_names(target: MilvusTarget) -> tuple[str, str, str]:
     return f"{base}_passages", f"{base}_documents", f"{base}_meta"
 
 
-class MilvusStoreMissingError(LookupError):
-    """No complete store under that name in that Milvus."""
-
-
-def _drop_quietly(client: MilvusClient, name: str) -> None:
+def drop_quietly(client: MilvusClient, name: str) -> None:
     try:
-        _call(partial(client.drop_collection, name))
+        call(partial(client.drop_collection, name))
     except StoreUnavailableError as error:
         logger.warning("could not drop %s: %s", name, error)
 
 
-def _call(request: Callable[[], T]) -> T:
+def call(request: Callable[[], T]) -> T:
     """Run a Milvus request; a Milvus or connection failure becomes StoreUnavailableError."""
     try:
         return request()
-    except (FileExistsError, MilvusStoreMissingError):
+    except StoreError:
         raise
     except Exception as error:
         if _is_milvus_error(error):
@@ -163,7 +159,6 @@ def _reason(error: Exception) -> str:
 __all__ = [
     "CONSISTENCY_LEVELS",
     "Consistency",
-    "MilvusStoreMissingError",
     "MilvusTarget",
     "collection_names",
     "connect",

@@ -4,9 +4,10 @@ Two replicas writing one document at the same moment can each miss the other's r
 reads Milvus as of a moment ago, and the shared counter has no compare-and-set), so both
 copies stay: the old one's passages stay searchable. A replica therefore reads the documents
 it wrote again ``RECHECK_SECONDS`` later, at ``Strong`` (``MilvusStore._check_copies``), and
-removes every complete copy but the newest, the one readers already show (``_latest``: the
-highest sequence number, then the one inserted last). An incomplete copy is never removed:
-it may be a write still in flight, whose own delete of the older rows is to come.
+removes every complete copy but the newest, the one readers already show
+(``MilvusReads.latest``: the highest sequence number, then the one inserted last). An
+incomplete copy is never removed: it may be a write still in flight, whose own delete of the
+older rows is to come.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""``MilvusStore``'s reindex, and how a replica follows another process's (a mixin of the store,
-for the store's state and reads; ``store`` sets up the attributes declared here).
+"""``MilvusStore``'s reindex, and how a replica follows another process's: ``MilvusReindexer``,
+which the store owns and which reads through the store's ``MilvusReads`` and switches the store
+through its public methods (``switch_to``, ``publish``, ``advance_seq``).
 
 A reindex builds a new version (its own three collections, ``<name>__r<n>_*``) from the
 served one while searches and writes go on, then switches the ``current`` row of the
@@ -17,53 +18,48 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from functools import partial
-from typing import TYPE_CHECKING, Any
-
-from cachetools import LRUCache
+from typing import TYPE_CHECKING
 
 from indexer.manifest import FORMAT_VERSION, Counts, Manifest
 from indexer.stores.base import (
     DocumentRefusedError,
     Prepare,
-    Progress,
+    Rebuild,
     ReindexError,
-    StoredDocument,
+    StoreExistsError,
     StoreUnavailableError,
 )
-from indexer.stores.milvus.claims import _claim_build, _live_claims
+from indexer.stores.milvus.claims import claim_build, live_claims
 from indexer.stores.milvus.client import (
-    _DELETE_BATCH,
     Consistency,
-    MilvusTarget,
-    _call,
-    _drop_quietly,
+    call,
     collection_names,
+    drop_quietly,
     full_text_support,
 )
+from indexer.stores.milvus.reads import MilvusReads
 from indexer.stores.milvus.schema import (
-    _check_fits,
-    _create_collections,
-    _insert_documents,
-    _load,
-    _meta_row,
+    check_fits,
+    create_collections,
+    delete_rows,
+    insert_documents,
+    load_collections,
+    meta_row,
 )
 from indexer.stores.milvus.versions import (
-    _VERSION_MARK,
-    _current,
-    _drop_version,
-    _Version,
-    _version_at,
+    VERSION_MARK,
+    Version,
+    drop_version,
+    served_collection,
+    version_at,
     version_number,
 )
-from indexer.stores.milvus.writes import _RecentWrites
-from indexer.types import DocumentInfo, Passage
 
 if TYPE_CHECKING:
-    from pymilvus import MilvusClient
+    from indexer.stores.milvus.store import MilvusStore
 
 logger = logging.getLogger("indexer")
 
@@ -76,108 +72,59 @@ _CATCH_UP_ROUNDS = 5  # before the switch, catch-up rounds while writes go on
 _FULL_SYNC_SECONDS = 10.0  # in the grace period, compare the versions at least this often
 
 
-class Reindexing:
-    """``MilvusStore``'s reindexing (see the module docstring)."""
+class MilvusReindexer:
+    """Reindexes ``store`` and follows other processes' reindexes of it (see the module
+    docstring)."""
 
-    # The store's state this uses (``MilvusStore.__init__`` sets it up).
-    target: MilvusTarget
-    server_version: str
-    refresh_interval: float
-    follower: Callable[[Manifest], Callable[[], None] | None] | None
-    _client: MilvusClient
-    _version: _Version
-    _read_only: str | None
-    _epoch: int
-    _seq: int
-    _others: Consistency | None
-    _recent: _RecentWrites
-    _payloads: LRUCache[int, tuple[Passage, DocumentInfo]]
-    _payload_lock: threading.Lock
-    _write_lock: threading.Lock
-    _closed: threading.Event
-    _unfollowable: set[str]
-    _following: threading.Lock
-    _retiring: threading.Thread | None
+    def __init__(self, store: MilvusStore, reads: MilvusReads) -> None:
+        self.store = store
+        self.reads = reads
+        self.client = reads.client
+        self.target = store.target
+        # Versions another process switched to that this one cannot serve (logged once).
+        self._unfollowable: set[str] = set()
+        self._following = threading.Lock()
+        self._retiring: threading.Thread | None = None
 
-    if TYPE_CHECKING:  # the store's reads and writes this uses
-
-        def _latest(
-            self, version: _Version, doc_ids: Sequence[str], seq: int | None, **read: Any
-        ) -> dict[str, tuple[int, StoredDocument]]: ...
-
-        def _query_all(
-            self,
-            collection: str,
-            where: str,
-            fields: list[str],
-            *,
-            skip: int = 0,
-            limit: int | None = None,
-            **read: Any,
-        ) -> Iterator[dict[str, Any]]: ...
-
-        def _rows_of_documents(
-            self, collection: str, doc_ids: Sequence[str], fields: list[str], **read: Any
-        ) -> list[dict[str, Any]]: ...
-
-        def _count(
-            self, collection: str, where: str, consistency: Consistency | None = None
-        ) -> int: ...
-
-        def _stored_seq(
-            self, consistency: Consistency | None = None, version: _Version | None = None
-        ) -> int: ...
-
-        def _set_seq(self, seq: int) -> None: ...
-
-        def _publish(self, seq: int | None = None) -> None: ...
-
-    def reindex(
-        self,
-        manifest: Manifest,
-        prepare: Prepare,
-        *,
-        progress: Progress | None = None,
-        on_switch: Callable[[], None] | None = None,
-        grace: float | None = None,
-    ) -> Manifest:
-        """Rebuild every live document with ``prepare`` into a version with ``manifest``'s
-        settings, then switch every replica to it (see the module docstring). Raises
-        ``ReindexError`` if the new version fails, leaving the old one serving. The old
+    def reindex(self, rebuild: Rebuild, *, grace: float | None = None) -> Manifest:
+        """Rebuild every live document with ``rebuild.prepare`` into a version with its
+        manifest's settings, then switch every replica to it (see the module docstring).
+        Raises ``ReindexError`` if the new version fails, leaving the old one serving. The old
         version is dropped ``grace`` seconds (default ``SWITCH_GRACE_SECONDS``) after the
         switch, in the background."""
-        report = progress or (lambda phase, done, total: None)
+        report, prepare, manifest = rebuild.report, rebuild.prepare, rebuild.manifest
         grace = SWITCH_GRACE_SECONDS if grace is None else grace
-        if self._read_only is not None:
-            raise ReindexError(f"cannot reindex: writes are disabled ({self._read_only})")
+        store = self.store
+        if store.read_only is not None:
+            raise ReindexError(f"cannot reindex: writes are disabled ({store.read_only})")
         if self._retiring is not None and self._retiring.is_alive():
             raise ReindexError("the previous reindex's old version is still being retired")
         started = time.perf_counter()
-        old = self._version
-        client = self._client
+        old = store.version
+        client = self.client
         leftovers = self._leftover_versions(old)  # a crashed reindex's
         number = 1 + max([version_number(old.data.collection), *leftovers.values()])
-        data = replace(self.target, collection=f"{self.target.collection}{_VERSION_MARK}{number}")
+        data = replace(self.target, collection=f"{self.target.collection}{VERSION_MARK}{number}")
         try:
-            claim = _claim_build(client, data)
+            claim = claim_build(client, data)
             if [c for c in self._version_claims() if c != claim]:
                 if claim is not None:
-                    _drop_quietly(client, claim)
-                raise FileExistsError(f"another process is reindexing {self.target}")
-        except FileExistsError as error:
+                    drop_quietly(client, claim)
+                raise StoreExistsError(f"another process is reindexing {self.target}")
+        except StoreExistsError as error:
             logger.error("cannot reindex now: %s", error)
             raise ReindexError(str(error)) from None
         try:
             for leftover in leftovers:
-                _drop_version(
+                drop_version(
                     client,
                     replace(self.target, collection=leftover),
                     keep_meta=leftover == self.target.collection,
                 )
-            full_text = full_text_support(self.server_version)
-            _create_collections(client, data, manifest, full_text=full_text)
-            new = _Version(data, manifest, full_text)
-            _load(client, collection_names(data))
+            full_text = full_text_support(store.server_version)
+            create_collections(client, data, manifest, full_text=full_text)
+            new = Version(data, manifest, full_text)
+            load_collections(client, collection_names(data))
             copied: dict[str, int] = {}
             live = self._live_seqs(old)
             for start in range(0, len(live), _REINDEX_BATCH):
@@ -190,45 +137,38 @@ class Reindexing:
                 report("catching up", 0, 0)
                 if self._sync(old, new, copied, prepare)[0] <= _REINDEX_BATCH:
                     break
-            with self._write_lock:  # this process's writes wait from here to the switch
+            with store.write_lock:  # this process's writes wait from here to the switch
                 self._check_open()
                 report("switching", 0, 0)
                 _, documents = self._sync(old, new, copied, prepare)
-                seq = max(self._seq, self._stored_seq("Strong"), *copied.values())
+                seq = max(store.seq, self.reads.stored_seq(old, "Strong"), *copied.values())
                 final = self._verified(new, manifest, documents, seq, started)
-                _call(lambda: client.upsert(new.meta, [_meta_row("seq", str(seq))]))
-                _call(
-                    lambda: client.upsert(
-                        new.meta, [_meta_row("manifest", final.model_dump_json())]
-                    )
+                call(lambda: client.upsert(new.meta, [meta_row("seq", str(seq))]))
+                call(
+                    lambda: client.upsert(new.meta, [meta_row("manifest", final.model_dump_json())])
                 )
-                new = _Version(data, final, full_text)
+                new = Version(data, final, full_text)
                 root = collection_names(self.target)[2]
                 # The commit point: every replica serves the new version from its next refresh.
                 try:
-                    _call(lambda: client.upsert(root, [_meta_row("current", data.collection)]))
+                    call(lambda: client.upsert(root, [meta_row("current", data.collection)]))
                 except StoreUnavailableError:  # unless Milvus took it and the answer was lost
-                    if _current(client, self.target, "Strong") != data.collection:
+                    if served_collection(client, self.target, "Strong") != data.collection:
                         raise
-                self._use(new, seq)
-                if on_switch is not None:
-                    try:
-                        on_switch()
-                    except Exception:  # past the commit point: the switch stands
-                        logger.exception("after the reindex switch")
-                self._epoch += 1  # after on_switch: a stale write is prepared again, anew
+                # Past the commit point: the switch stands whatever on_switch does.
+                store.switch_to(new, seq, rebuild.on_switch, "after the reindex switch")
         except BaseException as error:
-            if self._version is not old:  # past the commit point: the switch stands
+            if store.version is not old:  # past the commit point: the switch stands
                 raise
-            _drop_version(client, data, keep_meta=False)
+            drop_version(client, data, keep_meta=False)
             if claim is not None:
-                _drop_quietly(client, claim)
+                drop_quietly(client, claim)
             refused = (ReindexError, StoreUnavailableError, DocumentRefusedError, ValueError)
             if isinstance(error, refused):
                 logger.error("refusing the reindexed version; the old one serves on: %s", error)
                 raise ReindexError(str(error)) from None
             raise
-        self._publish()
+        store.publish()
         logger.info(
             "reindexed %d documents into %s (%s); %s retires in %.0f s",
             final.counts.documents,
@@ -252,10 +192,10 @@ class Reindexing:
             self._retiring.join(timeout)
 
     def _verified(
-        self, new: _Version, manifest: Manifest, documents: int, seq: int, started: float
+        self, new: Version, manifest: Manifest, documents: int, seq: int, started: float
     ) -> Manifest:
         """The new version's final manifest, once it holds every live document."""
-        held = self._count(new.documents, "part == 0", "Strong")
+        held = self.reads.count(new.documents, "part == 0", "Strong")
         if held != documents:
             raise ReindexError(
                 f"the rebuilt version holds {held} documents, the live one {documents}"
@@ -264,7 +204,8 @@ class Reindexing:
             update={
                 "format_version": FORMAT_VERSION,
                 "counts": Counts(
-                    documents=held, passages=self._count(new.passages, "chunk_id >= 0", "Strong")
+                    documents=held,
+                    passages=self.reads.count(new.passages, "chunk_id >= 0", "Strong"),
                 ),
                 "seq": seq,
                 "built_at": datetime.now(UTC),
@@ -272,10 +213,10 @@ class Reindexing:
             }
         )
 
-    def _live_seqs(self, version: _Version) -> dict[str, int]:
+    def _live_seqs(self, version: Version) -> dict[str, int]:
         """Every document of ``version`` with its write's sequence number, in write order."""
         seqs: dict[str, int] = {}
-        rows = self._query_all(
+        rows = self.reads.query_all(
             version.documents, "part == 0", ["doc_id", "seq"], consistency_level="Strong"
         )
         for row in rows:
@@ -284,31 +225,31 @@ class Reindexing:
 
     def _copy(
         self,
-        old: _Version,
-        new: _Version,
+        old: Version,
+        new: Version,
         doc_ids: Sequence[str],
         copied: dict[str, int],
         prepare: Prepare,
     ) -> None:
         """Prepare ``doc_ids`` as ``old`` holds them now and write them to ``new`` with their
         sequence numbers, replacing what ``new`` had of them."""
-        found = self._latest(old, doc_ids, None, consistency_level="Strong")
+        found = self.reads.latest(old, doc_ids, None, consistency_level="Strong")
         ids = [d for d in doc_ids if d in found]
         if not ids:
             return
         prepared = prepare([found[d][1].document for d in ids])
         for item in prepared:
-            _check_fits(item, new.manifest.title_prefix)
-        before = self._rows_of(new, ids)
-        _insert_documents(
-            self._client, new, [(found[d][0], p) for d, p in zip(ids, prepared, strict=True)]
+            check_fits(item, new.manifest.title_prefix)
+        before = self.reads.keys_of(new, ids)
+        insert_documents(
+            self.client, new, [(found[d][0], p) for d, p in zip(ids, prepared, strict=True)]
         )
-        self._delete_rows(before)
+        delete_rows(self.client, before)
         for d in ids:
             copied[d] = found[d][0]
 
     def _sync(
-        self, old: _Version, new: _Version, copied: dict[str, int], prepare: Prepare
+        self, old: Version, new: Version, copied: dict[str, int], prepare: Prepare
     ) -> tuple[int, int]:
         """Bring ``new`` up to ``old``'s writes since they were copied: the documents changed
         and the live documents in ``old``."""
@@ -326,31 +267,13 @@ class Reindexing:
         for start in range(0, len(changed), _REINDEX_BATCH):
             self._copy(old, new, changed[start : start + _REINDEX_BATCH], copied, prepare)
         if gone:
-            self._delete_rows(self._rows_of(new, gone))
+            delete_rows(self.client, self.reads.keys_of(new, gone))
         return len(changed) + len(gone), len(old_seqs)
-
-    def _rows_of(self, version: _Version, doc_ids: Sequence[str]) -> dict[str, list[int]]:
-        """The primary keys of ``doc_ids``' rows in ``version``, by collection."""
-        return {
-            collection: [
-                row["pk"]
-                for row in self._rows_of_documents(
-                    collection, doc_ids, [], consistency_level="Strong"
-                )
-            ]
-            for collection in (version.passages, version.documents)
-        }
-
-    def _delete_rows(self, keys: Mapping[str, list[int]]) -> None:
-        for collection, pks in keys.items():
-            for start in range(0, len(pks), _DELETE_BATCH):
-                batch = pks[start : start + _DELETE_BATCH]
-                _call(partial(self._client.delete, collection, ids=batch))
 
     def _retire(
         self,
-        old: _Version,
-        new: _Version,
+        old: Version,
+        new: Version,
         copied: dict[str, int],
         prepare: Prepare,
         grace: float,
@@ -366,39 +289,38 @@ class Reindexing:
         deadline = time.monotonic() + grace
         counted: int | None = None  # old's counter when the versions were last compared
         compared = time.monotonic()
-        while not self._closed.wait(min(self.refresh_interval or 0.2, grace)):
+        store = self.store
+        while not store.closed.wait(min(store.refresh_interval or 0.2, grace)):
             now = time.monotonic()
             last = now >= deadline
             try:
-                counter = self._stored_seq("Strong", old)
+                counter = self.reads.stored_seq(old, "Strong")
                 if counter == counted and not last and now - compared < _FULL_SYNC_SECONDS:
                     continue
                 changed, _ = self._sync(old, new, copied, prepare)
                 counted, compared = counter, now
                 if changed:
-                    with self._write_lock:
-                        self._recent.reset()  # rows this replica's puts remember may be gone
-                        seq = max(self._seq, self._stored_seq("Strong"), *copied.values())
-                        self._set_seq(seq)
-                        self._seq = seq
+                    with store.write_lock:
+                        served = self.reads.stored_seq(store.version, "Strong")
+                        store.advance_seq(max(store.seq, served, *copied.values()))
             except Exception as error:  # the next round tries again
                 logger.warning("copying late writes to %s failed: %s", new.data.collection, error)
             if last:
                 break
-        if self._closed.is_set():
+        if store.closed.is_set():
             return  # the next reindex drops what is left
-        _drop_version(self._client, old.data, keep_meta=old.data == self.target)
+        drop_version(self.client, old.data, keep_meta=old.data == self.target)
         if claim is not None:
-            _drop_quietly(self._client, claim)
+            drop_quietly(self.client, claim)
 
-    def _leftover_versions(self, served: _Version) -> dict[str, int]:
+    def _leftover_versions(self, served: Version) -> dict[str, int]:
         """Versions of this store in Milvus besides ``served`` (a crashed reindex's, or one
         retired after its grace), by number."""
         found: dict[str, int] = {}
         pattern = re.compile(
-            rf"({re.escape(self.target.collection)}(?:{_VERSION_MARK}\d+)?)_passages"
+            rf"({re.escape(self.target.collection)}(?:{VERSION_MARK}\d+)?)_passages"
         )
-        for name in _call(self._client.list_collections):
+        for name in call(self.client.list_collections):
             match = pattern.fullmatch(name)
             if match and match[1] != served.data.collection:
                 found[match[1]] = version_number(match[1])
@@ -407,19 +329,21 @@ class Reindexing:
     def _version_claims(self) -> list[str]:
         """Live claims of reindexes of this store (none on Milvus Lite: one process)."""
         base = re.escape(self.target.collection)
-        pattern = re.compile(rf"({base}{_VERSION_MARK}\d+)_build_claim_\w+")
-        names = _call(self._client.list_collections)
+        pattern = re.compile(rf"({base}{VERSION_MARK}\d+)_build_claim_\w+")
+        names = call(self.client.list_collections)
         found: list[str] = []
         for version in {m[1] for m in map(pattern.fullmatch, names) if m}:
             versioned = replace(self.target, collection=version)
-            found.extend(name for _, name in _live_claims(self._client, versioned))
+            found.extend(name for _, name in live_claims(self.client, versioned))
         return found
 
-    def _follow_switch(self) -> None:
-        """Serve the version another process's reindex switched to, if it has."""
-        collection = _current(self._client, self.target, self._others)
+    def follow_switch(self, consistency: Consistency | None) -> None:
+        """Serve the version another process's reindex switched to, if it has (reading the
+        store's meta at ``consistency``)."""
+        collection = served_collection(self.client, self.target, consistency)
         with self._following:  # the refresh thread and a refresh() call: one follows
-            if version_number(collection) > version_number(self._version.data.collection):
+            served = self.store.version.data.collection
+            if version_number(collection) > version_number(served):
                 self._follow(collection)
 
     def _follow(self, collection: str) -> None:
@@ -427,8 +351,9 @@ class Reindexing:
             return
         data = replace(self.target, collection=collection)
         try:
-            version = _version_at(self._client, self.target, data)
-            switch = self.follower(version.manifest) if self.follower is not None else None
+            version = version_at(self.client, self.target, data)
+            follower = self.store.follower
+            switch = follower(version.manifest) if follower is not None else None
         except Exception as error:
             logger.error(
                 "cannot serve the reindexed version %s; the one before serves on until it is "
@@ -438,27 +363,15 @@ class Reindexing:
             )
             self._unfollowable.add(collection)
             return
-        with self._write_lock:
-            self._use(version, max(self._seq, self._stored_seq("Strong", version)))
-            if switch is not None:
-                try:
-                    switch()
-                except Exception:
-                    logger.exception("after moving to the reindexed version")
-            self._epoch += 1
-        self._publish()
+        store = self.store
+        with store.write_lock:
+            seq = max(store.seq, self.reads.stored_seq(version, "Strong"))
+            store.switch_to(version, seq, switch, "after moving to the reindexed version")
+        store.publish()
         logger.info(
             "serving the reindexed version %s (%s)", collection, version.manifest.model.name
         )
 
-    def _use(self, version: _Version, seq: int) -> None:
-        """Serve ``version`` from now on (under the write lock)."""
-        self._version = version
-        self._recent = _RecentWrites((version.passages, version.documents))
-        with self._payload_lock:
-            self._payloads.clear()
-        self._seq = seq
-
     def _check_open(self) -> None:
-        if self._closed.is_set():
+        if self.store.closed.is_set():
             raise ReindexError("the index was closed during the reindex")

@@ -14,29 +14,30 @@ from indexer.ingest import passage_representation
 from indexer.manifest import Manifest
 from indexer.stores.base import DocumentRefusedError, IndexedDocument, StoreUnavailableError
 from indexer.stores.milvus.client import (
+    DELETE_BATCH,
     MilvusTarget,
-    _call,
+    call,
     collection_names,
     parse_index_params,
 )
 from indexer.stores.milvus.filters import typed_fields
-from indexer.stores.milvus.writes import _OldRows
+from indexer.stores.milvus.writes import OldRows
 from indexer.types import DocumentInfo, Passage
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
 
-    from indexer.stores.milvus.versions import _Version
+    from indexer.stores.milvus.versions import Version
 
 _MAX_STRING = 65_535  # bytes in one Milvus VARCHAR
 _MAX_ID = 4_096  # bytes of a document id (the API allows 512 characters)
 _TEXT_PIECE = _MAX_STRING // 4  # characters that always fit, at up to 4 bytes each in UTF-8
 _INSERT_BATCH = 512
-_PAYLOAD = ["doc_id", "chunk_id", "start", "end", "text", "title", "metadata"]
-_DUMMY_DIM = 2  # Milvus 2.3 wants a vector field in every collection
+PAYLOAD = ["doc_id", "chunk_id", "start", "end", "text", "title", "metadata"]
+DUMMY_DIM = 2  # Milvus 2.3 wants a vector field in every collection
 
 
-def _create_collections(
+def create_collections(
     client: MilvusClient, target: MilvusTarget, manifest: Manifest, *, full_text: bool
 ) -> None:
     from pymilvus import DataType, Function, FunctionType
@@ -92,30 +93,30 @@ def _create_collections(
     schema.add_field("title", DataType.VARCHAR, max_length=_MAX_STRING)
     schema.add_field("text", DataType.VARCHAR, max_length=_MAX_STRING)
     schema.add_field("metadata", DataType.JSON)
-    schema.add_field("_v", DataType.FLOAT_VECTOR, dim=_DUMMY_DIM)
+    schema.add_field("_v", DataType.FLOAT_VECTOR, dim=DUMMY_DIM)
     _create_collection(client, documents, schema, _dummy_index(client))
 
     schema = client.create_schema(auto_id=False)
     schema.add_field("key", DataType.VARCHAR, max_length=64, is_primary=True)
     schema.add_field("value", DataType.VARCHAR, max_length=_MAX_STRING)
-    schema.add_field("_v", DataType.FLOAT_VECTOR, dim=_DUMMY_DIM)
+    schema.add_field("_v", DataType.FLOAT_VECTOR, dim=DUMMY_DIM)
     _create_collection(client, meta, schema, _dummy_index(client))
 
 
 def _create_collection(client: MilvusClient, name: str, schema: Any, index: Any) -> None:
     """Create and index a collection (``load`` then makes it searchable). The index is built in
     the background: pymilvus's own wait polls every 0.5 s, which made an empty store take 2 s."""
-    _call(lambda: client.create_collection(name, schema=schema))
-    _call(lambda: client.create_index(name, index, sync=False))
+    call(lambda: client.create_collection(name, schema=schema))
+    call(lambda: client.create_index(name, index, sync=False))
 
 
-def _load(client: MilvusClient, names: Sequence[str], timeout: float = 300) -> None:
+def load_collections(client: MilvusClient, names: Sequence[str], timeout: float = 300) -> None:
     """Load collections for searching, all at once: a 2.3 server takes ~3 s for each."""
     for name in names:
-        _call(partial(client.load_collection, name, _async=True))
+        call(partial(client.load_collection, name, _async=True))
     deadline = time.monotonic() + timeout
     for name in names:
-        while "Loaded" not in str(_call(partial(client.get_load_state, name)).get("state")):
+        while "Loaded" not in str(call(partial(client.get_load_state, name)).get("state")):
             if time.monotonic() > deadline:
                 raise StoreUnavailableError(f"Milvus did not load {name} in {timeout:.0f} s")
             time.sleep(0.05)
@@ -140,11 +141,11 @@ def _analyzer(stemmer: str) -> dict[str, Any]:
     }
 
 
-def _insert_documents(
+def insert_documents(
     client: MilvusClient,
-    version: _Version,
+    version: Version,
     documents: Sequence[tuple[int, IndexedDocument]],
-    keys: dict[str, _OldRows] | None = None,
+    keys: dict[str, OldRows] | None = None,
 ) -> int:
     """Insert the rows of ``documents`` into ``version``, each with its write's sequence
     number, in shared batches; the passages written. With ``keys``, each document's new rows
@@ -159,19 +160,17 @@ def _insert_documents(
         nonlocal passage_rows, document_rows, written
         if passage_rows and (force or len(passage_rows) >= _INSERT_BATCH):
             rows, passage_rows = passage_rows, []
-            done = _call(lambda: client.insert(passages, rows))
+            done = call(lambda: client.insert(passages, rows))
             written += len(rows)
             if keys is not None:
                 for row, pk in zip(rows, done["ids"], strict=True):
-                    keys.setdefault(row["doc_id"], _OldRows(True)).passages.append((pk, row["seq"]))
+                    keys.setdefault(row["doc_id"], OldRows(True)).passages.append((pk, row["seq"]))
         if document_rows and (force or len(document_rows) >= _INSERT_BATCH):
             rows, document_rows = document_rows, []
-            done = _call(lambda: client.insert(documents_collection, rows))
+            done = call(lambda: client.insert(documents_collection, rows))
             if keys is not None:
                 for row, pk in zip(rows, done["ids"], strict=True):
-                    keys.setdefault(row["doc_id"], _OldRows(True)).documents.append(
-                        (pk, row["seq"])
-                    )
+                    keys.setdefault(row["doc_id"], OldRows(True)).documents.append((pk, row["seq"]))
 
     for seq, item in documents:
         document = item.document
@@ -208,7 +207,7 @@ def _insert_documents(
                     "title": document.title,
                     "text": piece,
                     "metadata": metadata,
-                    "_v": [0.0] * _DUMMY_DIM,
+                    "_v": [0.0] * DUMMY_DIM,
                 }
             )
         flush(force=False)
@@ -216,7 +215,16 @@ def _insert_documents(
     return written
 
 
-def _check_fits(item: IndexedDocument, title_prefix: bool) -> None:
+def delete_rows(client: MilvusClient, keys: Mapping[str, list[int]]) -> None:
+    """Delete rows by primary key, by collection (a delete by any other expression makes
+    Milvus query first, which waits for a time tick)."""
+    for collection, pks in keys.items():
+        for start in range(0, len(pks), DELETE_BATCH):
+            batch = pks[start : start + DELETE_BATCH]
+            call(partial(client.delete, collection, ids=batch))
+
+
+def check_fits(item: IndexedDocument, title_prefix: bool) -> None:
     """Refuse a document whose strings Milvus cannot hold, before anything is written."""
     document = item.document
     fields = [("its id", document.doc_id, _MAX_ID), ("its title", document.title, _MAX_STRING)]
@@ -233,18 +241,18 @@ def _check_fits(item: IndexedDocument, title_prefix: bool) -> None:
             )
 
 
-def _meta_row(key: str, value: str) -> dict[str, Any]:
-    return {"key": key, "value": value, "_v": [0.0] * _DUMMY_DIM}
+def meta_row(key: str, value: str) -> dict[str, Any]:
+    return {"key": key, "value": value, "_v": [0.0] * DUMMY_DIM}
 
 
-def _payload_of(entity: Mapping[str, Any]) -> tuple[Passage, DocumentInfo]:
+def payload_of(entity: Mapping[str, Any]) -> tuple[Passage, DocumentInfo]:
     passage = Passage(
         entity["doc_id"], entity["chunk_id"], entity["start"], entity["end"], entity["text"]
     )
     return passage, DocumentInfo(entity["doc_id"], entity["title"], entity["metadata"] or {})
 
 
-def _one_copy(hits: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def one_copy(hits: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Each passage once: where two copies of a document are in (two replicas' writes of one
     moment, or a replacement between its insert and its delete), the one inserted last."""
     latest: dict[tuple[str, int], int] = {}

@@ -12,18 +12,17 @@ from dataclasses import dataclass, replace
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
-from indexer.manifest import FORMAT_VERSION, Manifest, ManifestError
-from indexer.stores.base import StoreUnavailableError
+from indexer.manifest import FORMAT_VERSION, Manifest
+from indexer.stores.base import StoreMissingError, StoreOpenError, StoreUnavailableError
 from indexer.stores.milvus.client import (
     Consistency,
-    MilvusStoreMissingError,
     MilvusTarget,
-    _call,
-    _drop_quietly,
+    call,
     collection_names,
+    drop_quietly,
     parse_index_params,
 )
-from indexer.stores.milvus.schema import _load
+from indexer.stores.milvus.schema import load_collections
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
@@ -32,17 +31,17 @@ logger = logging.getLogger("indexer")
 
 # A reindexed version of store ``search`` lives in ``search__r<n>_*``; the row ``current`` of
 # ``search_meta`` names the version served (none: ``search_*`` itself).
-_VERSION_MARK = "__r"
+VERSION_MARK = "__r"
 
 
 def version_number(collection: str) -> int:
     """0 for a store's first version, n for ``<name>__r<n>``."""
-    found = re.search(rf"{_VERSION_MARK}(\d+)$", collection)
+    found = re.search(rf"{VERSION_MARK}(\d+)$", collection)
     return int(found[1]) if found else 0
 
 
 @dataclass(frozen=True)
-class _Version:
+class Version:
     """One version of a store: where its rows are and how they were prepared. A reindex makes
     another; a view keeps the version it was published from."""
 
@@ -71,17 +70,19 @@ class _Version:
 
 
 def read_manifest(client: MilvusClient, target: MilvusTarget) -> Manifest:
-    """The manifest of the store at ``target`` (its current version); MilvusStoreMissingError
+    """The manifest of the store at ``target`` (its current version); StoreMissingError
     if there is none."""
     _load_meta(client, target)
-    current = _current(client, target, "Strong")
+    current = served_collection(client, target, "Strong")
     return _version_manifest(client, replace(target, collection=current))
 
 
-def _current(client: MilvusClient, target: MilvusTarget, consistency: Consistency | None) -> str:
+def served_collection(
+    client: MilvusClient, target: MilvusTarget, consistency: Consistency | None
+) -> str:
     """The collection name of the version ``target``'s meta says is served (its own, until a
     reindex)."""
-    rows = _call(
+    rows = call(
         lambda: client.query(
             collection_names(target)[2],
             filter='key == "current"',
@@ -92,75 +93,73 @@ def _current(client: MilvusClient, target: MilvusTarget, consistency: Consistenc
     return str(rows[0]["value"]) if rows else target.collection
 
 
-def _open_version(client: MilvusClient, target: MilvusTarget) -> _Version:
+def open_version(client: MilvusClient, target: MilvusTarget) -> Version:
     """The served version of the store at ``target``, loaded for searching."""
     _load_meta(client, target)
-    return _version_at(
-        client, target, replace(target, collection=_current(client, target, "Strong"))
+    return version_at(
+        client, target, replace(target, collection=served_collection(client, target, "Strong"))
     )
 
 
-def _version_at(client: MilvusClient, target: MilvusTarget, data: MilvusTarget) -> _Version:
+def version_at(client: MilvusClient, target: MilvusTarget, data: MilvusTarget) -> Version:
     """The version of ``target`` in ``data``'s collections, loaded for searching."""
     names = collection_names(data)
-    missing = [n for n in names if not _call(partial(client.has_collection, n))]
+    missing = [n for n in names if not call(partial(client.has_collection, n))]
     if missing:
-        raise MilvusStoreMissingError(f"{target} holds no index (no {', '.join(missing)})")
-    _load(client, names)  # searches need them loaded
+        raise StoreMissingError(f"{target} holds no index (no {', '.join(missing)})")
+    load_collections(client, names)  # searches need them loaded
     manifest = _version_manifest(client, data)
-    fields = _call(partial(client.describe_collection, names[0]))["fields"]
-    return _Version(data, manifest, full_text=any(f["name"] == "sparse" for f in fields))
+    fields = call(partial(client.describe_collection, names[0]))["fields"]
+    return Version(data, manifest, full_text=any(f["name"] == "sparse" for f in fields))
 
 
 def _load_meta(client: MilvusClient, target: MilvusTarget) -> None:
     meta = collection_names(target)[2]
-    if not _call(lambda: client.has_collection(meta)):
-        raise MilvusStoreMissingError(f"{target} holds no index (no collection {meta})")
+    if not call(lambda: client.has_collection(meta)):
+        raise StoreMissingError(f"{target} holds no index (no collection {meta})")
     try:
-        _load(client, [meta])  # as the others: pymilvus's own wait polls every 0.5 s
+        load_collections(client, [meta])  # as the others: pymilvus's own wait polls every 0.5 s
     except StoreUnavailableError:
         # A build creates the collection, then its index: a reader between the two (a replica
         # waiting for another's build) finds it unloadable, as a store not yet complete.
-        if not _call(lambda: client.list_indexes(meta)):
-            raise MilvusStoreMissingError(
-                f"{target} is being created (no index on {meta} yet)"
-            ) from None
+        if not call(lambda: client.list_indexes(meta)):
+            raise StoreMissingError(f"{target} is being created (no index on {meta} yet)") from None
         raise
 
 
 def _version_manifest(client: MilvusClient, data: MilvusTarget) -> Manifest:
     _load_meta(client, data)
     meta = collection_names(data)[2]
-    rows = _call(
+    rows = call(
         lambda: client.query(
             meta, filter='key == "manifest"', output_fields=["value"], consistency_level="Strong"
         )
     )
     if not rows:
-        raise MilvusStoreMissingError(f"{data} holds no complete index (no manifest yet)")
+        raise StoreMissingError(f"{data} holds no complete index (no manifest yet)")
     try:
         manifest = Manifest.model_validate_json(rows[0]["value"])
     except ValueError as error:
-        raise ManifestError(f"the manifest in {meta} is not valid: {error}") from error
+        raise StoreOpenError(f"the manifest in {meta} is not valid: {error}") from error
     if manifest.format_version != FORMAT_VERSION:
-        raise ManifestError(
+        raise StoreOpenError(
             f"{data} has format version {manifest.format_version}, this version reads "
             f"{FORMAT_VERSION}"
         )
     return manifest
 
 
-def _drop_version(client: MilvusClient, data: MilvusTarget, *, keep_meta: bool) -> None:
+def drop_version(client: MilvusClient, data: MilvusTarget, *, keep_meta: bool) -> None:
     """Drop the collections of the version in ``data``; with ``keep_meta`` (a store's first
     version, whose meta also names the version served) only its manifest and counter rows."""
     passages, documents, meta = collection_names(data)
     for name in (passages, documents):
-        _drop_quietly(client, name)
+        drop_quietly(client, name)
     if not keep_meta:
-        _drop_quietly(client, meta)
+        drop_quietly(client, meta)
         return
     try:
-        _call(partial(client.delete, meta, ids=["manifest", "seq"]))
+        call(partial(client.delete, meta, ids=["manifest", "seq"]))
     except StoreUnavailableError as error:
         logger.warning("could not clear %s: %s", meta, error)
 

@@ -5,27 +5,37 @@ version and the sequence number it was published at, which every query it makes 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from indexer.filters import Filter
 from indexer.manifest import Manifest
 from indexer.stores.base import SearchUnsupportedError, StoredDocument
+from indexer.stores.milvus.client import FULL_TEXT_SINCE
 from indexer.stores.milvus.filters import expression
+from indexer.stores.milvus.reads import MilvusReads, no_hits
+from indexer.stores.milvus.versions import Version
 from indexer.types import DocumentInfo, Ids, Matrix, Passage, Scores
 
-if TYPE_CHECKING:
-    from indexer.stores.milvus.store import MilvusStore
-    from indexer.stores.milvus.versions import _Version
+
+def keyword_problem(version: Version, server_version: str) -> str | None:
+    """Why keyword (and so hybrid) search is unavailable on ``version``, or None."""
+    if version.full_text:
+        return None
+    return (
+        f"keyword and hybrid search need Milvus {'.'.join(map(str, FULL_TEXT_SINCE))} or "
+        f"later (full-text search); this Milvus is {server_version} and "
+        f"{version.passages} has no BM25 field: use mode=semantic"
+    )
 
 
 @dataclass(frozen=True)
 class MilvusView:
     """A published view of a Milvus store (implements ``Reader``): rows up to ``seq``."""
 
-    store: MilvusStore = field(repr=False)
-    version: _Version = field(repr=False)
+    reads: MilvusReads = field(repr=False)
+    version: Version = field(repr=False)
+    server_version: str
     seq: int
     document_count: int
     passage_count: int
@@ -40,7 +50,7 @@ class MilvusView:
         search = dict(self.version.search_params)
         if "ef" in search:
             search["ef"] = max(int(search["ef"]), k)  # Milvus refuses an ef below the limit
-        return self.store._search(
+        return self.reads.search(
             self.version,
             np.asarray(vector, dtype=np.float32).reshape(-1).tolist(),
             "vector",
@@ -52,12 +62,12 @@ class MilvusView:
     def keyword_search(
         self, query: str, k: int, filter: Filter | None = None
     ) -> tuple[Scores, Ids]:
-        problem = self.store._keyword_problem(self.version)
+        problem = keyword_problem(self.version, self.server_version)
         if problem is not None:
             raise SearchUnsupportedError(problem)
         if not query.strip():
-            return _empty()
-        scores, ids = self.store._search(
+            return no_hits()
+        scores, ids = self.reads.search(
             self.version,
             query,
             "sparse",
@@ -71,29 +81,30 @@ class MilvusView:
         return scores[keep], ids[keep]
 
     def passage(self, passage_id: int) -> Passage:
-        return self.store._payload(self.version, passage_id)[0]
+        return self.reads.payload(self.version, passage_id)[0]
 
     def document_info(self, passage_id: int) -> DocumentInfo:
-        return self.store._payload(self.version, passage_id)[1]
+        return self.reads.payload(self.version, passage_id)[1]
 
     def documents(
         self, offset: int, limit: int, filter: Filter | None = None
     ) -> list[StoredDocument]:
         collection, where = self._document_rows(filter)
-        rows = self.store._query_all(collection, where, ["doc_id"], skip=offset, limit=limit)
-        # Once, should two replicas' writes of a moment have left two copies (see _stored).
+        rows = self.reads.query_all(collection, where, ["doc_id"], skip=offset, limit=limit)
+        # Once, should two replicas' writes of a moment have left two copies (see
+        # MilvusReads.latest).
         ids = list(dict.fromkeys(row["doc_id"] for row in rows))
-        return self.store._stored(ids, self.seq, self.version)
+        return self.reads.stored(self.version, ids, self.seq)
 
     def document_ids(self, filter: Filter | None = None) -> list[str]:
         collection, where = self._document_rows(filter)
-        rows = self.store._query_all(collection, where, ["doc_id"])
+        rows = self.reads.query_all(collection, where, ["doc_id"])
         return list(dict.fromkeys(row["doc_id"] for row in rows))
 
     def count_documents(self, filter: Filter | None = None) -> int:
         if filter is None:
             return self.document_count
-        return self.store._count(*self._document_rows(filter))
+        return self.reads.count(*self._document_rows(filter))
 
     def _document_rows(self, filter: Filter | None) -> tuple[str, str]:
         """Where one row per visible document is, in write order: a document's first piece,
@@ -108,8 +119,4 @@ class MilvusView:
         return f"{visible} and {condition}" if condition else visible
 
 
-def _empty() -> tuple[Scores, Ids]:
-    return np.empty(0, dtype=np.float32), np.empty(0, dtype=np.int64)
-
-
-__all__ = ["MilvusView"]
+__all__ = ["MilvusView", "keyword_problem"]

@@ -1,6 +1,6 @@
 """What the store's writer keeps between Milvus calls: the rows its writes of the last second
-left (``_RecentWrites``, so that a write need not wait for Milvus's time tick to read the one
-before), and the puts queued for the next group commit (``_PendingPut``).
+left (``RecentWrites``, so that a write need not wait for Milvus's time tick to read the one
+before), and the puts queued for the next group commit (``PendingPut``).
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from typing import Any
 
 from indexer.stores.base import IndexedDocument, Written
 
-# How long a replica answers for its own writes from memory (_RecentWrites): Milvus has applied
+# How long a replica answers for its own writes from memory (RecentWrites): Milvus has applied
 # a write within a tick or two (200 ms each), so reads as of writes this old do not wait.
 _RECENT_SECONDS = 1.0
 
 
 @dataclass
-class _OldRows:
+class OldRows:
     """A document's rows before a write, as (primary key, seq) pairs."""
 
     exists: bool = False
@@ -27,7 +27,7 @@ class _OldRows:
     passages: list[tuple[int, int]] = field(default_factory=list)
 
 
-class _RecentWrites:
+class RecentWrites:
     """What this replica's writes of the last ``_RECENT_SECONDS`` left of each document, and
     the Milvus timestamps up to which reads need not wait (see ``_read_for_write``).
 
@@ -37,13 +37,13 @@ class _RecentWrites:
         self.collections = collections
         # Per document: when, the rows this replica's write left, and the keys it deleted
         # (Milvus allocates auto ids across collections, so one set serves both).
-        self._documents: dict[str, tuple[float, _OldRows, set[int]]] = {}
+        self._documents: dict[str, tuple[float, OldRows, set[int]]] = {}
         # (when, each collection's last-write timestamp then), oldest first.
         self._marks: list[tuple[float, dict[str, int]]] = []
         self._settled: dict[str, int] = {}
         """Per collection: a timestamp past every write no longer in ``_documents``."""
 
-    def rows(self, doc_ids: Sequence[str]) -> dict[str, tuple[_OldRows, set[int]]]:
+    def rows(self, doc_ids: Sequence[str]) -> dict[str, tuple[OldRows, set[int]]]:
         self._expire()
         found = {d: self._documents[d] for d in doc_ids if d in self._documents}
         return {d: (rows, deleted) for d, (_, rows, deleted) in found.items()}
@@ -60,8 +60,8 @@ class _RecentWrites:
 
     def record(
         self,
-        documents: Mapping[str, _OldRows],
-        deleted: Mapping[str, _OldRows],
+        documents: Mapping[str, OldRows],
+        deleted: Mapping[str, OldRows],
         stamps: Mapping[str, int],
     ) -> None:
         """This replica's write left ``documents`` with those rows, having deleted the rows
@@ -92,7 +92,7 @@ class _RecentWrites:
 
 
 @dataclass
-class _PendingPut:
+class PendingPut:
     """A put waiting for its group's round; ``outcome`` is set once the round is over."""
 
     documents: tuple[IndexedDocument, ...]
