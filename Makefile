@@ -82,9 +82,13 @@ SOAK_SECONDS ?= 600
 soak: install-test
 	$(BIN)/python -m bench.soak --seconds $(SOAK_SECONDS)
 
+# ruff; the import contracts (pyproject.toml, drawn in docs/architecture.md); no module importing
+# another's underscored names.
 lint: install-test
-	$(BIN)/ruff check app indexer bench tests
-	$(BIN)/ruff format --check app indexer bench tests
+	$(BIN)/ruff check app indexer bench tests scripts
+	$(BIN)/ruff format --check app indexer bench tests scripts
+	$(BIN)/lint-imports --no-logo --no-cache
+	$(BIN)/python scripts/check_private_imports.py app indexer bench tests scripts
 
 typecheck: install-test
 	$(BIN)/mypy

@@ -39,7 +39,6 @@ from indexer.filters import Filter, FilterError, parse_filter_json
 from indexer.loading import Corpus, load_corpus
 from indexer.search import DEFAULT_MODE, MODES, ModelMismatchError, Query, Searcher
 from indexer.settings import IndexSettings
-from indexer.snapshots import save_snapshot
 from indexer.stores import open_store
 from indexer.stores.base import (
     IncompatibleSnapshotError,
@@ -50,6 +49,7 @@ from indexer.stores.base import (
     StoreMissingError,
     StoreOpenError,
     StoreUnavailableError,
+    save_snapshot,
 )
 
 app = typer.Typer(help="Build, query and evaluate semantic search indexes.", no_args_is_help=True)

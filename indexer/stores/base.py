@@ -10,6 +10,7 @@ and the passages they point to all come from the same state of the corpus.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,6 +147,23 @@ class Snapshot(Protocol):
     def chunks(self) -> Iterator[bytes]:
         """The archive's bytes (a tar file); the pinned files are released at the end."""
         ...
+
+
+def save_snapshot(snapshot: Snapshot, out: Path) -> None:
+    """Write ``snapshot`` to ``out`` durably: into a temporary sibling, fsynced, then renamed
+    into place, so that a crash never leaves a partial archive under the name asked for."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(f".{out.name}.partial")
+    try:
+        with temporary.open("wb") as handle:
+            for chunk in snapshot.chunks():
+                handle.write(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(out)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 class Reader(Protocol):

@@ -17,7 +17,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.util._once import Once
+from opentelemetry.test.globals_test import reset_trace_globals
 
 from app.logs import add_context_filters, json_formatter
 from app.main import create_app
@@ -49,8 +49,7 @@ _PROVIDER.add_span_processor(SimpleSpanProcessor(_RECORDER))
 @pytest.fixture
 def spans() -> Iterator[_Recorder]:
     """The global tracer provider, recording in memory, for this test only."""
-    trace._TRACER_PROVIDER_SET_ONCE = Once()
-    trace._TRACER_PROVIDER = None
+    reset_trace_globals()
     trace.set_tracer_provider(_PROVIDER)
     _RECORDER.clear()
     _RECORDER.listening = True
@@ -59,8 +58,7 @@ def spans() -> Iterator[_Recorder]:
     finally:
         _RECORDER.listening = False
         _RECORDER.clear()
-        trace._TRACER_PROVIDER_SET_ONCE = Once()
-        trace._TRACER_PROVIDER = None
+        reset_trace_globals()
 
 
 def _client(settings: Settings, **headers: str) -> TestClient:

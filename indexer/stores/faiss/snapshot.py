@@ -47,12 +47,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from indexer.manifest import FORMAT_VERSION, ManifestError, read_manifest
-from indexer.snapshots import save_snapshot
 from indexer.stores.base import (
     IncompatibleSnapshotError,
     SnapshotError,
     StoreMissingError,
     StoreOpenError,
+    save_snapshot,
 )
 from indexer.stores.faiss.layout import (
     CURRENT_FILE,
