@@ -43,8 +43,9 @@ from indexer.ingest import Preparer
 from indexer.loading import Corpus
 from indexer.search import Searcher
 from indexer.stores.base import Reader
+from indexer.stores.faiss.layout import write_index
 from indexer.stores.faiss.state import LocalIndex
-from indexer.stores.faiss.store import FaissStore, write_index
+from indexer.stores.faiss.store import FaissStore
 from indexer.stores.milvus.client import Consistency, MilvusTarget, parse_index_params
 from indexer.stores.milvus.store import MilvusStore
 from indexer.types import IndexedDocument

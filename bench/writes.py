@@ -27,7 +27,8 @@ from indexer.embedding import Embedder
 from indexer.ingest import Preparer
 from indexer.loading import Corpus, load_corpus
 from indexer.stores.faiss.layout import TRANSLOG_DIR
-from indexer.stores.faiss.store import FaissStore, MergePolicy
+from indexer.stores.faiss.merges import MergePolicy
+from indexer.stores.faiss.store import FaissStore
 from indexer.types import Document
 
 KEY = "bench-write-key"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from bench.milvus_server import MilvusServer
-from indexer.stores.faiss.store import read_current_manifest
+from indexer.stores.faiss.layout import read_current_manifest
 from indexer.stores.milvus.client import MilvusTarget
 from indexer.stores.milvus.store import MilvusStore
 from tests.conftest import REPO, RUSSIA_DOC

@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 
 from indexer.cli import app
 from indexer.embedding import DEFAULT_MODEL
-from indexer.stores.faiss.store import FaissStore, read_current_manifest
+from indexer.stores.faiss.layout import read_current_manifest
+from indexer.stores.faiss.store import FaissStore
 from indexer.stores.milvus.client import MilvusTarget
 from indexer.stores.milvus.store import MilvusStore
 from indexer.types import Document, IndexedDocument, Passage

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from indexer.embedding import HuggingFaceTokenizer
-from indexer.stores.faiss.store import read_current_manifest
+from indexer.stores.faiss.layout import read_current_manifest
 from tests.conftest import RUSSIA_DOC, all_passages
 from tests.e2e.seed_questions import SEED_QUESTIONS
 from tests.utils.processes import running_service, startup_refusal

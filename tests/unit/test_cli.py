@@ -103,7 +103,7 @@ def test_reindex_rebuilds_an_index_with_new_chunking(
     seed_index_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from indexer import cli
-    from indexer.stores.faiss.store import read_current_manifest
+    from indexer.stores.faiss.layout import read_current_manifest
     from tests.utils.fakes import HashingEmbedder
 
     monkeypatch.setattr(cli, "_embedder", lambda settings: HashingEmbedder(settings.model))

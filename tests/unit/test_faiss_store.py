@@ -25,7 +25,8 @@ from indexer.stores.base import StoreLockedError
 from indexer.stores.faiss import state as local
 from indexer.stores.faiss.columns import MetadataColumns
 from indexer.stores.faiss.layout import TRANSLOG_DIR, current_version, version_number
-from indexer.stores.faiss.store import FaissStore, MergePolicy
+from indexer.stores.faiss.merges import MergePolicy
+from indexer.stores.faiss.store import FaissStore
 from indexer.stores.faiss.translog import generations
 from indexer.types import Document, IndexedDocument, Passage
 from tests.conftest import ARTIFACTS, REPO
@@ -241,7 +242,8 @@ WRITER = textwrap.dedent(
     import random, sys
     from pathlib import Path
     from indexer.ingest import Preparer
-    from indexer.stores.faiss.store import FaissStore, MergePolicy
+    from indexer.stores.faiss.merges import MergePolicy
+    from indexer.stores.faiss.store import FaissStore
     from indexer.types import Document, IndexedDocument, Passage
     from tests.utils.durability import content, next_op, version_of
     from tests.utils.fakes import HashingEmbedder

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from indexer.cli import app
 from indexer.ingest import Preparer
 from indexer.stores.faiss.layout import TRANSLOG_DIR, current_version
+from indexer.stores.faiss.merges import MergePolicy
 from indexer.stores.faiss.snapshot import (
     SNAPSHOT_FILE,
     SnapshotError,
@@ -25,7 +26,7 @@ from indexer.stores.faiss.snapshot import (
     restore,
     snapshot_to_file,
 )
-from indexer.stores.faiss.store import FaissStore, MergePolicy
+from indexer.stores.faiss.store import FaissStore
 from indexer.stores.faiss.translog import generation_path, generations
 from indexer.types import Document
 from tests.conftest import REPO

@@ -19,17 +19,18 @@ from indexer.stores.base import (
     StoreMissingError,
     StoreOpenError,
 )
-from indexer.stores.faiss.layout import TRANSLOG_DIR, IndexLock, is_index
+from indexer.stores.faiss.layout import (
+    TRANSLOG_DIR,
+    IndexLock,
+    is_index,
+    read_current_manifest,
+    write_index,
+)
 from indexer.stores.faiss.operations import seq_of
 from indexer.stores.faiss.settings import FaissSettings
 from indexer.stores.faiss.snapshot import PinnedSnapshot, pin, restore
 from indexer.stores.faiss.state import LocalIndex
-from indexer.stores.faiss.store import (
-    DEFAULT_REFRESH_INTERVAL,
-    FaissStore,
-    read_current_manifest,
-    write_index,
-)
+from indexer.stores.faiss.store import DEFAULT_REFRESH_INTERVAL, FaissStore
 from indexer.stores.faiss.translog import replay
 from indexer.stores.faiss.vectors import make_index
 

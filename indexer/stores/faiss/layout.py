@@ -9,7 +9,8 @@
 
 A version is written into a temporary sibling, fsynced file by file, renamed into place and
 the directory fsynced; only then does CURRENT point at it. A crash at any moment leaves
-CURRENT naming a complete version, and the translog holding every write after it.
+CURRENT naming a complete version, and the translog holding every write after it. A build
+(``write_index``) writes a whole index directory the same way, beside the one it replaces.
 """
 
 from __future__ import annotations
@@ -20,10 +21,16 @@ import fcntl
 import os
 import re
 import shutil
+import tempfile
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from indexer.manifest import MANIFEST_FILE
+from indexer.manifest import MANIFEST_FILE, Manifest, ManifestError, read_manifest
 from indexer.stores.base import StoreLockedError, StoreMissingError, StoreOpenError
+
+if TYPE_CHECKING:
+    from indexer.stores.faiss.state import LocalIndex
 
 CURRENT_FILE = "CURRENT"
 TRANSLOG_DIR = "translog"
@@ -177,3 +184,45 @@ class IndexLock:
                 fcntl.flock(self._descriptor, fcntl.LOCK_UN)
             os.close(self._descriptor)
             self._descriptor = None
+
+
+def write_index(location: Path, index: LocalIndex, *, started: float) -> Manifest:
+    """Write a complete index directory (version 1, an empty translog) at ``location``: built
+    in a temporary sibling and renamed into place, replacing what is there."""
+    location.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{location.name}.building-", dir=location.parent))
+    try:
+        version = staging / version_name(1)
+        version.mkdir()
+        manifest = index.save(version, started=started, now=time.perf_counter())
+        (staging / TRANSLOG_DIR).mkdir()
+        fsync_tree(version)
+        set_current(staging, version)
+        staging.chmod(0o755)  # mkdtemp makes it private; the server may run as another user
+        _swap_into_place(staging, location)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _swap_into_place(staging: Path, out: Path) -> None:
+    if not out.exists():
+        staging.rename(out)
+    else:
+        retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        retired.rmdir()
+        out.rename(retired)
+        staging.rename(out)
+        shutil.rmtree(retired, ignore_errors=True)
+    fsync_directory(out.parent)
+
+
+def read_current_manifest(location: Path) -> Manifest:
+    """The manifest of the version being served (cheap: no data is loaded); StoreMissingError
+    where there is no index, StoreOpenError where it cannot be read."""
+    version = current_version(location)
+    try:
+        return read_manifest(version)
+    except ManifestError as error:
+        raise StoreOpenError(str(error)) from error

@@ -24,11 +24,9 @@ from __future__ import annotations
 import errno
 import logging
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Self
 
@@ -36,7 +34,6 @@ from indexer.manifest import Manifest, ManifestError, read_manifest
 from indexer.stores.base import (
     Follower,
     IndexedDocument,
-    Prepare,
     ReadOnlyStoreError,
     Rebuild,
     ReindexError,
@@ -54,13 +51,12 @@ from indexer.stores.faiss.layout import (
     IndexLock,
     commit_version,
     current_version,
-    fsync_directory,
-    fsync_tree,
     new_version_dir,
     remove_unused,
     set_current,
-    version_name,
+    write_index,
 )
+from indexer.stores.faiss.merges import MergePolicy, apply_prepared, apply_writes
 from indexer.stores.faiss.operations import (
     Delete,
     Operation,
@@ -90,20 +86,6 @@ _CATCH_UP_UNDER_LOCK = 64
 # A reindex embeds what it catches up: fewer under the lock, so writes are held briefly.
 _REINDEX_UNDER_LOCK = 8
 _REINDEX_BATCH = 32
-
-
-@dataclass(frozen=True, slots=True)
-class MergePolicy:
-    """Merge once the rows added or removed since the last version reach ``ratio`` of the
-    live rows (and at least ``min_rows``): merging rewrites everything, so geometric growth
-    keeps its total cost linear, and replaying the translog at start-up stays short."""
-
-    min_rows: int = 1000
-    ratio: float = 0.25
-
-    def due(self, base_rows: int, added: int, removed: int) -> bool:
-        changed = added + removed
-        return changed >= max(self.min_rows, self.ratio * (base_rows + added - removed))
 
 
 class _AbandonedError(Exception):
@@ -437,7 +419,7 @@ class FaissStore:
                 with self._write_lock:
                     pending = self._merge_ops[applied:]
                     if len(pending) <= _CATCH_UP_UNDER_LOCK:
-                        _apply(merged, pending)
+                        apply_writes(merged, pending)
                         set_current(self.root, final)  # the commit point
                         unfinished = None
                         self._index = merged
@@ -445,7 +427,7 @@ class FaissStore:
                         self._merge_ops = []
                         self._publish()
                         break
-                _apply(merged, pending)  # the merged index is this thread's alone until then
+                apply_writes(merged, pending)  # the merged index is this thread's alone until then
                 applied += len(pending)
         except Exception as error:
             if not isinstance(error, _AbandonedError):
@@ -519,7 +501,7 @@ class FaissStore:
                     if len(pending) <= _REINDEX_UNDER_LOCK:
                         # The critical section: writes wait from here to the switch.
                         report("switching", len(pending), len(pending))
-                        _apply_prepared(rebuilt, pending, prepare)
+                        apply_prepared(rebuilt, pending, prepare)
                         if rebuilt.seq != self._index.seq:  # a write was missed: never switch
                             raise ReindexError(
                                 f"the rebuilt index is at write {rebuilt.seq}, "
@@ -542,7 +524,7 @@ class FaissStore:
                         self._publish()
                         break
                 report("catching up", 0, len(pending))
-                _apply_prepared(rebuilt, pending, prepare)
+                apply_prepared(rebuilt, pending, prepare)
                 applied += len(pending)
         except BaseException as error:
             if written is not None:
@@ -674,77 +656,8 @@ def _load(root: Path) -> LocalIndex:
                     expected - 1,
                     operation.seq,
                 )
-            _apply(index, [operation])
+            apply_writes(index, [operation])
             expected = operation.seq + 1
     except (TranslogCorruptError, ValueError, KeyError) as error:
         raise StoreOpenError(f"the index log at {log} is damaged: {error}") from error
     return index
-
-
-def _apply(index: LocalIndex, operations: Sequence[Operation]) -> None:
-    for operation in operations:
-        if isinstance(operation, Put):
-            index.put(operation.item, operation.seq)
-        else:
-            index.delete(operation.doc_id, operation.seq)
-
-
-def _apply_prepared(index: LocalIndex, operations: Sequence[Operation], prepare: Prepare) -> None:
-    """Apply writes to a reindexed index: each put prepared again from its document (its
-    vectors came from the old settings), consecutive puts in one batch, in order."""
-    at = 0
-    while at < len(operations):
-        operation = operations[at]
-        if isinstance(operation, Delete):
-            index.delete(operation.doc_id, operation.seq)
-            at += 1
-            continue
-        puts: list[Put] = []
-        while at < len(operations) and isinstance(operations[at], Put):
-            puts.append(operations[at])  # type: ignore[arg-type]
-            at += 1
-        items = prepare([put.item.document for put in puts])
-        for put, item in zip(puts, items, strict=True):
-            index.put(item, put.seq)
-
-
-def write_index(location: Path, index: LocalIndex, *, started: float) -> Manifest:
-    """Write a complete index directory (version 1, an empty translog) at ``location``: built
-    in a temporary sibling and renamed into place, replacing what is there."""
-    location.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{location.name}.building-", dir=location.parent))
-    try:
-        version = staging / version_name(1)
-        version.mkdir()
-        manifest = index.save(version, started=started, now=time.perf_counter())
-        (staging / TRANSLOG_DIR).mkdir()
-        fsync_tree(version)
-        set_current(staging, version)
-        staging.chmod(0o755)  # mkdtemp makes it private; the server may run as another user
-        _swap_into_place(staging, location)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return manifest
-
-
-def _swap_into_place(staging: Path, out: Path) -> None:
-    if not out.exists():
-        staging.rename(out)
-    else:
-        retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        retired.rmdir()
-        out.rename(retired)
-        staging.rename(out)
-        shutil.rmtree(retired, ignore_errors=True)
-    fsync_directory(out.parent)
-
-
-def read_current_manifest(location: Path) -> Manifest:
-    """The manifest of the version being served (cheap: no data is loaded); StoreMissingError
-    where there is no index, StoreOpenError where it cannot be read."""
-    version = current_version(location)
-    try:
-        return read_manifest(version)
-    except ManifestError as error:
-        raise StoreOpenError(str(error)) from error
