@@ -45,7 +45,7 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	touch $@
 
 # A real Milvus standalone server (embedded etcd) for the tests marked `milvus`: its own venv, as
-# the service does not depend on it; bench/milvus_server.py finds it through MILVUS_VENV. The
+# the service does not depend on it; harness/milvus.py finds it through MILVUS_VENV. The
 # stamp also unpacks the server's binaries once (6 s that each test session would pay).
 MILVUS_VERSION := 2.3.5
 MILVUS_VENV ?= .venv-milvus
@@ -85,10 +85,10 @@ soak: install-test
 # ruff; the import contracts (pyproject.toml, drawn in docs/architecture.md); no module importing
 # another's underscored names.
 lint: install-test
-	$(BIN)/ruff check app indexer bench tests scripts
-	$(BIN)/ruff format --check app indexer bench tests scripts
+	$(BIN)/ruff check app indexer bench harness tests scripts
+	$(BIN)/ruff format --check app indexer bench harness tests scripts
 	$(BIN)/lint-imports --no-logo --no-cache
-	$(BIN)/python scripts/check_private_imports.py app indexer bench tests scripts
+	$(BIN)/python scripts/check_private_imports.py app indexer bench harness tests scripts
 
 typecheck: install-test
 	$(BIN)/mypy

@@ -24,9 +24,7 @@ from bench.milvus import (
 )
 from bench.scale import Matrix, exact_top, measure, replicate
 from bench.service import (
-    REPO,
     ensure_index,
-    free_port,
     http_levels,
     in_process_floor,
     indexing_rate,
@@ -35,6 +33,7 @@ from bench.service import (
 )
 from bench.stats import table
 from bench.writes import write_benchmarks
+from harness.service import REPO, free_port
 from indexer.backends import load_embedder, onnx_variant
 from indexer.build import BuildParams
 from indexer.loading import load_corpus

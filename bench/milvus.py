@@ -1,7 +1,7 @@
 """The store axis: the same service on FAISS and on a real Milvus server, and Milvus at scale.
 
 The server is Milvus 2.3.5 standalone (``make install-milvus``), started here on free loopback
-ports with a fresh data directory and stopped at the end (``bench/milvus_server.py``). It has
+ports with a fresh data directory and stopped at the end (``harness/milvus.py``). It has
 no full-text search, so every comparison here is in ``mode=semantic`` on both stores.
 
 - ``store_comparison``: CISI chunked and embedded once; each store built from those same
@@ -25,18 +25,19 @@ from typing import Any
 
 import numpy as np
 
-from bench.load import run_load
-from bench.milvus_server import (
+from bench.scale import Matrix, recall_at
+from bench.service import http_levels, in_process_floor
+from bench.stats import percentiles_ms, rss_mb
+from bench.writes import KEY, put_rate
+from harness.load import run_load
+from harness.milvus import (
     MilvusServer,
     milvus_server_executable,
     process_tree,
     start_milvus,
     stop_milvus,
 )
-from bench.scale import Matrix, recall_at
-from bench.service import copy_index, http_levels, in_process_floor, server
-from bench.stats import percentiles_ms, rss_mb
-from bench.writes import KEY, put_rate
+from harness.service import copy_index, server
 from indexer.build import BuildParams, new_manifest
 from indexer.embedding import Embedder
 from indexer.ingest import Preparer

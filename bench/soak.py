@@ -21,9 +21,10 @@ from typing import Annotated, Any
 
 import typer
 
-from bench.load import LoadResult, Request, run_requests
-from bench.service import REPO, copy_index, ensure_index, free_port, load_queries, server
+from bench.service import ensure_index, load_queries
 from bench.stats import percentiles_ms, rss_mb, table
+from harness.load import LoadResult, Request, run_requests
+from harness.service import REPO, copy_index, free_port, server
 from indexer.backends import load_embedder, onnx_variant
 from indexer.build import BuildParams
 from indexer.loading import load_corpus

@@ -19,9 +19,9 @@ from typing import Any
 
 import httpx
 
-from bench.load import Request, run_requests
-from bench.service import REPO, copy_index, server
 from bench.stats import percentiles_ms, rss_mb
+from harness.load import Request, run_requests
+from harness.service import REPO, copy_index, server
 from indexer.build import BuildParams, build_index
 from indexer.embedding import Embedder
 from indexer.ingest import Preparer

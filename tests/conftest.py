@@ -1,3 +1,6 @@
+"""Fixtures for every tier: the real model and the seed index built with it (once a session),
+the fake embedder and a seed index built with it (per test). Helpers live in ``tests/utils``."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -6,41 +9,15 @@ from pathlib import Path
 import pytest
 
 from indexer.build import BuildParams, build_index
-from indexer.chunking import ChunkingParams
 from indexer.embedding import DEFAULT_MODEL, SentenceTransformerEmbedder
 from indexer.loading import load_corpus
 from indexer.stores.faiss.store import FaissStore
-from indexer.types import Passage
 from tests.utils.fakes import HashingEmbedder
+from tests.utils.paths import SEEDS
+from tests.utils.seeds import SEED_PARAMS
 
 # The milvus_server fixture, for any test.
 pytest_plugins = ["tests.utils.milvus_server"]
-
-REPO = Path(__file__).resolve().parent.parent
-# What tests measure or render for people to look at (screenshots, timings, counts).
-ARTIFACTS = REPO / "test-artifacts"
-SEEDS = REPO / "seeds"
-RUSSIA_DOC = "004_6fdace10fca785c4.txt"
-# Small windows, so the two seed articles make enough passages to page and group.
-SEED_PARAMS = BuildParams(chunking=ChunkingParams(max_tokens=64))
-OPPOSITION_DOC = "000_0909487afc4c8a60.txt"
-
-
-def all_passages(index_dir: Path) -> list[Passage]:
-    """Every passage of the index at ``index_dir``, in document order."""
-    store = FaissStore.open(index_dir, writable=False)
-    try:
-        reader = store.reader()
-        return [p for s in reader.documents(0, reader.document_count) for p in s.passages]
-    finally:
-        store.close()
-
-
-def write_articles(directory: Path, articles: dict[str, str]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, text in articles.items():
-        (directory / name).write_text(text, encoding="utf-8")
-    return directory
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from indexer.stores.faiss.snapshot import SNAPSHOT_FILE, restore
 from indexer.stores.faiss.store import FaissStore
-from tests.api.conftest import API_KEY, article
+from tests.utils.api import API_KEY, article
 
 
 def test_a_snapshot_needs_the_write_key(live_client: TestClient) -> None:

@@ -14,9 +14,10 @@ from app.main import create_app
 from app.settings import Settings
 from indexer.build import build_index
 from indexer.loading import load_corpus
-from tests.api.conftest import WRITE_HEADERS, article, found, wait_until_ready
-from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC, SEED_PARAMS, SEEDS, write_articles
+from tests.utils.api import WRITE_HEADERS, article, found, wait_until_ready
 from tests.utils.fakes import HashingEmbedder
+from tests.utils.paths import SEEDS
+from tests.utils.seeds import OPPOSITION_DOC, RUSSIA_DOC, SEED_PARAMS, write_articles
 
 MODES = ("semantic", "keyword", "hybrid")
 HARVEST = article(

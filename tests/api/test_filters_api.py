@@ -10,8 +10,8 @@ from httpx import Response
 
 from indexer.filters import Filter
 from indexer.stores.faiss.columns import MetadataColumns
-from tests.api.conftest import article, found
-from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC
+from tests.utils.api import article, found
+from tests.utils.seeds import OPPOSITION_DOC, RUSSIA_DOC
 
 MODES = ("semantic", "keyword", "hybrid")
 NEWS = {

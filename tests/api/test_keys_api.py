@@ -10,9 +10,9 @@ from pydantic import SecretStr
 
 from app.main import create_app
 from app.settings import Settings
-from tests.api.conftest import API_KEY, READ_KEY, article, wait_until_ready
-from tests.conftest import RUSSIA_DOC
+from tests.utils.api import API_KEY, READ_KEY, article, wait_until_ready
 from tests.utils.fakes import HashingEmbedder
+from tests.utils.seeds import RUSSIA_DOC
 
 DOCUMENT = article("Keys", "A document about keys.")
 WRITES = [

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from app.logs import add_context_filters, json_formatter
 from app.main import create_app
 from app.settings import Settings
-from tests.api.conftest import wait_until_ready
+from tests.utils.api import wait_until_ready
 from tests.utils.fakes import HashingEmbedder
 
 pytestmark = pytest.mark.api

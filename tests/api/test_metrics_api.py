@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.api.conftest import article
+from tests.utils.api import article
 
 pytestmark = pytest.mark.api
 

@@ -21,7 +21,7 @@ from app.settings import Settings
 from indexer.build import build_index
 from indexer.loading import load_corpus
 from indexer.stores.milvus.store import MilvusStore
-from tests.api.conftest import (
+from tests.utils.api import (
     API_KEY,
     WRITE_HEADERS,
     article,
@@ -29,8 +29,9 @@ from tests.api.conftest import (
     found,
     wait_until_ready,
 )
-from tests.conftest import RUSSIA_DOC, SEED_PARAMS, SEEDS
 from tests.utils.fakes import HashingEmbedder
+from tests.utils.paths import SEEDS
+from tests.utils.seeds import RUSSIA_DOC, SEED_PARAMS
 
 HARVEST = article(
     "Norwegian apple harvest",

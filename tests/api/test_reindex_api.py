@@ -18,7 +18,7 @@ from indexer.ingest import Preparer, passage_representation
 from indexer.stores.faiss import store as faiss_store
 from indexer.stores.faiss.state import VersionError
 from indexer.stores.faiss.store import FaissStore
-from tests.api.conftest import WRITE_HEADERS, article, finished_reindex, wait_until_ready
+from tests.utils.api import WRITE_HEADERS, article, finished_reindex, wait_until_ready
 from tests.utils.fakes import HashingEmbedder
 
 SLOW_MODEL = "test/slow-64"

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC
+from tests.utils.seeds import OPPOSITION_DOC, RUSSIA_DOC
 
 QUERY = "Russian troops in Caracas"
 RESULT_FIELDS = {

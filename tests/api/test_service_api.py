@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.service import SearchService, StartupError
 from app.settings import Settings
-from tests.api.conftest import wait_until_ready
-from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC
+from tests.utils.api import wait_until_ready
 from tests.utils.fakes import HashingEmbedder
+from tests.utils.seeds import OPPOSITION_DOC, RUSSIA_DOC
 
 
 def test_health_ready_and_info(client: TestClient) -> None:

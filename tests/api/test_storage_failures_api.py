@@ -10,10 +10,10 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-from tests.api.conftest import WRITE_HEADERS, article, found, wait_until_ready
-from tests.conftest import RUSSIA_DOC
+from tests.utils.api import WRITE_HEADERS, article, found, wait_until_ready
 from tests.utils.fakes import HashingEmbedder
 from tests.utils.mounts import fill, read_only_view, small_disk
+from tests.utils.seeds import RUSSIA_DOC
 
 NEWS = article("Storm warning", "A storm is expected on the coast tonight.", section="world")
 # Larger than the slack in the log file's last allocated page, so it needs new blocks.

@@ -23,7 +23,7 @@ from app.logs import add_context_filters, json_formatter
 from app.main import create_app
 from app.settings import Settings
 from app.tracing import exporter_names
-from tests.api.conftest import WRITE_HEADERS, article, wait_until_ready
+from tests.utils.api import WRITE_HEADERS, article, wait_until_ready
 from tests.utils.fakes import HashingEmbedder
 
 pytestmark = pytest.mark.api

@@ -21,10 +21,10 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from bench.service import free_port
-from tests.conftest import RUSSIA_DOC
-from tests.deploy.conftest import require, screenshot
+from harness.service import free_port
+from tests.utils.deploy import require, screenshot
 from tests.utils.processes import running_nginx, running_service
+from tests.utils.seeds import RUSSIA_DOC
 
 PREFIX = "/search-api"
 QUERY = "Russian military presence"

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from app.settings import Settings
-from tests.conftest import REPO
+from tests.utils.paths import REPO
 
 DEPLOY = REPO / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"

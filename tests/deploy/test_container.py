@@ -12,13 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.milvus_server import MilvusServer
+from harness.milvus import MilvusServer
 from indexer.stores.faiss.layout import read_current_manifest
 from indexer.stores.milvus.client import MilvusTarget
 from indexer.stores.milvus.store import MilvusStore
-from tests.conftest import REPO, RUSSIA_DOC
-from tests.deploy.conftest import ARTIFACTS, require
+from tests.utils.deploy import require
+from tests.utils.paths import ARTIFACTS, REPO
 from tests.utils.processes import free_port, running_nginx, wait_for
+from tests.utils.seeds import RUSSIA_DOC
 
 IMAGE = "localhost/semantic-search:test"
 # podman reports sizes in decimal units (its "674 MB" is 674e6 bytes); README.md has the breakdown.

@@ -32,13 +32,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.milvus_server import MilvusServer
-from bench.service import free_port, server
+from harness.milvus import MilvusServer
+from harness.service import free_port, server
 from indexer.stores.milvus.client import MilvusTarget
 from indexer.stores.milvus.store import MilvusStore
-from tests.conftest import ARTIFACTS, REPO, RUSSIA_DOC
-from tests.deploy.conftest import require
+from tests.utils.deploy import require
+from tests.utils.paths import ARTIFACTS, REPO
 from tests.utils.processes import running_nginx
+from tests.utils.seeds import RUSSIA_DOC
 
 PREFIX = "/search-api"
 KEY = "replicas-write-key"

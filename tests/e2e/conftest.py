@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.settings import Settings
 from indexer.embedding import DEFAULT_MODEL, SentenceTransformerEmbedder
-from tests.api.conftest import wait_until_ready
+from tests.utils.api import wait_until_ready
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,8 @@ from indexer.stores.faiss.store import FaissStore
 from indexer.stores.milvus.client import MilvusTarget
 from indexer.stores.milvus.store import MilvusStore
 from indexer.types import Document, IndexedDocument, Passage
-from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC, SEEDS
+from tests.utils.paths import SEEDS
+from tests.utils.seeds import OPPOSITION_DOC, RUSSIA_DOC
 
 runner = CliRunner()
 

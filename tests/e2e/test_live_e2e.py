@@ -21,9 +21,10 @@ from indexer.backends import load_embedder
 from indexer.build import BuildParams, build_index
 from indexer.embedding import DEFAULT_MODEL
 from indexer.loading import load_corpus
-from tests.conftest import ARTIFACTS, REPO, RUSSIA_DOC, SEEDS, write_articles
 from tests.utils.durability import Expected, assert_same_ranking, content, next_op, version_of
+from tests.utils.paths import ARTIFACTS, REPO, SEEDS
 from tests.utils.processes import free_port, running_service, wait_for
+from tests.utils.seeds import RUSSIA_DOC, write_articles
 
 KEY = "e2e-write-key"
 HEADERS = {"X-API-Key": KEY}

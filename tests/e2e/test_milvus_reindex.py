@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from pymilvus import MilvusClient
 
-from bench.milvus_server import MilvusServer
+from harness.milvus import MilvusServer
 from indexer.build import BuildParams, new_manifest
 from indexer.manifest import Manifest
 from indexer.stores.base import Rebuild

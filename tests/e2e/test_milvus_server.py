@@ -14,7 +14,7 @@ import pytest
 from pymilvus import DataType, MilvusClient
 
 import indexer.stores.milvus.claims as milvus_claims
-from bench.milvus_server import (
+from harness.milvus import (
     STOP_SECONDS,
     MilvusServer,
     alive,

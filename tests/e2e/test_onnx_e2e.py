@@ -10,8 +10,8 @@ import pytest
 
 from indexer.backends import load_embedder
 from indexer.embedding import DEFAULT_MODEL, ModelLoadError, SentenceTransformerEmbedder
-from tests.conftest import RUSSIA_DOC, all_passages
 from tests.utils.processes import running_service, startup_refusal
+from tests.utils.seeds import RUSSIA_DOC, all_passages
 
 
 def test_onnx_vectors_match_sentence_transformers(

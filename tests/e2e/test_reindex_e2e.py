@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tests.conftest import ARTIFACTS
-from tests.e2e.seed_questions import SEED_QUESTIONS
+from tests.utils.paths import ARTIFACTS
 from tests.utils.processes import running_service
+from tests.utils.seeds import SEED_QUESTIONS
 
 KEY = "e2e-write-key"
 HEADERS = {"X-API-Key": KEY}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.utils.paths import REPO
 
 CISI = REPO.parent / "shared" / "benchmarks" / "cisi"
 # nDCG@10 floors; docs/relevance.md has the measured values and what was tried.

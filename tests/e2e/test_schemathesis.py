@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ARTIFACTS
+from tests.utils.paths import ARTIFACTS
 from tests.utils.processes import running_service
 
 WRITE_KEY = "fuzz-write-key"

@@ -10,9 +10,8 @@ from fastapi.testclient import TestClient
 
 from indexer.embedding import HuggingFaceTokenizer
 from indexer.stores.faiss.layout import read_current_manifest
-from tests.conftest import RUSSIA_DOC, all_passages
-from tests.e2e.seed_questions import SEED_QUESTIONS
 from tests.utils.processes import running_service, startup_refusal
+from tests.utils.seeds import RUSSIA_DOC, SEED_QUESTIONS, all_passages
 
 
 def top(client: TestClient, query: str, k: int = 3) -> list[dict[str, object]]:
@@ -109,7 +108,7 @@ def test_seed_questions_are_answered_in_the_top_3(real_client: TestClient, mode:
 
 
 def test_the_bench_load_generator_counts_requests_and_errors(served: str) -> None:
-    from bench.load import run_load
+    from harness.load import run_load
 
     queries = ["Russian military presence", "x" * 1001]  # the second is refused with 422
     load = run_load(served, queries, concurrency=2, requests=6, params={"k": "3"})

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tests.conftest import REPO
+from tests.utils.paths import REPO
 from tests.utils.processes import running_service
 
 KEY = "e2e-write-key"

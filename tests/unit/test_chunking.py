@@ -10,8 +10,8 @@ from indexer.chunking import Chunker, ChunkingParams, Tokenizer
 from indexer.embedding import HuggingFaceTokenizer
 from indexer.loading import load_corpus
 from indexer.types import Document, Passage
-from tests.conftest import SEEDS
 from tests.utils.fakes import WordTokenizer
+from tests.utils.paths import SEEDS
 
 REAL_TOKENIZER = HuggingFaceTokenizer.from_model()
 

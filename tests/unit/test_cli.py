@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from indexer.cli import app
-from tests.conftest import SEEDS, write_articles
+from tests.utils.paths import SEEDS
+from tests.utils.seeds import write_articles
 
 runner = CliRunner()
 
@@ -148,8 +149,8 @@ def test_reindex_rebuilds_a_milvus_store_and_drops_the_old_version(
     from indexer.stores.milvus import reindexing
     from indexer.stores.milvus.client import MilvusTarget, connect
     from indexer.stores.milvus.store import MilvusStore
-    from tests.conftest import SEED_PARAMS
     from tests.utils.fakes import HashingEmbedder
+    from tests.utils.seeds import SEED_PARAMS
 
     target = MilvusTarget(uri=str(tmp_path / "milvus.db"), collection="seeds")
     params = replace(SEED_PARAMS, store="milvus", index_factory="FLAT", search_params="")

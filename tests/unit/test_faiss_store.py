@@ -29,10 +29,10 @@ from indexer.stores.faiss.merges import MergePolicy
 from indexer.stores.faiss.store import FaissStore
 from indexer.stores.faiss.translog import generations
 from indexer.types import Document, IndexedDocument, Passage
-from tests.conftest import ARTIFACTS, REPO
 from tests.utils.corpus import DIM, corpus
 from tests.utils.durability import Expected, assert_same_ranking, content, version_of
 from tests.utils.fakes import HashingEmbedder
+from tests.utils.paths import ARTIFACTS, REPO
 
 PARAMS = BuildParams()
 

@@ -15,8 +15,9 @@ from indexer.stores.base import StoreMissingError, StoreOpenError
 from indexer.stores.faiss.kind import api_writes
 from indexer.stores.faiss.store import FaissStore
 from indexer.types import Document
-from tests.conftest import SEED_PARAMS, SEEDS, write_articles
 from tests.utils.fakes import HashingEmbedder
+from tests.utils.paths import SEEDS
+from tests.utils.seeds import SEED_PARAMS, write_articles
 
 
 def version(index_dir: Path) -> Path:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from indexer.keyword import STOPWORDS_EN, Analyzer, KeywordParams
 from indexer.stores.faiss.keyword import KeywordIndex, KeywordView
-from tests.conftest import REPO
+from tests.utils.paths import REPO
 
 TEXTS = [
     "Russian troops landed in Caracas.",

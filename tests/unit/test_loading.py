@@ -7,7 +7,8 @@ import pytest
 
 from indexer.loading import document_checksum, load_corpus
 from indexer.types import Document
-from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC, SEEDS, write_articles
+from tests.utils.paths import SEEDS
+from tests.utils.seeds import OPPOSITION_DOC, RUSSIA_DOC, write_articles
 
 
 def test_seed_articles_load_with_file_names_as_ids_and_first_lines_as_titles() -> None:

@@ -6,8 +6,8 @@ from indexer.filters import Filter
 from indexer.fusion import FusionParams
 from indexer.search import MODES, Mode, ModelMismatchError, Query, Searcher
 from indexer.stores.faiss.store import FaissStore
-from tests.conftest import OPPOSITION_DOC, RUSSIA_DOC
 from tests.utils.fakes import HashingEmbedder
+from tests.utils.seeds import OPPOSITION_DOC, RUSSIA_DOC
 
 QUERY = "Russian troops in Caracas"
 

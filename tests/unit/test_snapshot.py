@@ -29,9 +29,9 @@ from indexer.stores.faiss.snapshot import (
 from indexer.stores.faiss.store import FaissStore
 from indexer.stores.faiss.translog import generation_path, generations
 from indexer.types import Document
-from tests.conftest import REPO
 from tests.utils.durability import content, version_of
 from tests.utils.fakes import HashingEmbedder
+from tests.utils.paths import REPO
 
 runner = CliRunner()
 INDEXER = (sys.executable, "-m", "indexer")

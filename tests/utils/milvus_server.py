@@ -1,5 +1,5 @@
 """The ``milvus_server`` fixture, for any test (a pytest plugin that ``tests/conftest.py`` loads):
-a real Milvus standalone server per session, started and stopped by ``bench/milvus_server.py``,
+a real Milvus standalone server per session, started and stopped by ``harness/milvus.py``,
 which the benchmark uses too. Where ``make install-milvus`` has not been run the tests using it
 skip, except in CI (``CI=true``), where that is a failure.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.milvus_server import MilvusServer, milvus_server_executable, start_milvus, stop_milvus
+from harness.milvus import MilvusServer, milvus_server_executable, start_milvus, stop_milvus
 
 
 def require_milvus_server() -> Path:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.service import copy_index, free_port, server
-from tests.conftest import REPO
+from harness.service import copy_index, free_port, server
+from tests.utils.paths import REPO
 
 
 def wait_for(check: Callable[[], bool], what: str, seconds: float = 60.0) -> float:

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.service import REPO, free_port
+from harness.service import REPO, free_port
 
 # The wrapper's options for ports, in the order it claims them.
 PORT_OPTIONS = (

@@ -1,14 +1,41 @@
-"""Natural questions about the seed articles, each with a phrase of the passage that answers it.
-
-The questions paraphrase the articles on purpose: copying their wording would only test
-keyword overlap.
-"""
+"""The seed articles as tests use them: their ids, small-window build settings, helpers to read
+an index's passages or write articles to disk, and natural questions about them (each with a
+phrase of the passage that answers it; the questions paraphrase the articles on purpose:
+copying their wording would only test keyword overlap)."""
 
 from __future__ import annotations
 
-from tests.conftest import OPPOSITION_DOC as OPPOSITION
-from tests.conftest import RUSSIA_DOC as RUSSIA
+from pathlib import Path
 
+from indexer.build import BuildParams
+from indexer.chunking import ChunkingParams
+from indexer.stores.faiss.store import FaissStore
+from indexer.types import Passage
+
+RUSSIA_DOC = "004_6fdace10fca785c4.txt"
+OPPOSITION_DOC = "000_0909487afc4c8a60.txt"
+# Small windows, so the two seed articles make enough passages to page and group.
+SEED_PARAMS = BuildParams(chunking=ChunkingParams(max_tokens=64))
+
+
+def all_passages(index_dir: Path) -> list[Passage]:
+    """Every passage of the index at ``index_dir``, in document order."""
+    store = FaissStore.open(index_dir, writable=False)
+    try:
+        reader = store.reader()
+        return [p for s in reader.documents(0, reader.document_count) for p in s.passages]
+    finally:
+        store.close()
+
+
+def write_articles(directory: Path, articles: dict[str, str]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in articles.items():
+        (directory / name).write_text(text, encoding="utf-8")
+    return directory
+
+
+OPPOSITION, RUSSIA = OPPOSITION_DOC, RUSSIA_DOC
 # (question, document, a phrase of the answering passage)
 SEED_QUESTIONS: list[tuple[str, str, str]] = [
     (
