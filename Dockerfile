@@ -38,30 +38,40 @@ RUN command -v python3 >/dev/null || { \
 # venv loses pip, setuptools and the packages' own test suites once everything is installed. It
 # keeps the compiled bytecode: the app user could not write it, so every start would compile its
 # imports again.
-RUN python3 -m venv /opt/tools && python3 -m venv /opt/venv
+# uv installs the dependencies: ten times faster than pip (2.7 s against 36 s for the serving
+# venv's, measured on the host). pip installs torch, from PyTorch's CPU index or the host's wheel
+# folder (uv would prefer PyPI's CUDA build).
+RUN python3 -m venv /opt/tools && python3 -m venv /opt/venv && /opt/tools/bin/pip install uv
 
 # torch first, CPU only; its own layer since it is big and changes least.
 RUN /opt/tools/bin/pip install ${TORCH_INDEX_URL:+--index-url=$TORCH_INDEX_URL} torch==2.13.0
 
-# The dependencies, read from pyproject.toml, so code edits do not reinstall them.
+# The dependencies, read from pyproject.toml, so code edits do not reinstall them. uv takes the
+# CA bundle pip is given (a TLS proxy), and compiles the serving venv's bytecode as pip would.
 WORKDIR /src
 COPY pyproject.toml ./
 RUN python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
         > /tmp/requirements.txt \
-    && python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['torch'], sep='\n')" \
+    && python3 -c "import tomllib; print(*(r for r in tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['torch'] if not r.startswith('torch=')), sep='\n')" \
         > /tmp/requirements-torch.txt \
     && python3 -c "import re, tomllib; extra = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['milvus']; name = lambda r: re.match(r'[A-Za-z0-9._-]+', r)[0].lower().replace('_', '-'); client = [r for r in extra if name(r) != 'milvus-lite']; assert 'pymilvus' in map(name, client), extra; print(*client, sep=chr(10))" \
         > /tmp/requirements-milvus.txt \
-    && /opt/venv/bin/pip install -r /tmp/requirements.txt -r /tmp/requirements-milvus.txt \
-    && /opt/tools/bin/pip install -r /tmp/requirements.txt -r /tmp/requirements-torch.txt
+    && export SSL_CERT_FILE=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt} UV_NO_CACHE=1 \
+    && /opt/tools/bin/uv pip install --python /opt/venv/bin/python --compile-bytecode \
+        -r /tmp/requirements.txt -r /tmp/requirements-milvus.txt \
+    && /opt/tools/bin/uv pip install --python /opt/tools/bin/python \
+        -r /tmp/requirements.txt -r /tmp/requirements-torch.txt
+
+# The seed index, and the model exported for ONNX Runtime (the default backend) beside it: they
+# need the core and the seeds only, so an edit of app/ (or of the docs) rebuilds neither.
+COPY indexer/ indexer/
+COPY seeds/ seeds/
+RUN /opt/tools/bin/python -m indexer build --source seeds --out /srv/index --onnx-dir /srv/onnx \
+        --no-progress \
+    && chmod -R a+rX /srv/index /srv/onnx
 
 COPY . .
-# The seed index, and the model exported for ONNX Runtime (the default backend) beside it.
-RUN /opt/tools/bin/pip install --no-deps . \
-    && /opt/tools/bin/python -m indexer build --source seeds --out /srv/index --onnx-dir /srv/onnx \
-        --no-progress \
-    && chmod -R a+rX /srv/index /srv/onnx \
-    && /opt/venv/bin/pip install --no-deps . \
+RUN /opt/venv/bin/pip install --no-deps . \
     && /opt/venv/bin/python -m pip uninstall --quiet --yes pip setuptools \
     && find /opt/venv/lib -type d -name tests -path '*/site-packages/*/tests' -prune \
         -exec rm -rf {} +

@@ -14,7 +14,7 @@ if docker info >/dev/null 2>&1; then
     exec docker build ${torch_index:+--build-arg TORCH_INDEX_URL="$torch_index"} -t "$tag" .
 fi
 
-args=(--runtime runc build --format docker --network host -t "$tag")
+args=(--runtime runc build --format docker --network host -t "$tag" ${PODMAN_BUILD_ARGS:-})
 if podman image exists localhost/debian-base:bookworm; then
     args+=(--build-arg BASE_IMAGE=localhost/debian-base:bookworm)
 fi
