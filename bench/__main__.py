@@ -14,6 +14,7 @@ from typing import Annotated
 import faiss
 import typer
 
+from bench.micro import encoder_sharing, filter_mask
 from bench.milvus import (
     STORE_COLUMNS,
     measure_milvus,
@@ -167,6 +168,8 @@ def main(
         "mode": DEFAULT_MODE,
         "backend": backend,
     }
+    typer.echo("micro: a filter over 200 000 documents, the encoder shared with a write ...")
+    results["micro"] = {"filter_mask": filter_mask(), "encoder_sharing": encoder_sharing(embedder)}
     if not skip_indexing:
         typer.echo("indexing rate ...")
         results["indexing"] = indexing_rate(corpus, embedder, params)
@@ -335,6 +338,11 @@ def _report(results: dict[str, object]) -> str:
     ]
     if "indexing" in results:
         lines.append(f"indexing: {results['indexing']}")
+    micro: dict[str, object] = results["micro"]  # type: ignore[assignment]
+    lines += [
+        f"filter mask over 200 000 documents: {micro['filter_mask']}",
+        f"the encoder shared by a write and two querying clients: {micro['encoder_sharing']}",
+    ]
     if "writes" in results:
         writes: dict[str, dict[str, object]] = results["writes"]  # type: ignore[assignment]
         search = writes["search_c16"]

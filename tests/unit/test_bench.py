@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from bench.milvus import (
 )
 from bench.scale import exact_top, measure, recall_at, replicate
 from bench.stats import percentiles_ms, rss_mb, table
+from tests.utils.fakes import HashingEmbedder
 
 
 def test_percentiles_are_reported_in_milliseconds() -> None:
@@ -166,6 +168,7 @@ def test_milvus_rows_are_skipped_with_a_reason_without_the_server(
 def test_timed_methods_count_calls_and_restore_the_class() -> None:
     class Client:
         def search(self, x: int) -> int:
+            time.sleep(0.01)  # what is timed: at least 10 ms a call
             return x + 1
 
         def insert(self) -> None:
@@ -180,7 +183,7 @@ def test_timed_methods_count_calls_and_restore_the_class() -> None:
             client.insert()
     assert timings["search"]["calls"] == 2
     assert timings["insert"]["calls"] == 1  # a failed call counts too
-    assert timings["search"]["seconds"] >= 0
+    assert 0.02 <= timings["search"]["seconds"] < 5  # two calls of at least 10 ms
     assert Client.__dict__["search"] is original
 
 
@@ -188,3 +191,15 @@ def test_cpu_seconds_of_this_process_grow_with_work() -> None:
     before = cpu_seconds([os.getpid(), 2**22 + 1])
     sum(i * i for i in range(3_000_000))
     assert cpu_seconds([os.getpid()]) > before
+
+
+def test_the_micro_figures_are_measured() -> None:
+    from bench.micro import encoder_sharing, filter_mask
+
+    mask = filter_mask(documents=1000, repeats=3)
+    assert mask["documents"] == 1000
+    assert 0 < mask["p50_ms"] <= mask["p99_ms"]
+    shared = encoder_sharing(HashingEmbedder(), passages=12)
+    assert shared["passages"] == 12
+    assert shared["write_alone_seconds"] > 0
+    assert shared["query_wait_p50_ms"] > 0

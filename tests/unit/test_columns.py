@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from indexer.filters import Filter, parse_filter
+from indexer.filters import Condition, Filter, parse_filter
 from indexer.metadata import Metadata, MetadataValue
 from indexer.stores.faiss.columns import MetadataColumns
 
@@ -198,29 +198,41 @@ def test_a_reader_holding_columns_while_the_writer_appends_sees_a_stable_prefix(
     truth = [np.array(expected(docs, filter)) for filter in watched]
     columns = MetadataColumns()
     done = threading.Event()
+    failures: list[BaseException] = []  # the writer's: a thread cannot fail the test
 
     def write() -> None:
-        for i, (doc_id, metadata) in enumerate(docs):
-            columns.append(doc_id, metadata)
-            if i % 500 == 0:
-                time.sleep(0)  # let the reader in mid-way, not only before or after
-        done.set()
+        try:
+            for i, (doc_id, metadata) in enumerate(docs):
+                columns.append(doc_id, metadata)
+                if i % 500 == 0:
+                    time.sleep(0)  # let the reader in mid-way, not only before or after
+        except BaseException as error:
+            failures.append(error)
+        finally:
+            done.set()
 
     writer = threading.Thread(target=write)
     writer.start()
     snapshots: set[int] = set()
+    deadline = time.monotonic() + 60
     while not done.is_set():
+        assert time.monotonic() < deadline, "the writer did not finish"
         n = len(columns)
         for filter, full in zip(watched, truth, strict=True):
             assert np.array_equal(columns.mask(filter, n), full[:n])
         snapshots.add(n)
-    writer.join()
+    writer.join(10)
+    assert failures == []
     assert any(0 < n < len(docs) for n in snapshots)  # some reads overlapped the writes
     assert len(columns) == len(docs)
     assert np.array_equal(columns.mask(watched[1], len(columns)), truth[1])
 
 
-def test_scale_200k_documents_three_matches() -> None:
+def _no_per_document_loop(*args: object) -> bool:
+    raise AssertionError("a filter was evaluated document by document")
+
+
+def test_scale_200k_documents_three_matches(monkeypatch: pytest.MonkeyPatch) -> None:
     columns = MetadataColumns()
     rare = {17, 100_003, 199_999}
     sections = ["world", "sport", "business", "science", "arts"]
@@ -228,14 +240,12 @@ def test_scale_200k_documents_three_matches() -> None:
         section = "rare" if i in rare else sections[i % 5]
         columns.append(f"doc{i}.txt", {"section": section, "year": 1990 + i % 35})
     filter = parsed({"section": ["rare", "never"], "year": {"gte": 1990}})
-    timings = []
-    for _ in range(3):
-        start = time.perf_counter()
-        mask = columns.mask(filter, len(columns))
-        timings.append(time.perf_counter() - start)
+    # Vectorised: never a per-document Python loop (about a second here; ``make bench`` times
+    # the mask, well under a millisecond).
+    monkeypatch.setattr(Filter, "matches", _no_per_document_loop)
+    monkeypatch.setattr(Condition, "matches", _no_per_document_loop)
+    mask = columns.mask(filter, len(columns))
     assert np.flatnonzero(mask).tolist() == sorted(rare)
-    # A per-document Python loop would take about a second; vectorised it is well under 1 ms.
-    assert min(timings) < 0.05
 
 
 # The property: mask equals Filter.matches, for random documents and filters. Small pools of
