@@ -14,15 +14,25 @@ TORCH_VERSION := 2.13.0
 TORCH_INDEX_URL ?=
 PIP_TORCH_ARGS := $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL),)
 
-.PHONY: run test install install-test install-milvus index bench soak onnx lint typecheck deploy-deps \
-	image clean
+.PHONY: run test check install install-test install-milvus index bench soak onnx lint typecheck \
+	deploy-deps image docs clean
 
 run: install index
 	$(BIN)/python -m app
 
-# Static checks first (seconds), then every test tier: unit, contract, api, e2e, deploy.
-test: install-test lint typecheck deploy-deps install-milvus
-	$(BIN)/python -m pytest
+# While you work (about TEST_MINUTES minutes): static checks, then the unit, API and FAISS-contract
+# tiers and the end-to-end tests that are quick, with the real model on the seeds. No root, no
+# servers to install; two pytest workers.
+TEST_MARKERS := not (milvus or lite or deploy or long)
+test: install-test lint typecheck
+	$(BIN)/python -m pytest -m "$(TEST_MARKERS)" -n 2
+
+# Everything, as CI runs it (`.ci/run`): every tier, a real Milvus server, nginx, podman, Chromium,
+# schemathesis, the kill -9 loops and the relevance floors. Each run leaves its ten slowest tests
+# and a JUnit report in test-artifacts/.
+check: install-test lint typecheck deploy-deps install-milvus
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=30 \
+		--junitxml=test-artifacts/junit.xml
 
 index: install
 	$(BIN)/python -m indexer build --source $(SEEDS) --out $(SEARCH_INDEX_DIR) --if-stale
@@ -89,6 +99,11 @@ lint: install-test
 	$(BIN)/ruff format --check app indexer bench harness tests scripts
 	$(BIN)/lint-imports --no-logo --no-cache
 	$(BIN)/python scripts/check_private_imports.py app indexer bench harness tests scripts
+	$(BIN)/python scripts/settings_doc.py --check
+
+# The settings reference in docs/configuration.md, generated from the settings classes.
+docs: install
+	$(BIN)/python scripts/settings_doc.py
 
 typecheck: install-test
 	$(BIN)/mypy

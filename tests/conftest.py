@@ -13,7 +13,7 @@ from indexer.embedding import DEFAULT_MODEL, SentenceTransformerEmbedder
 from indexer.loading import load_corpus
 from indexer.stores.faiss.store import FaissStore
 from tests.utils.fakes import HashingEmbedder
-from tests.utils.paths import SEEDS
+from tests.utils.paths import ARTIFACTS, SEEDS
 from tests.utils.seeds import SEED_PARAMS
 
 # The milvus_server fixture, for any test.
@@ -72,3 +72,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         folder = Path(str(item.fspath)).parent.name
         if folder in tiers:
             item.add_marker(getattr(pytest.mark, folder))
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """With ``--durations N`` (make check), the N slowest setups, calls and teardowns go to
+    test-artifacts/durations.txt too, beside the JUnit report: a record of every full run."""
+    count = config.getoption("durations") or 0
+    if count <= 0:
+        return
+    reports = [
+        report
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if isinstance(report, pytest.TestReport)
+    ]
+    slowest = sorted(reports, key=lambda report: report.duration, reverse=True)[:count]
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "durations.txt").write_text(
+        "".join(f"{r.duration:8.2f}s {r.when:<8} {r.nodeid}\n" for r in slowest)
+    )

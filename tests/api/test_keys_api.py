@@ -56,6 +56,16 @@ def send(
     return client.request(method, url, json=body, headers=headers or {}).status_code
 
 
+def written(client: TestClient, method: str) -> bool:
+    """Whether the write ``method`` of WRITES took effect: k.txt is there (PUT, POST), the
+    Russia article gone (DELETE). Read back with the write key, which also reads."""
+    headers = {"X-API-Key": API_KEY}
+    if method == "DELETE":
+        return client.get(f"/documents/{RUSSIA_DOC}", headers=headers).status_code == 404
+    found = client.get("/documents/k.txt", headers=headers)
+    return found.status_code == 200 and found.json()["title"] == DOCUMENT["title"]
+
+
 @pytest.mark.parametrize(("method", "url", "body"), WRITES)
 def test_without_a_configured_key_writes_are_disabled_and_say_how_to_enable_them(
     client: TestClient, method: str, url: str, body: object
@@ -66,6 +76,7 @@ def test_without_a_configured_key_writes_are_disabled_and_say_how_to_enable_them
         "detail": "writes are disabled: start the service with SEARCH_API_KEY set to enable them"
     }
     assert client.get(f"/documents/{RUSSIA_DOC}").status_code == 200  # nothing was deleted
+    assert client.get("/documents/k.txt").status_code == 404  # nor written
 
 
 @pytest.mark.parametrize(("method", "url", "body"), WRITES)
@@ -83,12 +94,15 @@ def test_writes_need_the_key_in_either_header(
     # Credentials that disagree are refused, even when one of them is right.
     both = {"Authorization": "Bearer wrong", "X-API-Key": API_KEY}
     assert send(keyed, method, url, body, both) == 403
+    assert not written(keyed, method)  # every refused attempt left the index as it was
     assert send(keyed, method, url, body, {"Authorization": f"Bearer {API_KEY}"}) in (200, 201, 204)
+    assert written(keyed, method)
 
 
 def test_the_x_api_key_header_works_for_writes(keyed: TestClient) -> None:
     response = keyed.put("/documents/k.txt", json=DOCUMENT, headers={"X-API-Key": API_KEY})
     assert response.status_code == 201
+    assert written(keyed, "PUT")
 
 
 @pytest.mark.parametrize(("method", "url", "body"), READS)
@@ -111,6 +125,7 @@ def test_a_read_key_guards_searches_and_documents(
 
 def test_the_read_key_cannot_write(read_keyed: TestClient) -> None:
     assert send(read_keyed, "PUT", "/documents/k.txt", DOCUMENT, {"X-API-Key": READ_KEY}) == 403
+    assert not written(read_keyed, "PUT")
 
 
 @pytest.mark.parametrize("path", OPEN)

@@ -34,7 +34,9 @@ def test_index_and_write_metrics(live_client: TestClient) -> None:
         assert before[("search_writes_total", (("outcome", outcome),))] == 0
     built = before[("search_index_build_timestamp_seconds", ())]
     assert time.time() - 3600 < built <= time.time()
-    assert before[("search_translog_bytes", ())] >= 0
+    translog = live_client.app.state.service.settings.index_dir / "translog"  # type: ignore[attr-defined]
+    on_disk = sum(path.stat().st_size for path in translog.iterdir())
+    assert before[("search_translog_bytes", ())] == on_disk
     assert before[("search_index_merges_total", ())] == 0
     assert not any(name == "search_index_last_merge_timestamp_seconds" for name, _ in before)
 

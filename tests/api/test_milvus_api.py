@@ -33,6 +33,8 @@ from tests.utils.fakes import HashingEmbedder
 from tests.utils.paths import SEEDS
 from tests.utils.seeds import RUSSIA_DOC, SEED_PARAMS
 
+pytestmark = pytest.mark.lite
+
 HARVEST = article(
     "Norwegian apple harvest",
     "Orchards along the Hardanger fjord reported a record apple harvest this autumn.",

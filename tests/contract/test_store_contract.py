@@ -40,7 +40,11 @@ from tests.utils.corpus import DIM, WORDS, article, corpus, unit
 SERVER_SPECS = {"FLAT", "HNSW"}
 CASES = [
     *(
-        pytest.param((name, "local", spec, params), id="-".join(filter(None, (name, spec, params))))
+        pytest.param(
+            (name, "local", spec, params),
+            id="-".join(filter(None, (name, spec, params))),
+            marks=[pytest.mark.lite] if name == "milvus" else [],  # Milvus Lite
+        )
         for name, kind in sorted(KINDS.items())
         for spec, params in kind.index_examples
     ),

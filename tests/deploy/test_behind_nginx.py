@@ -26,6 +26,9 @@ from tests.utils.deploy import require, screenshot
 from tests.utils.processes import running_nginx, running_service
 from tests.utils.seeds import RUSSIA_DOC
 
+# One worker starts this module's service and nginx once.
+pytestmark = pytest.mark.xdist_group("nginx")
+
 PREFIX = "/search-api"
 QUERY = "Russian military presence"
 KEY = "deploy-write-key"

@@ -24,7 +24,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,8 +91,15 @@ class Topology:
     replicas: list[Replica]
     proxy: str
     nginx_log: Path
+    start: Callable[[str, int], subprocess.Popen[bytes]]
+    """Starts a replica of this name on this port (until the module's end) and waits for it."""
     # What the tests measured, for the artifact (written at the end of the module).
     report: dict[str, object] = field(default_factory=dict)
+
+    def restart(self, replica: Replica) -> None:
+        """Bring a replica a test killed back, on its port: nginx finds it again once its
+        fail_timeout is over, and the next test starts from the same topology."""
+        replica.process = self.start(replica.name, replica.port)
 
 
 def init_job(env: dict[str, str]) -> str:
@@ -141,19 +148,24 @@ def topology(
     topology = None
     try:
         with ExitStack() as stack:
-            replicas = []
-            for name in ("A", "B"):
-                port = free_port()
+
+            def start(name: str, port: int) -> subprocess.Popen[bytes]:
                 # SEARCH_INDEX_DIR (a FAISS index) is not read: SEARCH_STORE=milvus.
+                log = workdir / f"{name}-{uuid.uuid4().hex[:6]}.log"
                 process, _ = stack.enter_context(
-                    server(workdir / "no-index", port, service_env, workdir / f"{name}.log")
+                    server(workdir / "no-index", port, service_env, log)
                 )
-                replicas.append(Replica(name, port, process))
+                return process
+
+            replicas = [
+                Replica(name, port, start(name, port))
+                for name, port in (("A", free_port()), ("B", free_port()))
+            ]
             nginx_dir = workdir / "nginx"
             proxy = stack.enter_context(
                 running_nginx(nginx_dir, *(r.port for r in replicas), config="nginx-replicas.conf")
             )
-            topology = Topology(env, replicas, proxy, nginx_dir / "access.log")
+            topology = Topology(env, replicas, proxy, nginx_dir / "access.log", start)
             topology.report["seconds to start (init job, 2 replicas, nginx)"] = round(
                 time.monotonic() - started, 1
             )
@@ -395,16 +407,20 @@ def test_a_reindex_through_one_replica_under_load_fails_no_search_and_moves_both
 
 
 def test_killing_a_replica_under_load_fails_no_search(topology: Topology) -> None:
-    """Runs last: it leaves replica A dead."""
+    """Replica A is killed; it is started again at the end, for whichever test comes next."""
     a, b = topology.replicas
     names = {f"127.0.0.1:{replica.port}": replica.name for replica in topology.replicas}
     errors_log = topology.nginx_log.with_name("error.log")
     logged_before = len(topology.nginx_log.read_text().splitlines())
     errors_before = len(errors_log.read_text().splitlines())
 
-    outcomes, killed_at = asyncio.run(load_with_a_kill(topology.proxy, a))
-    a.process.wait(10)
-    assert a.process.returncode == -signal.SIGKILL
+    try:
+        outcomes, killed_at = asyncio.run(load_with_a_kill(topology.proxy, a))
+        a.process.wait(10)
+        assert a.process.returncode == -signal.SIGKILL
+    finally:
+        if a.process.poll() is not None:
+            topology.restart(a)
 
     failed = [outcome for outcome in outcomes if outcome.error]
     after_kill = [outcome for outcome in outcomes if outcome.started >= killed_at]

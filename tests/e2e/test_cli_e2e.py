@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from indexer.cli import app
@@ -55,6 +56,7 @@ def test_build_then_search_from_the_command_line(tmp_path: Path) -> None:
     assert "unknown operator 'gtee'" in bad.output
 
 
+@pytest.mark.lite
 def test_build_into_milvus_fills_it_once_and_never_replaces_what_was_written(
     tmp_path: Path, onnx_dir: Path
 ) -> None:
@@ -96,6 +98,7 @@ def test_build_into_milvus_fills_it_once_and_never_replaces_what_was_written(
     assert RUSSIA_DOC in found.output.splitlines()[0]
 
 
+@pytest.mark.lite
 def test_a_live_corpus_moves_between_stores_with_its_api_writes(
     tmp_path: Path, onnx_dir: Path
 ) -> None:

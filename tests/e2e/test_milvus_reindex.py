@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import pytest
@@ -78,7 +78,7 @@ def test_replicas_switch_to_a_reindexed_version_without_a_failed_search_or_a_los
         followed.append(manifest)
         return lambda: switched.append(manifest.build_id)
 
-    b.follower = follow  # type: ignore[assignment]
+    b.follow(follow)  # type: ignore[arg-type]
     old_build = a.manifest.build_id
     old_ranking = ranking(a)
     stop = threading.Event()
@@ -114,28 +114,36 @@ def test_replicas_switch_to_a_reindexed_version_without_a_failed_search_or_a_los
         calls.append(len(documents))
         return [prepared(d) for d in documents]
 
+    def until(check: Callable[[], bool], what: str, seconds: float = 20) -> None:
+        deadline = time.monotonic() + seconds
+        while not check():
+            assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
+            assert failures == [], failures
+            time.sleep(0.02)
+
     try:
         for thread in threads:
             thread.start()
-        time.sleep(1)
+        until(lambda: all(len(observed) >= 3 for observed in seen), "searches under way")
         manifest = old_build
         target_manifest = a.manifest.model_copy(update={"build_id": uuid.uuid4().hex})
         manifest = a.reindex(Rebuild(target_manifest, prepare), grace=4).build_id
         before_grace = len(syncs)
         lagging.put([written("w-lagging")])  # to the old version, after the switch
-        deadline = time.monotonic() + 10
-        while b.manifest.build_id != manifest and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert b.manifest.build_id == manifest  # B followed at its refresh
+        until(lambda: b.manifest.build_id == manifest, "B following the switch", 10)
         assert [m.build_id for m in followed] == [manifest]
         assert switched == [manifest]
         assert b.epoch == 1
         b.put([written("w-after-b")])  # to the new version
-        time.sleep(1)
+        until(
+            lambda: all(any(build == manifest for build, _ in seen_[-3:]) for seen_ in seen),
+            "every searcher answered by the new version",
+        )
     finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
     try:
         assert failures == []
         new_ranking = ranking(a)

@@ -4,10 +4,17 @@ see the other's writes."""
 
 from __future__ import annotations
 
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +26,8 @@ from indexer.stores.base import Written
 from indexer.stores.milvus.client import MilvusTarget
 from indexer.stores.milvus.store import MilvusStore
 from indexer.types import Document, IndexedDocument, Passage
+from tests.utils.durability import Expected
+from tests.utils.paths import REPO
 
 DIM = 4
 
@@ -32,7 +41,12 @@ def item(doc_id: str, text: str = "some text") -> IndexedDocument:
     )
 
 
-@pytest.fixture(params=["lite", pytest.param("server", marks=pytest.mark.milvus)])
+@pytest.fixture(
+    params=[
+        pytest.param("lite", marks=pytest.mark.lite),
+        pytest.param("server", marks=pytest.mark.milvus),
+    ]
+)
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MilvusTarget]:
     if request.param == "server":
         uri = request.getfixturevalue("milvus_server").uri
@@ -51,19 +65,26 @@ def test_concurrent_puts_in_one_group_each_get_their_own_outcome(target: MilvusT
     store = MilvusStore.open(target)
     try:
         puts = [[item("old-1")], [item("new-1"), item("new-2")], [item("new-1", "again")], []]
-        results: dict[int, Written] = {}
+        results: dict[int, Written | BaseException] = {}
+
+        def put(number: int, documents: list[IndexedDocument]) -> None:
+            try:
+                results[number] = store.put(documents)
+            except BaseException as error:  # kept for the assert below: a thread cannot fail
+                results[number] = error
+
         # Hold the write lock so that every put queues, then let them go as one group.
         with store.write_lock:
-            threads = [
-                threading.Thread(target=lambda n=n, p=p: results.__setitem__(n, store.put(p)))
-                for n, p in enumerate(puts)
-            ]
+            threads = [threading.Thread(target=put, args=(n, p)) for n, p in enumerate(puts)]
             for queued, thread in enumerate(threads, start=1):
                 thread.start()
+                deadline = time.monotonic() + 10
                 while len(store._queue) < queued:  # in this order
+                    assert time.monotonic() < deadline, f"put {queued} never queued"
                     time.sleep(0.001)
         for thread in threads:
             thread.join(30)
+        assert not any(thread.is_alive() for thread in threads)
         assert results[0] == Written(1, (True,))
         assert results[1] == Written(3, (False, False))
         assert results[2] == Written(4, (True,))  # new-1, written earlier in the same group
@@ -84,11 +105,12 @@ def test_each_replica_sees_the_others_writes(target: MilvusTarget) -> None:
     a, b = MilvusStore.open(target), MilvusStore.open(target)
     try:
         assert a.put([item("shared")]).existed == (False,)
-        time.sleep(0.5)  # another replica's write counts once Milvus has applied it
+        # Another replica's write counts once Milvus has applied it: once B's reads see it.
+        until(lambda: text_of(b, "shared") == "some text", "B sees A's write")
         assert b.put([item("shared", "from b")]).existed == (True,)  # A's write: replaced
-        time.sleep(0.5)
+        until(lambda: text_of(a, "shared") == "from b", "A sees B's write")
         assert a.put([item("shared", "from a")]).existed == (True,)  # A remembers its own
-        time.sleep(0.5)
+        until(lambda: text_of(b, "shared") == "from a", "B sees A's replacement")
         # B wrote "shared" a moment ago too: A's replacement must have removed B's rows.
         deleted = b.delete(["shared"])
         assert deleted.existed == (True,)
@@ -96,8 +118,8 @@ def test_each_replica_sees_the_others_writes(target: MilvusTarget) -> None:
             assert store.get("shared") is None
             store.refresh()
             assert store.reader().document_count == 2
-        time.sleep(0.5)
         # The shared counter carries B's writes to A: A numbers its next write after them.
+        until(lambda: a.refresh() or a.reader().seq >= deleted.seq, "A sees B's counter")
         assert a.put([item("later")]).seq > deleted.seq
     finally:
         a.close()
@@ -160,6 +182,20 @@ def test_a_delete_through_one_replica_is_gone_from_the_others_searches_once_ackn
     finally:
         a.close()
         b.close()
+
+
+def until(check: Callable[[], object], what: str, seconds: float = 15) -> None:
+    """Poll ``check`` until it holds (a replica learns of another's write when Milvus has
+    applied it: a tick or two); fails after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
+        time.sleep(0.05)
+
+
+def text_of(store: MilvusStore, doc_id: str) -> str | None:
+    found = store.get(doc_id)
+    return None if found is None else found.document.text
 
 
 def passages_of(store: MilvusStore, doc_id: str) -> tuple[list[str], list[str]]:
@@ -225,13 +261,17 @@ def test_two_replicas_writing_documents_at_once_leave_one_copy_of_each(
         MilvusStore.open(target, refresh_interval=0.2),
     )
     ids = [f"race-{n}" for n in range(5)]
+    failures: list[BaseException] = []
     try:
         for round_ in range(3):
-            start = threading.Barrier(2)
+            start = threading.Barrier(2, timeout=30)
 
             def write(store: MilvusStore, text: str, start: threading.Barrier = start) -> None:
-                start.wait()
-                store.put([item(d, text) for d in ids])
+                try:
+                    start.wait()
+                    store.put([item(d, text) for d in ids])
+                except BaseException as error:  # kept for the assert below
+                    failures.append(error)
 
             threads = [
                 threading.Thread(target=write, args=(store, f"{who} {round_}"))
@@ -241,6 +281,8 @@ def test_two_replicas_writing_documents_at_once_leave_one_copy_of_each(
                 thread.start()
             for thread in threads:
                 thread.join(30)
+            assert not any(thread.is_alive() for thread in threads)
+            assert failures == []
         deadline = time.monotonic() + 15
         while any(len(passages_of(a, d)[1]) != 1 for d in ids):
             assert time.monotonic() < deadline, {d: passages_of(a, d) for d in ids}
@@ -257,3 +299,114 @@ def test_two_replicas_writing_documents_at_once_leave_one_copy_of_each(
     finally:
         a.close()
         b.close()
+
+
+# -- kill -9 of a writer ----------------------------------------------------------------------
+
+# Processes of their own, the test's included: a Milvus Lite file is held by one process.
+OPEN = textwrap.dedent(
+    """
+    import json, random, sys
+    from indexer.build import BuildParams, new_manifest
+    from indexer.ingest import Preparer
+    from indexer.stores.milvus.client import MilvusTarget
+    from indexer.stores.milvus.store import MilvusStore
+    from indexer.types import Document
+    from tests.utils.durability import content, next_op, version_of
+    from tests.utils.fakes import HashingEmbedder
+
+    target = MilvusTarget(uri=sys.argv[1], collection=sys.argv[2])
+    if not MilvusStore.exists(target):
+        params = BuildParams(store="milvus", index_factory="FLAT")
+        manifest = new_manifest(HashingEmbedder.model_name, 64, params, "kill")
+        MilvusStore.create(target, manifest, []).close()
+    store = MilvusStore.open(target)
+    reader = store.reader()
+    state = {
+        s.document.doc_id: version_of(s.document.title)
+        for s in reader.documents(0, reader.document_count)
+    }
+    """
+)
+READER = OPEN + textwrap.dedent(
+    """
+    got = {d: store.get(d) for d in sys.argv[3:]}
+    print(json.dumps({
+        "listed": state,
+        "got": {d: None if s is None else version_of(s.document.title) for d, s in got.items()},
+    }))
+    store.close()
+    """
+)
+WRITER = OPEN + textwrap.dedent(
+    """
+    preparer = Preparer(HashingEmbedder(), store.manifest.chunking, store.manifest.title_prefix)
+    rng = random.Random(int(sys.argv[3]))
+    while True:
+        op = next_op(rng, state, pool=20)
+        print("begin", op.line(), flush=True)
+        if op.kind == "put":
+            store.put(preparer.prepare([Document(op.doc_id, **content(op.doc_id, op.version))]))
+            state[op.doc_id] = op.version
+        else:
+            store.delete([op.doc_id])
+            state[op.doc_id] = None
+        print("ack", op.line(), flush=True)
+    """
+)
+
+
+def test_kill_9_of_a_writer_loses_no_acknowledged_write(
+    target: MilvusTarget, tmp_path: Path
+) -> None:
+    """A process writing to a Milvus store is killed mid-write, three times: every write it had
+    acknowledged is there when the store is opened again (listed, and read by id), nothing it
+    deleted comes back, and the write in flight is there whole or not at all."""
+    kill = MilvusTarget(
+        uri=str(tmp_path / "kill.db") if target.is_lite else target.uri,
+        collection=f"{target.collection}_kill",
+    )
+    expected, rng = Expected(), random.Random(99)
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", script, kill.uri, kill.collection, *args],
+            cwd=REPO,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    try:
+        for round_number in range(3):
+            log = tmp_path / f"writer-{round_number}.log"
+            with log.open("w") as sink:
+                writer = subprocess.Popen(
+                    [sys.executable, "-c", WRITER, kill.uri, kill.collection, str(round_number)],
+                    cwd=REPO,
+                    env=environment,
+                    stdout=sink,
+                    stderr=subprocess.STDOUT,
+                )
+            wanted, deadline = rng.randint(10, 40), time.monotonic() + 120
+            while log.read_text().count("\nack ") < wanted:  # every "ack" follows a "begin"
+                assert writer.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, f"{wanted} writes were not acknowledged"
+                time.sleep(0.005)
+            writer.send_signal(signal.SIGKILL)
+            writer.wait(10)
+            lines = log.read_text().splitlines()
+            complete = lines if log.read_text().endswith("\n") else lines[:-1]
+            assert not any("Traceback" in line for line in complete), log.read_text()
+            in_flight = expected.read_log(complete)
+            read = run(READER, *sorted({*expected.versions, f"doc-{0:03d}"}))
+            assert read.returncode == 0, read.stderr
+            held = json.loads(read.stdout.splitlines()[-1])
+            expected.check(held["listed"], in_flight)
+            assert held["got"] == {d: expected.versions.get(d) for d in held["got"]}
+        assert expected.acknowledged >= 30
+    finally:
+        if not target.is_lite:
+            MilvusStore.drop(kill)

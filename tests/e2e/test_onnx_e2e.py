@@ -35,7 +35,7 @@ def test_a_missing_export_says_how_to_make_one(tmp_path: Path) -> None:
         load_embedder(DEFAULT_MODEL, "onnx", tmp_path)
 
 
-@pytest.mark.parametrize("backend", ["torch", "onnx-int8"])
+@pytest.mark.parametrize("backend", [pytest.param("torch", marks=pytest.mark.long), "onnx-int8"])
 def test_the_service_also_serves_with_the_other_backends(
     backend: str, onnx_dir: Path, real_index_dir: Path, tmp_path: Path
 ) -> None:

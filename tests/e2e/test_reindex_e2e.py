@@ -13,10 +13,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
+from tests.utils.api import finished_reindex
 from tests.utils.paths import ARTIFACTS
 from tests.utils.processes import running_service
 from tests.utils.seeds import SEED_QUESTIONS
+
+pytestmark = pytest.mark.long
 
 KEY = "e2e-write-key"
 HEADERS = {"X-API-Key": KEY}
@@ -69,14 +73,26 @@ def test_a_reindex_under_search_load_switches_once_and_loses_nothing(
 ) -> None:
     log = tmp_path / "service.log"
     answers: list[Answer] = []
+    errors: list[BaseException] = []  # a thread's exception could not fail the test
     stop = threading.Event()
 
     def searching(worker: int) -> None:
-        with httpx.Client(base_url=base, timeout=30) as client:
-            at = worker
-            while not stop.is_set():
-                answers.append(ask(client, QUERIES[at % len(QUERIES)]))
-                at += 1
+        try:
+            with httpx.Client(base_url=base, timeout=30) as client:
+                at = worker
+                while not stop.is_set():
+                    answers.append(ask(client, QUERIES[at % len(QUERIES)]))
+                    at += 1
+        except BaseException as error:
+            errors.append(error)
+
+    def answered(count: int, seconds: float = 60) -> None:
+        """Wait until the searchers have had ``count`` answers."""
+        deadline = time.monotonic() + seconds
+        while len(answers) < count:
+            assert time.monotonic() < deadline, f"only {len(answers)} answers in {seconds} s"
+            assert not errors, errors
+            time.sleep(0.02)
 
     with running_service(real_index_dir, onnx_dir, log, SEARCH_API_KEY=KEY) as base:
         served = tmp_path / f"index-{urlsplit(base).port}"
@@ -96,7 +112,7 @@ def test_a_reindex_under_search_load_switches_once_and_loses_nothing(
             workers = [threading.Thread(target=searching, args=(i,)) for i in range(CONCURRENCY)]
             for worker in workers:
                 worker.start()
-            time.sleep(1.0)  # load before the reindex starts
+            answered(4 * CONCURRENCY)  # under load before the reindex starts
             started = client.post(
                 "/admin/reindex", json={"chunk_size": NEW_CHUNK_SIZE}, headers=HEADERS
             )
@@ -110,14 +126,13 @@ def test_a_reindex_under_search_load_switches_once_and_loses_nothing(
             assert written.status_code == 201, written.text
             write_seq = written.json()["seq"]
             during = client.get("/admin/reindex", headers=HEADERS).json()
-            while (status := client.get("/admin/reindex", headers=HEADERS).json())[
-                "state"
-            ] == "running":
-                time.sleep(0.05)
-            time.sleep(1.0)  # load after the switch
+            status = finished_reindex(client, headers=HEADERS, seconds=120)
+            answered(len(answers) + 4 * CONCURRENCY)  # and under load after the switch
             stop.set()
             for worker in workers:
                 worker.join(30)
+            assert not any(worker.is_alive() for worker in workers)
+            assert errors == []
             assert status["state"] == "done", status
             new_build = status["to_build"]
             new = {q: ask(client, q).ranking for q in QUERIES}

@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.utils.needs import shared
 from tests.utils.paths import REPO
 
-CISI = REPO.parent / "shared" / "benchmarks" / "cisi"
+pytestmark = pytest.mark.long
+
 # nDCG@10 floors; docs/relevance.md has the measured values and what was tried.
 FLOORS = {"hybrid": 0.44, "semantic": 0.41}
 
 
-@pytest.mark.skipif(
-    not CISI.is_dir(), reason="../shared/benchmarks/cisi is not beside this checkout"
-)
 def test_cisi_relevance_stays_above_the_floors(onnx_dir: Path) -> None:
+    cisi = shared("benchmarks/cisi")
     report = REPO / "test-artifacts" / "eval-cisi.json"
     result = subprocess.run(
         [
@@ -27,7 +27,7 @@ def test_cisi_relevance_stays_above_the_floors(onnx_dir: Path) -> None:
             "-m",
             "indexer",
             "eval",
-            str(CISI),
+            str(cisi),
             "--no-progress",
             "--json",
             str(report),

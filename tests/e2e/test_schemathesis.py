@@ -18,6 +18,8 @@ import pytest
 from tests.utils.paths import ARTIFACTS
 from tests.utils.processes import running_service
 
+pytestmark = pytest.mark.long
+
 WRITE_KEY = "fuzz-write-key"
 READ_KEY = "fuzz-read-key"
 # Cases per operation in each phase. A fixed seed keeps CI reproducible; about 2 minutes a run.

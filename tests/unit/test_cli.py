@@ -138,6 +138,7 @@ def test_reindex_refuses_an_index_a_service_holds(seed_index_dir: Path) -> None:
     assert "POST /admin/reindex" in lines[0]
 
 
+@pytest.mark.lite
 def test_reindex_rebuilds_a_milvus_store_and_drops_the_old_version(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

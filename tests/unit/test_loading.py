@@ -7,6 +7,7 @@ import pytest
 
 from indexer.loading import document_checksum, load_corpus
 from indexer.types import Document
+from tests.utils import needs
 from tests.utils.paths import SEEDS
 from tests.utils.seeds import OPPOSITION_DOC, RUSSIA_DOC, write_articles
 
@@ -94,9 +95,7 @@ def test_checksum_changes_with_title_or_text() -> None:
 
 
 def test_seeds_are_the_shared_articles_byte_for_byte() -> None:
-    shared = SEEDS.parent.parent / "shared" / "seeds"
-    if not shared.is_dir():
-        pytest.skip("../shared/seeds is not beside this checkout")
+    shared = needs.shared("seeds")
     assert sorted(p.name for p in SEEDS.iterdir()) == sorted(p.name for p in shared.iterdir())
     for path in shared.iterdir():
         assert (SEEDS / path.name).read_bytes() == path.read_bytes()

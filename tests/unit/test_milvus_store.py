@@ -55,6 +55,7 @@ def test_a_collection_name_is_checked_before_milvus_sees_it() -> None:
         MilvusTarget(uri="x.db", collection="my-index")
 
 
+@pytest.mark.lite
 def test_a_passage_longer_than_a_milvus_string_is_refused_before_anything_is_written(
     tmp_path: Path,
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 from fastapi.testclient import TestClient
 
 API_KEY = "test-write-key"
@@ -19,11 +20,15 @@ def wait_until_ready(client: TestClient, seconds: float = 60.0) -> None:
         time.sleep(0.02)
 
 
-def finished_reindex(client: TestClient, seconds: float = 30.0) -> dict[str, Any]:
+def finished_reindex(
+    client: TestClient | httpx.Client,
+    seconds: float = 30.0,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """The status of the reindex ``client``'s service runs, once it is done or failed."""
     deadline = time.monotonic() + seconds
     while True:
-        body: dict[str, Any] = client.get("/admin/reindex").json()
+        body: dict[str, Any] = client.get("/admin/reindex", headers=headers).json()
         if body["state"] in ("done", "failed"):
             return body
         assert time.monotonic() < deadline, body

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
-import pytest
 from selenium import webdriver
 
+from tests.utils.needs import unavailable
 from tests.utils.paths import ARTIFACTS
 
 CHROMIUM_FLAGS = [
@@ -29,10 +28,7 @@ def require(*tools: str) -> None:
     """Skip without these tools; in CI (``CI=true``) that is a failure."""
     missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
-        message = f"{', '.join(missing)} not installed (run scripts/deploy-deps.sh)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{', '.join(missing)} not installed (run scripts/deploy-deps.sh)")
 
 
 def screenshot(driver: webdriver.Chrome, name: str) -> Path:

@@ -6,23 +6,20 @@ skip, except in CI (``CI=true``), where that is a failure.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from harness.milvus import MilvusServer, milvus_server_executable, start_milvus, stop_milvus
+from tests.utils.needs import unavailable
 
 
 def require_milvus_server() -> Path:
     """The ``milvus-server`` executable; skips (fails in CI) where it is not installed."""
     executable = milvus_server_executable()
     if not executable.exists():
-        message = f"{executable} not found (run make install-milvus)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{executable} not found (run make install-milvus)")
     return executable
 
 
@@ -37,8 +34,14 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusSe
     assert not stopped.remaining, f"still running after SIGKILL: {stopped.remaining}"
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test using the server is marked ``milvus`` (``-m "not milvus"`` leaves them out)."""
+    """A test that needs a Milvus server is marked ``milvus`` (``-m "not milvus"`` leaves them
+    out): it uses this fixture, or its module starts servers of its own (``start_milvus``). With
+    workers (``-n``), they all run on one, which starts the session's one server."""
     for item in items:
-        if "milvus_server" in getattr(item, "fixturenames", ()):
+        module = getattr(item, "module", None)
+        if "milvus_server" in getattr(item, "fixturenames", ()) or hasattr(module, "start_milvus"):
             item.add_marker(pytest.mark.milvus)
+        if item.get_closest_marker("milvus") is not None:
+            item.add_marker(pytest.mark.xdist_group("milvus"))
