@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
+
+from tests.utils.paths import REPO
 
 
 def test_indexer_imports_without_fastapi_or_torch() -> None:
@@ -40,3 +43,27 @@ def _printed_by_fresh_python(code: str) -> str:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     return result.stdout.strip()
+
+
+def test_every_core_module_is_bound_by_the_one_registry_contract() -> None:
+    """The contract lists its source modules one by one (import-linter cannot exclude a
+    subpackage from a package's descendants): a new module of the core must join it."""
+    contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (registry,) = [c for c in contracts["contracts"] if c["id"] == "one-registry"]
+    core = {
+        f"indexer.{path.stem}"
+        for path in (REPO / "indexer").glob("*.py")
+        if path.stem not in ("__init__", "__main__")
+    }
+    assert core <= set(registry["source_modules"]), sorted(core - set(registry["source_modules"]))
+
+
+def test_the_store_contracts_cover_every_registered_kind() -> None:
+    """A kind added to the registry joins the contracts that keep it apart."""
+    from indexer.stores import KINDS
+
+    contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+    by_id = {c["id"]: c for c in contracts["contracts"]}
+    packages = {f"indexer.stores.{name}" for name in KINDS}
+    assert set(by_id["one-registry"]["forbidden_modules"]) == packages
+    assert set(by_id["kinds-independent"]["modules"]) == packages
