@@ -14,6 +14,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    StringConstraints,
     WithJsonSchema,
 )
 
@@ -75,6 +76,16 @@ def trimmed(text: str) -> str:
 def not_blank(text: str) -> str:
     trimmed(text)
     return text
+
+
+# Up to 1000 characters, trimmed, and not blank (a query, a title); each use adds its
+# description with a Field of its own.
+ShortText = Annotated[
+    str,
+    StringConstraints(max_length=1000),
+    AfterValidator(trimmed),
+    Field(json_schema_extra=NOT_BLANK_SCHEMA),
+]
 
 
 def integral(value: object) -> object:

@@ -6,7 +6,13 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from app.schemas.common import NOT_BLANK_SCHEMA, MetadataIn, MetadataOut, not_blank, trimmed
+from app.schemas.common import (
+    NOT_BLANK_SCHEMA,
+    MetadataIn,
+    MetadataOut,
+    ShortText,
+    not_blank,
+)
 
 
 class DocumentSummary(BaseModel):
@@ -67,13 +73,8 @@ class DocumentIn(BaseModel):
     )
 
     title: Annotated[
-        str,
-        StringConstraints(max_length=1000),
-        AfterValidator(trimmed),
-        Field(
-            description="Up to 1000 characters; shown with results and embedded with passages.",
-            json_schema_extra=NOT_BLANK_SCHEMA,
-        ),
+        ShortText,
+        Field(description="Up to 1000 characters; shown with results and embedded with passages."),
     ]
     # Kept as sent, not trimmed: passage offsets index into it.
     text: Annotated[

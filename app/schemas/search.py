@@ -5,30 +5,28 @@ from __future__ import annotations
 from typing import Annotated, Literal, Self
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    StringConstraints,
     WithJsonSchema,
     model_validator,
 )
 
-from app.schemas.common import NOT_BLANK_SCHEMA, FilterBody, MetadataOut, integral, trimmed
+from app.schemas.common import (
+    FilterBody,
+    MetadataOut,
+    ShortText,
+    integral,
+)
 from indexer.filters import Filter
 from indexer.search import CANDIDATE_POOL, DEFAULT_MODE, Mode
 
 EXAMPLE_QUERY = "Russian military presence"
 
 QueryText = Annotated[
-    str,
-    StringConstraints(max_length=1000),
-    AfterValidator(trimmed),
-    Field(
-        description="What to look for, in natural language (up to 1000 characters).",
-        json_schema_extra=NOT_BLANK_SCHEMA,
-    ),
+    ShortText,
+    Field(description="What to look for, in natural language (up to 1000 characters)."),
 ]
 
 

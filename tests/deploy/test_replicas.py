@@ -20,7 +20,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -37,8 +36,8 @@ from harness.service import free_port, server
 from indexer.stores.milvus.client import MilvusTarget
 from indexer.stores.milvus.store import MilvusStore
 from tests.utils.deploy import require
-from tests.utils.paths import ARTIFACTS, REPO
-from tests.utils.processes import running_nginx
+from tests.utils.paths import ARTIFACTS
+from tests.utils.processes import indexer_cli, running_nginx
 from tests.utils.seeds import RUSSIA_DOC
 
 PREFIX = "/search-api"
@@ -104,24 +103,8 @@ class Topology:
 
 def init_job(env: dict[str, str]) -> str:
     """The compose file's init job: fill the collection from the seeds unless it exists."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "indexer",
-            "build",
-            "--source",
-            "seeds",
-            "--store",
-            "milvus",
-            "--if-stale",
-            "--no-progress",
-        ],
-        cwd=REPO,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = indexer_cli(
+        "build", "--source", "seeds", "--store", "milvus", "--if-stale", "--no-progress", env=env
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import textwrap
@@ -26,7 +25,7 @@ from indexer.stores.base import Written
 from indexer.stores.milvus.client import MilvusTarget
 from indexer.stores.milvus.store import MilvusStore
 from indexer.types import Document, IndexedDocument, Passage
-from tests.utils.durability import Expected
+from tests.utils.durability import Expected, kill_writer
 from tests.utils.paths import REPO
 
 DIM = 4
@@ -381,25 +380,12 @@ def test_kill_9_of_a_writer_loses_no_acknowledged_write(
 
     try:
         for round_number in range(3):
-            log = tmp_path / f"writer-{round_number}.log"
-            with log.open("w") as sink:
-                writer = subprocess.Popen(
-                    [sys.executable, "-c", WRITER, kill.uri, kill.collection, str(round_number)],
-                    cwd=REPO,
-                    env=environment,
-                    stdout=sink,
-                    stderr=subprocess.STDOUT,
-                )
-            wanted, deadline = rng.randint(10, 40), time.monotonic() + 120
-            while log.read_text().count("\nack ") < wanted:  # every "ack" follows a "begin"
-                assert writer.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, f"{wanted} writes were not acknowledged"
-                time.sleep(0.005)
-            writer.send_signal(signal.SIGKILL)
-            writer.wait(10)
-            lines = log.read_text().splitlines()
-            complete = lines if log.read_text().endswith("\n") else lines[:-1]
-            assert not any("Traceback" in line for line in complete), log.read_text()
+            complete = kill_writer(
+                WRITER,
+                [kill.uri, kill.collection, str(round_number)],
+                tmp_path / f"writer-{round_number}.log",
+                acknowledged=rng.randint(10, 40),
+            )
             in_flight = expected.read_log(complete)
             read = run(READER, *sorted({*expected.versions, f"doc-{0:03d}"}))
             assert read.returncode == 0, read.stderr

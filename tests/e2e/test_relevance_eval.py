@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.utils.needs import shared
 from tests.utils.paths import REPO
+from tests.utils.processes import indexer_cli
 
 pytestmark = pytest.mark.long
 
@@ -21,24 +20,15 @@ FLOORS = {"hybrid": 0.44, "semantic": 0.41}
 def test_cisi_relevance_stays_above_the_floors(onnx_dir: Path) -> None:
     cisi = shared("benchmarks/cisi")
     report = REPO / "test-artifacts" / "eval-cisi.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "indexer",
-            "eval",
-            str(cisi),
-            "--no-progress",
-            "--json",
-            str(report),
-            "--onnx-dir",  # the default backend's export, made once per test session
-            str(onnx_dir),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    result = indexer_cli(
+        "eval",
+        str(cisi),
+        "--no-progress",
+        "--json",
+        str(report),
+        "--onnx-dir",  # the default backend's export, made once per test session
+        str(onnx_dir),
         timeout=900,
-        check=False,
     )
     assert result.returncode == 0, result.stderr
     print(result.stdout)  # the table, in the CI log

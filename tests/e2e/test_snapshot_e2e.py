@@ -3,15 +3,12 @@ LOCK and takes writes meanwhile), restored, and served again."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 
-from tests.utils.paths import REPO
-from tests.utils.processes import running_service
+from tests.utils.processes import indexer_cli, running_service
 
 KEY = "e2e-write-key"
 HEADERS = {"X-API-Key": KEY}
@@ -21,9 +18,7 @@ def note(i: int) -> dict[str, object]:
     return {"title": f"Lighthouse note {i}", "text": f"Keeper's log entry {i}: fog, then clear."}
 
 
-def indexer(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "indexer", *args]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+indexer = indexer_cli
 
 
 def test_the_cli_snapshots_a_served_index_that_restores_and_serves(

@@ -5,9 +5,6 @@ passages, in the same order, from all three (and their scores to within float32 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +16,8 @@ from harness.milvus import MilvusServer
 from harness.service import free_port, server
 from indexer.stores.milvus.client import MilvusTarget
 from indexer.stores.milvus.store import MilvusStore
-from tests.utils.paths import REPO, SEEDS
+from tests.utils.paths import SEEDS
+from tests.utils.processes import indexer_cli
 from tests.utils.seeds import SEED_QUESTIONS
 
 QUESTIONS = [question for question, _, _ in SEED_QUESTIONS]
@@ -27,16 +25,8 @@ Top = list[tuple[str, int, int, float]]
 
 
 def build(env: dict[str, str]) -> None:
-    """``python -m indexer build`` from the seeds, in a process of its own (a Milvus Lite file
-    is held by one process: the service's, later)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "indexer", "build", "--source", str(SEEDS), "--no-progress"],
-        cwd=REPO,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    """``python -m indexer build`` from the seeds, as a user builds it."""
+    result = indexer_cli("build", "--source", str(SEEDS), "--no-progress", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -169,7 +169,7 @@ def test_reindex_rebuilds_a_milvus_store_and_drops_the_old_version(
     try:
         assert store.manifest.chunking.max_tokens == 32
         assert store.reader().document_count == 2
-        assert store.passages_collection == "seeds__r1_passages"
+        assert store.version.passages == "seeds__r1_passages"
         names = connect(target).list_collections()
         assert "seeds_passages" not in names  # the old version, dropped after its grace
         assert "seeds_meta" in names  # which names the version served

@@ -3,11 +3,7 @@ crash safety under kill -9 (the contract suite covers what every store must do).
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -30,9 +26,15 @@ from indexer.stores.faiss.store import FaissStore
 from indexer.stores.faiss.translog import generations
 from indexer.types import Document, IndexedDocument, Passage
 from tests.utils.corpus import DIM, corpus
-from tests.utils.durability import Expected, assert_same_ranking, content, version_of
+from tests.utils.durability import (
+    Expected,
+    assert_same_ranking,
+    content,
+    kill_writer,
+    version_of,
+)
 from tests.utils.fakes import HashingEmbedder
-from tests.utils.paths import ARTIFACTS, REPO
+from tests.utils.paths import ARTIFACTS
 
 PARAMS = BuildParams()
 
@@ -281,30 +283,15 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_write(tmp_path: Path) ->
     index_dir = built(tmp_path / "index", documents(range(5)))
     expected = Expected({f"doc-{i:03d}": 1 for i in range(5)})
     rng = random.Random(1234)
-    environment = {**os.environ, "PYTHONPATH": str(REPO)}
     for round_number in range(6):
-        log = tmp_path / f"writer-{round_number}.log"
-        with log.open("w") as sink:
-            writer = subprocess.Popen(
-                [sys.executable, "-c", WRITER, str(index_dir), str(round_number)],
-                cwd=REPO,
-                env=environment,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
         # Killed after a random number of acknowledged writes (a few hundred a second: merges
         # run meanwhile, and some are killed midway), while the next is in flight.
-        wanted = rng.randint(60, 400)
-        deadline = time.monotonic() + 60
-        while log.read_text().count("\nack ") < wanted:  # every line "ack" follows a "begin"
-            assert writer.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, f"{wanted} writes were not acknowledged"
-            time.sleep(0.01)
-        writer.send_signal(signal.SIGKILL)
-        writer.wait(10)
-        lines = log.read_text().splitlines()
-        complete = lines if log.read_text().endswith("\n") else lines[:-1]
-        assert not any("Traceback" in line for line in complete), log.read_text()
+        complete = kill_writer(
+            WRITER,
+            [str(index_dir), str(round_number)],
+            tmp_path / f"writer-{round_number}.log",
+            acknowledged=rng.randint(60, 400),
+        )
         in_flight = expected.read_log(complete)
         store = FaissStore.open(index_dir, writable=False)
         try:

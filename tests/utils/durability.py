@@ -9,8 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.utils.paths import REPO
 
 WORDS = [
     "troops",
@@ -161,3 +169,31 @@ def assert_same_ranking(ours: Ranking, theirs: Ranking) -> None:
         return
     last = ours[-1][2]
     assert [r for r in ours if r[2] != last] == [r for r in theirs if r[2] != last]
+
+
+def kill_writer(script: str, args: list[str], log: Path, acknowledged: int) -> list[str]:
+    """Run a writer (``python -c script *args``, printing ``begin``/``ack`` lines to ``log``),
+    kill it with SIGKILL once it has acknowledged ``acknowledged`` writes (while the next is in
+    flight), and return its complete output lines, checked free of tracebacks."""
+    with log.open("w") as sink:
+        writer = subprocess.Popen(
+            [sys.executable, "-c", script, *args],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 120
+    try:
+        while log.read_text().count("\nack ") < acknowledged:  # each "ack" follows a "begin"
+            assert writer.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"{acknowledged} writes were not acknowledged"
+            time.sleep(0.005)
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(10)
+    text = log.read_text()
+    lines = text.splitlines()
+    complete = lines if text.endswith("\n") else lines[:-1]
+    assert not any("Traceback" in line for line in complete), text
+    return complete

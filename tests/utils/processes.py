@@ -120,3 +120,18 @@ http {{
     finally:
         nginx.terminate()
         nginx.wait(10)
+
+
+def indexer_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``python -m indexer ARGS`` in a process of its own, from the repository, with ``env`` on
+    top of this one's (a Milvus Lite file is held by one process: not by the test's)."""
+    return subprocess.run(
+        [sys.executable, "-m", "indexer", *args],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -32,7 +32,7 @@ from indexer.stores.faiss.snapshot import PinnedSnapshot, pin, restore
 from indexer.stores.faiss.state import LocalIndex
 from indexer.stores.faiss.store import DEFAULT_REFRESH_INTERVAL, FaissStore
 from indexer.stores.faiss.translog import replay
-from indexer.stores.faiss.vectors import make_index
+from indexer.stores.faiss.vectors import INDEX_EXAMPLES, make_index
 
 
 class FaissKind:
@@ -41,11 +41,8 @@ class FaissKind:
     store: type[Store] = FaissStore
     settings_model = FaissSettings
     exact_index = "Flat"
-    index_examples: Sequence[tuple[str, str]] = (
-        ("Flat", ""),
-        ("HNSW32", "efSearch=200"),
-        ("IVF4,Flat", "nprobe=4"),
-    )
+    """FAISS's brute-force inner-product index, what a build uses unless told otherwise."""
+    index_examples: Sequence[tuple[str, str]] = INDEX_EXAMPLES
 
     def location(self, settings: FaissSettings) -> Path:
         return settings.index_dir

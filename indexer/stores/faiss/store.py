@@ -109,10 +109,12 @@ class FaissStore:
         merge_policy: MergePolicy,
     ) -> None:
         self.root = root
+        self.location = root  # as the Store protocol names it
         self._index = index
         self._lock_file = lock
         self._translog = translog
-        self._read_only = read_only
+        self.read_only = read_only
+        """A read-only mount or directory, or an index opened for reading only; None."""
         self.refresh_interval = refresh_interval
         self.merge_policy = merge_policy
         self._write_lock = threading.Lock()
@@ -197,16 +199,9 @@ class FaissStore:
     # -- reading ----------------------------------------------------------------------------
 
     @property
-    def location(self) -> Path:
-        return self.root
-
-    @property
     def manifest(self) -> Manifest:
+        """The served version's: a merge keeps it, a reindex replaces it."""
         return self._index.manifest
-
-    @property
-    def read_only(self) -> str | None:
-        return self._read_only
 
     @property
     def seq(self) -> int:
@@ -326,9 +321,9 @@ class FaissStore:
             return self._visible.wait_for(lambda: self._view.seq >= seq, timeout)
 
     def _writable(self) -> Translog:
-        if self._translog is None or self._read_only is not None:
+        if self._translog is None or self.read_only is not None:
             raise ReadOnlyStoreError(
-                f"writes are disabled: {self._read_only or 'the index is not open for writing'}"
+                f"writes are disabled: {self.read_only or 'the index is not open for writing'}"
             )
         return self._translog
 
@@ -439,16 +434,7 @@ class FaissStore:
                 self._merge_ops = []
             self._next_merge_at = time.monotonic() + _MERGE_RETRY_SECONDS
             return
-        try:  # what the new version replaced; if this fails, the next open cleans up
-            with self._write_lock:
-                assert self._translog is not None
-                self._translog.trim(generation)
-            shutil.rmtree(replaced)
-        except OSError as error:
-            logger.warning("could not delete what the merge replaced: %s", error)
-        finally:
-            with self._write_lock:
-                self._merging = False
+        self._drop_replaced(generation, replaced, "merge")
         self.merges += 1
         self.last_merge_at = time.time()
         logger.info(
@@ -539,16 +525,7 @@ class FaissStore:
                 logger.error("refusing the reindexed version; the old one serves on: %s", error)
                 raise ReindexError(str(error)) from None
             raise
-        try:  # what the new version replaced (the translog's old-model records included)
-            with self._write_lock:
-                if self._translog is not None:  # else closed meanwhile: the next open cleans up
-                    self._translog.trim(generation)
-            shutil.rmtree(replaced)
-        except OSError as error:
-            logger.warning("could not delete what the reindex replaced: %s", error)
-        finally:
-            with self._write_lock:
-                self._merging = False
+        self._drop_replaced(generation, replaced, "reindex")  # old-model records included
         logger.info(
             "reindexed %d documents into %s (%s)",
             merged.manifest.counts.documents,
@@ -556,6 +533,21 @@ class FaissStore:
             merged.manifest.model.name,
         )
         return merged.manifest
+
+    def _drop_replaced(self, generation: int, replaced: Path, what: str) -> None:
+        """Delete what a merge or reindex ``what`` replaced (the translog generations its new
+        version covers, the old version's directory; if this fails, the next open cleans up),
+        and let the next one start."""
+        try:
+            with self._write_lock:
+                if self._translog is not None:  # else closed meanwhile: the next open cleans up
+                    self._translog.trim(generation)
+            shutil.rmtree(replaced)
+        except OSError as error:
+            logger.warning("could not delete what the %s replaced: %s", what, error)
+        finally:
+            with self._write_lock:
+                self._merging = False
 
     def _begin_exclusive(self, wait: float) -> tuple[LocalView, int]:
         """Start collecting writes for a reindex, once no merge runs (one at a time)."""

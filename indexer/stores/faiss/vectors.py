@@ -29,6 +29,9 @@ VECTORS_FILE = "vectors.faiss"
 EXACT_SCAN_LIMIT = 20_000
 
 Mask = npt.NDArray[np.bool_]
+# Factory strings with parameters, exact to approximate: a graph and partitions, which filtered
+# searches must search as well as the exact index (the store contract runs every one).
+INDEX_EXAMPLES = (("Flat", ""), ("HNSW32", "efSearch=200"), ("IVF4,Flat", "nprobe=4"))
 
 
 def make_index(dimension: int, spec: str, params: str) -> faiss.Index:

@@ -28,6 +28,12 @@ MILVUS_EXTRA_INSTALL = "pip install 'semantic-search[milvus]'"
 FULL_TEXT_SINCE = (2, 5)
 """The first Milvus server with full-text search (the BM25 function); Milvus Lite 3 has it."""
 INDEX_TYPES = ("FLAT", "HNSW", "IVF_FLAT", "IVF_SQ8", "AUTOINDEX")
+# Index types with parameters, exact to approximate (the store contract runs every one).
+INDEX_EXAMPLES = (
+    ("FLAT", ""),
+    ("HNSW", "M=16,efConstruction=200,ef=200"),
+    ("IVF_FLAT", "nlist=4,nprobe=4"),
+)
 # Parameters applied at search time; every other one shapes the index when it is built.
 _SEARCH_KEYS = frozenset({"ef", "nprobe"})
 MAX_RESULTS = 16_384  # Milvus's cap on limit (and offset + limit)

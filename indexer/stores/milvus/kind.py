@@ -20,7 +20,12 @@ from indexer.stores.base import (
     StoreExistsError,
 )
 from indexer.stores.milvus import claims
-from indexer.stores.milvus.client import MilvusTarget, connect, parse_index_params
+from indexer.stores.milvus.client import (
+    INDEX_EXAMPLES,
+    MilvusTarget,
+    connect,
+    parse_index_params,
+)
 from indexer.stores.milvus.settings import MilvusSettings
 from indexer.stores.milvus.store import MilvusStore
 from indexer.stores.milvus.versions import read_manifest
@@ -35,16 +40,14 @@ _BUILD_POLL_SECONDS = 2.0
 
 
 class MilvusKind:
+    """A store in Milvus: Milvus Lite (a local file, one process) or a server or cluster."""
+
     name = "milvus"
     summary = "the collection SEARCH_MILVUS_COLLECTION at SEARCH_MILVUS_URI"
     store: type[Store] = MilvusStore
     settings_model = MilvusSettings
-    exact_index = "FLAT"
-    index_examples: Sequence[tuple[str, str]] = (
-        ("FLAT", ""),
-        ("HNSW", "M=16,efConstruction=200,ef=200"),
-        ("IVF_FLAT", "nlist=4,nprobe=4"),
-    )
+    exact_index = "FLAT"  # Milvus's names are upper case (client.INDEX_TYPES)
+    index_examples: Sequence[tuple[str, str]] = INDEX_EXAMPLES
 
     def location(self, settings: MilvusSettings) -> MilvusTarget:
         return settings.milvus_target

@@ -32,6 +32,7 @@ from indexer.stores.base import (
     StoreExistsError,
     StoreUnavailableError,
 )
+from indexer.stores.milvus import schema
 from indexer.stores.milvus.claims import claim_build, live_claims
 from indexer.stores.milvus.client import (
     Consistency,
@@ -41,14 +42,6 @@ from indexer.stores.milvus.client import (
     full_text_support,
 )
 from indexer.stores.milvus.reads import MilvusReads
-from indexer.stores.milvus.schema import (
-    check_fits,
-    create_collections,
-    delete_rows,
-    insert_documents,
-    load_collections,
-    meta_row,
-)
 from indexer.stores.milvus.versions import (
     VERSION_MARK,
     Version,
@@ -122,9 +115,9 @@ class MilvusReindexer:
                     keep_meta=leftover == self.target.collection,
                 )
             full_text = full_text_support(store.server_version)
-            create_collections(client, data, manifest, full_text=full_text)
+            schema.create_collections(client, data, manifest, full_text=full_text)
             new = Version(data, manifest, full_text)
-            load_collections(client, collection_names(data))
+            schema.load_collections(client, collection_names(data))
             copied: dict[str, int] = {}
             live = self._live_seqs(old)
             for start in range(0, len(live), _REINDEX_BATCH):
@@ -143,15 +136,17 @@ class MilvusReindexer:
                 _, documents = self._sync(old, new, copied, prepare)
                 seq = max(store.seq, self.reads.stored_seq(old, "Strong"), *copied.values())
                 final = self._verified(new, manifest, documents, seq, started)
-                call(lambda: client.upsert(new.meta, [meta_row("seq", str(seq))]))
+                call(lambda: client.upsert(new.meta, [schema.meta_row("seq", str(seq))]))
                 call(
-                    lambda: client.upsert(new.meta, [meta_row("manifest", final.model_dump_json())])
+                    lambda: client.upsert(
+                        new.meta, [schema.meta_row("manifest", final.model_dump_json())]
+                    )
                 )
                 new = Version(data, final, full_text)
                 root = collection_names(self.target)[2]
                 # The commit point: every replica serves the new version from its next refresh.
                 try:
-                    call(lambda: client.upsert(root, [meta_row("current", data.collection)]))
+                    call(lambda: client.upsert(root, [schema.meta_row("current", data.collection)]))
                 except StoreUnavailableError:  # unless Milvus took it and the answer was lost
                     if served_collection(client, self.target, "Strong") != data.collection:
                         raise
@@ -239,12 +234,12 @@ class MilvusReindexer:
             return
         prepared = prepare([found[d][1].document for d in ids])
         for item in prepared:
-            check_fits(item, new.manifest.title_prefix)
+            schema.check_fits(item, new.manifest.title_prefix)
         before = self.reads.keys_of(new, ids)
-        insert_documents(
+        schema.insert_documents(
             self.client, new, [(found[d][0], p) for d, p in zip(ids, prepared, strict=True)]
         )
-        delete_rows(self.client, before)
+        schema.delete_rows(self.client, before)
         for d in ids:
             copied[d] = found[d][0]
 
@@ -267,7 +262,7 @@ class MilvusReindexer:
         for start in range(0, len(changed), _REINDEX_BATCH):
             self._copy(old, new, changed[start : start + _REINDEX_BATCH], copied, prepare)
         if gone:
-            delete_rows(self.client, self.reads.keys_of(new, gone))
+            schema.delete_rows(self.client, self.reads.keys_of(new, gone))
         return len(changed) + len(gone), len(old_seqs)
 
     def _retire(

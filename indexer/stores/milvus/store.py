@@ -123,6 +123,7 @@ class MilvusStore:
         refresh_interval: float,
     ) -> None:
         self.target = target
+        self.location = target  # as the Store protocol names it
         self._client = client
         self._reads = MilvusReads(client, target.consistency)
         self._version = version
@@ -132,7 +133,8 @@ class MilvusStore:
         the new version's manifest; what it returns runs at the switch, with writes held. The
         service readies the new model and preparer here."""
         self.server_version = server_version
-        self._read_only = read_only
+        self.read_only = read_only
+        """Why writes are refused (opened for reading only), or None."""
         self.refresh_interval = refresh_interval
         self.write_lock = threading.Lock()
         """Held by a write, and by a reindex's switch (writes wait for it)."""
@@ -293,33 +295,12 @@ class MilvusStore:
     # -- reading ----------------------------------------------------------------------------
 
     @property
-    def location(self) -> MilvusTarget:
-        return self.target
-
-    @property
     def manifest(self) -> Manifest:
-        return self._version.manifest
-
-    @property
-    def passages_collection(self) -> str:
-        return self._version.passages
-
-    @property
-    def documents_collection(self) -> str:
-        return self._version.documents
-
-    @property
-    def meta_collection(self) -> str:
-        """The served version's: its manifest and write counter."""
-        return self._version.meta
+        return self._version.manifest  # the served version's: another process may reindex it
 
     @property
     def full_text(self) -> bool:
-        return self._version.full_text
-
-    @property
-    def read_only(self) -> str | None:
-        return self._read_only
+        return self._version.full_text  # BM25 in the passages: Milvus 2.5+ and Lite
 
     @property
     def epoch(self) -> int:
@@ -481,8 +462,8 @@ class MilvusStore:
         self._client.close()
 
     def _writable(self) -> None:
-        if self._read_only is not None:
-            raise ReadOnlyStoreError(f"writes are disabled: {self._read_only}")
+        if self.read_only is not None:
+            raise ReadOnlyStoreError(f"writes are disabled: {self.read_only}")
 
     def _read_for_write(
         self, doc_ids: Sequence[str], *, strong: bool = False
@@ -509,8 +490,8 @@ class MilvusStore:
             )
             return self._reads.rows_of_documents(collection, unique, fields, **read)
 
-        documents = self._readers.submit(rows, self.documents_collection, ["doc_id", "seq", "part"])
-        passages = self._readers.submit(rows, self.passages_collection, ["doc_id", "seq"])
+        documents = self._readers.submit(rows, self._version.documents, ["doc_id", "seq", "part"])
+        passages = self._readers.submit(rows, self._version.passages, ["doc_id", "seq"])
         # This replica's own count is self._seq; the shared one is for other replicas' writes,
         # which no consistency level short of Strong waits for.
         counter = self._readers.submit(
@@ -538,8 +519,8 @@ class MilvusStore:
         query first, which waits for a time tick); the keys deleted, by collection."""
         old = list(old)
         removed = {
-            self.passages_collection: [pk for o in old for pk, _ in o.passages],
-            self.documents_collection: [pk for o in old for pk, _ in o.documents],
+            self._version.passages: [pk for o in old for pk, _ in o.passages],
+            self._version.documents: [pk for o in old for pk, _ in o.documents],
         }
         delete_rows(self._client, removed)
         return removed
@@ -559,7 +540,7 @@ class MilvusStore:
         if not any(removed.values()) or self.target.consistency == "Strong":
             return
         if self.target.consistency == "Session" and (
-            self.target.is_lite or self._carry_session(self.meta_collection, removed)
+            self.target.is_lite or self._carry_session(self._version.meta, removed)
         ):
             return
         self._reads.wait_gone(removed)
@@ -597,7 +578,7 @@ class MilvusStore:
             return -1
 
     def _set_seq(self, seq: int) -> None:
-        call(lambda: self._client.upsert(self.meta_collection, [meta_row("seq", str(seq))]))
+        call(lambda: self._client.upsert(self._version.meta, [meta_row("seq", str(seq))]))
 
     # -- switching versions (the reindexer's) -----------------------------------------------
 
