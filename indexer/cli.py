@@ -409,7 +409,7 @@ def snapshot(
 ) -> None:
     """Archive a live index (version, translog, vectors, keyword index, manifest) consistently,
     without pausing the service that serves it: it takes no lock and writes nothing there."""
-    settings = _settings(index_dir=index)
+    settings = _settings(index_dir=index, store="faiss")  # --index: an index directory
     location = settings.store_location
     try:
         pinned = settings.store_kind.snapshot(location)
@@ -518,7 +518,7 @@ def restore(
     ] = False,
 ) -> None:
     """Rebuild an index directory from a snapshot, checking its format and checksums."""
-    settings = _settings(index_dir=out)
+    settings = _settings(index_dir=out, store="faiss")  # --out: an index directory
     try:
         restored_seq = settings.store_kind.restore(archive, settings.store_location, force=force)
     except IncompatibleSnapshotError as error:

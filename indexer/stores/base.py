@@ -161,6 +161,11 @@ def save_snapshot(snapshot: Snapshot, out: Path) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         temporary.replace(out)
+        directory = os.open(out.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(directory)  # the rename itself
+        finally:
+            os.close(directory)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

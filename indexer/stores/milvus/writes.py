@@ -29,7 +29,7 @@ class OldRows:
 
 class RecentWrites:
     """What this replica's writes of the last ``_RECENT_SECONDS`` left of each document, and
-    the Milvus timestamps up to which reads need not wait (see ``_read_for_write``).
+    the Milvus timestamps up to which reads need not wait (see ``MilvusStore._read_for_write``).
 
     Used by the writer alone, under the store's write lock."""
 
