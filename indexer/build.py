@@ -195,16 +195,17 @@ def build_if_stale(
     announce: Callable[[str], None],
     progress: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    force: bool = False,
 ) -> BuildReport | None:
     """Build the store at ``location`` unless it must be served as it is (it holds writes, or
-    replicas share it: ``StoreKind.kept``) or is up to date; None then, after saying so.
-    ``embedder`` is only called for a build; ``rebuild_command`` is what to run to rebuild
-    anyway (without its ``--force``)."""
+    replicas share it: ``StoreKind.kept``; ``force`` overrides that) or is up to date; None
+    then, after saying so. ``embedder`` is only called for a build; ``rebuild_command`` is
+    what to run to rebuild anyway (without its ``--force``)."""
     kind = store_kind(params.store)
     where = kind.describe(location)
     for attempt in (1, 2):
         try:
-            kept = kind.kept(location)
+            kept = None if force else kind.kept(location)
         except (StoreExistsError, StoreUnavailableError) as error:
             raise BuildError(str(error)) from None
         if kept is not None:
@@ -228,6 +229,7 @@ def build_if_stale(
                 source_label=source_label,
                 progress=progress,
                 batch_size=batch_size,
+                force=force,
             )
         except BuildConflictError:
             # Another process started building it, or wrote to it, meanwhile: look again

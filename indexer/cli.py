@@ -267,7 +267,7 @@ def build(
         _ensure_onnx_export(settings)
     location = settings.store_location
     try:
-        if if_stale and not force:
+        if if_stale:
             command = f"python -m indexer build --source {source} {kind.build_options(settings)}"
             report = build_if_stale(
                 corpus,
@@ -280,6 +280,7 @@ def build(
                 announce=typer.echo,
                 progress=progress,
                 batch_size=batch_size,
+                force=force,
             )
         else:
             report = build_index(
