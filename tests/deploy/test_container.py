@@ -25,7 +25,8 @@ from tests.utils.seeds import RUSSIA_DOC
 pytestmark = pytest.mark.xdist_group("milvus")
 
 IMAGE = "localhost/semantic-search:test"
-# podman reports sizes in decimal units (its "674 MB" is 674e6 bytes); README.md has the breakdown.
+# podman reports sizes in decimal units (its "674 MB" is 674e6 bytes); docs/deployment.md has
+# the breakdown.
 MAX_IMAGE_BYTES = 800_000_000
 Container = tuple[str, int, float]
 
@@ -136,7 +137,8 @@ def test_the_image_serves_with_onnx_runtime_alone(image: str) -> None:
 
 
 def test_the_image_is_under_800_mb(image: str) -> None:
-    """With the Milvus client (pymilvus, pandas, grpcio: 69 of its MB); README.md has the rest."""
+    """With the Milvus client (pymilvus, pandas, grpcio: 69 of its MB); docs/deployment.md has
+    the rest."""
     size = int(podman("image", "inspect", "--format", "{{.Size}}", image).stdout)
     assert size < MAX_IMAGE_BYTES, f"the image is {size / 1e6:.0f} MB"
 
@@ -158,7 +160,8 @@ def test_the_image_leaves_out_what_serving_does_not_need(image: str) -> None:
 
 
 def test_the_image_indexes_your_own_articles(image: str, tmp_path: Path) -> None:
-    """As the README shows: the image's indexer, no torch, writing into a mounted directory."""
+    """As docs/deployment.md shows: the image's indexer, no torch, writing into a mounted
+    directory."""
     articles = tmp_path / "articles"
     articles.mkdir()
     (articles / "lighthouse.txt").write_text(
@@ -193,8 +196,8 @@ def test_it_stops_cleanly_on_sigterm(image: str) -> None:
 
 
 def test_writes_survive_restarts_and_kill_9_in_a_named_volume(image: str) -> None:
-    """As the README shows: a named volume at /srv/index starts as the seed index, takes writes
-    with the key, and keeps them when the container is stopped, killed or replaced."""
+    """As docs/deployment.md shows: a named volume at /srv/index starts as the seed index, takes
+    writes with the key, and keeps them when the container is stopped, killed or replaced."""
     volume, port = f"search-data-{uuid.uuid4().hex[:8]}", free_port()
     base = f"http://127.0.0.1:{port}"
     key = {"X-API-Key": "container-test-key"}
