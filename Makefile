@@ -1,4 +1,5 @@
-# The two commands a newcomer needs: `make run` and `make test`. Everything else is a helper.
+# The two commands a newcomer needs: `make run` and `make test`; `make check` is everything (CI).
+# The rest are helpers.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -20,16 +21,17 @@ PIP_TORCH_ARGS := $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL),)
 run: install index
 	$(BIN)/python -m app
 
-# While you work (about 2 minutes once installed): static checks, then the unit, API and FAISS-contract
-# tiers and the end-to-end tests that are quick, with the real model on the seeds. No root, no
-# servers to install; two pytest workers.
+# While you work (about 2 minutes once installed): static checks, then the unit, API and
+# FAISS-contract tiers and the end-to-end tests that are quick, with the real model on the seeds.
+# No root, no servers to install; two pytest workers.
 TEST_MARKERS := not (milvus or lite or deploy or long)
 test: install-test lint typecheck
 	$(BIN)/python -m pytest -m "$(TEST_MARKERS)" -n 2
 
 # Everything, as CI runs it (`.ci/run`): every tier, a real Milvus server, nginx, podman, Chromium,
-# schemathesis, the kill -9 loops and the relevance floors. Each run leaves its ten slowest tests
-# and a JUnit report in test-artifacts/.
+# schemathesis, the kill -9 loops and the relevance floors. Two workers: one runs every test that
+# needs the Milvus server (and the image), the other the rest. Each run leaves its 30 slowest
+# steps (durations.txt) and a JUnit report in test-artifacts/.
 check: install-test lint typecheck deploy-deps install-milvus
 	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=30 \
 		--junitxml=test-artifacts/junit.xml
