@@ -65,19 +65,24 @@ def seed_store(seed_index_dir: Path) -> Iterator[FaissStore]:
     store.close()
 
 
-@pytest.hookimpl(trylast=True)  # after pytest-xdist has read the groups
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The tier of a test is the folder it lives in: unit, contract, api, e2e or deploy. And
-    with ``--dist loadgroup``, a group must have reached xdist: were it ignored (as with
-    pytest 9.2, pytest-dev/pytest-xdist#1386), each worker would start its own Milvus server
-    and build its own image, silently."""
+@pytest.hookimpl(tryfirst=True)  # before -m selects by these markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tier of a test is the folder it lives in: unit, contract, api, e2e or deploy."""
     tiers = {"unit", "contract", "api", "e2e", "deploy"}
     for item in items:
         folder = Path(str(item.fspath)).parent.name
         if folder in tiers:
             item.add_marker(getattr(pytest.mark, folder))
-        grouped = item.get_closest_marker("xdist_group") is not None
-        if grouped and getattr(config.option, "loadgroup", False) and "@" not in item.nodeid:
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """With ``--dist loadgroup``, every group must have reached pytest-xdist: were one ignored
+    (as with pytest 9.2, pytest-dev/pytest-xdist#1386), each worker would start a Milvus server
+    and build the image of its own, silently."""
+    if not getattr(session.config.option, "loadgroup", False):
+        return
+    for item in session.items:
+        if item.get_closest_marker("xdist_group") is not None and "@" not in item.nodeid:
             raise pytest.UsageError(f"pytest-xdist ignored the xdist_group of {item.nodeid}")
 
 
