@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -37,7 +38,7 @@ SEED = 20261126
 def test_schemathesis_finds_nothing(
     name: str, env: dict[str, str], real_index_dir: Path, onnx_dir: Path, tmp_path: Path
 ) -> None:
-    log = tmp_path / "service.log"
+    log, report = tmp_path / "service.log", tmp_path / "schemathesis.xml"
     with running_service(real_index_dir, onnx_dir, log, **env) as url:
         result = subprocess.run(
             [
@@ -55,6 +56,10 @@ def test_schemathesis_finds_nothing(
                 "--generation-database",
                 "none",
                 "--no-color",
+                "--report",
+                "junit",
+                "--report-junit-path",
+                str(report),
             ],
             cwd=tmp_path,  # its crash cache goes there, not into the repository
             capture_output=True,
@@ -64,7 +69,17 @@ def test_schemathesis_finds_nothing(
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / f"schemathesis-{name}.txt").write_text(result.stdout + result.stderr)
     summary = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
-    assert result.returncode == 0, result.stdout[-6000:]
+    cases = ElementTree.parse(report).getroot().iter("testcase")
+    problems = [(case.get("name"), problem) for case in cases for problem in case]
+    failures = [(name, p.get("message")) for name, p in problems if p.tag == "failure"]
+    errors = [(name, p.get("message") or p.text or "") for name, p in problems if p.tag == "error"]
+    # Schemathesis's own limits: now and then its fuzzing phase draws a negative case it cannot
+    # build ("Schemathesis does not support a `not` whose complement ..."); the operation was
+    # still tested in the other phases. Not a finding: any other error, and any failure, is.
+    own_limits = [e for e in errors if "Schemathesis does not support" in e[1]]
+    assert failures == [], result.stdout[-6000:]
+    assert errors == own_limits, result.stdout[-6000:]
+    assert result.returncode == (1 if own_limits else 0), result.stdout[-6000:]
     assert summary is not None, result.stdout[-2000:]
     generated, passed = map(int, summary.groups())
     assert generated == passed > 1000  # every operation was exercised, none failed
