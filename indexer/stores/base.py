@@ -10,12 +10,12 @@ and the passages they point to all come from the same state of the corpus.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self
 
+from indexer.durable import write_atomically
 from indexer.filters import Filter
 from indexer.manifest import Manifest
 from indexer.types import (
@@ -148,27 +148,19 @@ class Snapshot(Protocol):
         """The archive's bytes (a tar file); the pinned files are released at the end."""
         ...
 
+    def close(self) -> None:
+        """Release the pinned files (again: a no-op)."""
+        ...
+
 
 def save_snapshot(snapshot: Snapshot, out: Path) -> None:
-    """Write ``snapshot`` to ``out`` durably: into a temporary sibling, fsynced, then renamed
-    into place, so that a crash never leaves a partial archive under the name asked for."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.partial")
+    """Write ``snapshot`` to ``out`` durably (``indexer.durable.write_atomically``: a crash
+    never leaves a partial archive under the name asked for), and release it."""
     try:
-        with temporary.open("wb") as handle:
-            for chunk in snapshot.chunks():
-                handle.write(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.replace(out)
-        directory = os.open(out.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory)  # the rename itself
-        finally:
-            os.close(directory)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(out, snapshot.chunks())
+    finally:
+        snapshot.close()  # also where writing failed before its chunks were read
 
 
 class Reader(Protocol):

@@ -17,14 +17,15 @@ from typer.testing import CliRunner
 
 from indexer.cli import app
 from indexer.ingest import Preparer
+from indexer.stores.base import save_snapshot
 from indexer.stores.faiss.layout import TRANSLOG_DIR, current_version
 from indexer.stores.faiss.merges import MergePolicy
 from indexer.stores.faiss.snapshot import (
     SNAPSHOT_FILE,
+    PinnedSnapshot,
     SnapshotError,
     pin,
     restore,
-    snapshot_to_file,
 )
 from indexer.stores.faiss.store import FaissStore
 from indexer.stores.faiss.translog import generation_path, generations
@@ -35,6 +36,13 @@ from tests.utils.paths import REPO
 
 runner = CliRunner()
 INDEXER = (sys.executable, "-m", "indexer")
+
+
+def snapshot_to_file(index_dir: Path, out: Path) -> PinnedSnapshot:
+    """A snapshot of ``index_dir`` written to ``out``, as ``python -m indexer snapshot`` does."""
+    pinned = pin(index_dir)
+    save_snapshot(pinned, out)
+    return pinned
 
 
 def held(store: FaissStore) -> dict[str, int | None]:
@@ -163,8 +171,7 @@ def test_merges_during_snapshots_do_not_break_them(seed_index_dir: Path, tmp_pat
             if thread is not None:
                 thread.join()
             time.sleep(0.02)
-        with (tmp_path / "pinned.tar").open("wb") as handle:
-            pinned.write_to(handle)  # ... and the archive still reads it
+        save_snapshot(pinned, tmp_path / "pinned.tar")  # ... and the archive still reads it
         archives = []
         for i in range(5):
             path = tmp_path / f"s{i}.tar"
@@ -338,8 +345,7 @@ def test_a_merge_between_reading_current_and_opening_the_log_makes_pin_start_ove
         assert len(calls) == 2  # it started over
         assert pinned.version != replaced.name
         assert pinned.seq == store.seq
-        with (tmp_path / "s.tar").open("wb") as handle:
-            pinned.write_to(handle)
+        save_snapshot(pinned, tmp_path / "s.tar")
     finally:
         store.close()
     check_restored(tmp_path / "s.tar", tmp_path / "out", seeds, writer)

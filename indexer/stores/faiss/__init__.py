@@ -13,7 +13,7 @@ One concept a module:
 - ``columns``: document metadata as typed columns, so filters run vectorised;
 - ``arrays``: the append-only arrays views share with the writer;
 - ``translog``: the write-ahead log; ``operations``: its records (puts and deletes);
-- ``layout``: the directory (versions, ``CURRENT``, ``LOCK``), durable writes (fsync, rename)
-  and writing a whole index (``write_index``);
+- ``layout``: the directory (versions, ``CURRENT``, ``LOCK``) and writing a whole index
+  (``write_index``), durably (``indexer.durable``: fsync, rename);
 - ``snapshot``: archives of a live index, and restoring them.
 """

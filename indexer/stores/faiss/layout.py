@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from indexer.durable import fsync_directory, fsync_tree, replace_directory, write_atomically
 from indexer.manifest import MANIFEST_FILE, Manifest, ManifestError, read_manifest
 from indexer.stores.base import StoreLockedError, StoreMissingError, StoreOpenError
 
@@ -99,7 +100,7 @@ def commit_version(temporary: Path, final: Path) -> None:
 
 
 def set_current(root: Path, version: Path) -> None:
-    write_atomically(root / CURRENT_FILE, f"{version.name}\n".encode())
+    write_atomically(root / CURRENT_FILE, [f"{version.name}\n".encode()])
 
 
 def remove_unused(root: Path) -> None:
@@ -109,37 +110,6 @@ def remove_unused(root: Path) -> None:
         leftover = path.name.startswith(_TEMPORARY_PREFIX)
         if path.is_dir() and (leftover or (_VERSION.fullmatch(path.name) and path != current)):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``: a reader (or a crash) sees the old file or the new one."""
-    temporary = path.with_name(f"{_TEMPORARY_PREFIX}{path.name}")
-    with temporary.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(path)
-    fsync_directory(path.parent)
-
-
-def fsync_tree(directory: Path) -> None:
-    """fsync every file and directory under ``directory``, then itself."""
-    for path in sorted(directory.rglob("*"), reverse=True):
-        if path.is_file():
-            with path.open("rb") as handle:
-                os.fsync(handle.fileno())
-        else:
-            fsync_directory(path)
-    fsync_directory(directory)
-
-
-def fsync_directory(directory: Path) -> None:
-    """So that a rename or a new file in it survives a crash."""
-    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 class IndexLock:
@@ -199,23 +169,11 @@ def write_index(location: Path, index: LocalIndex, *, started: float) -> Manifes
         fsync_tree(version)
         set_current(staging, version)
         staging.chmod(0o755)  # mkdtemp makes it private; the server may run as another user
-        _swap_into_place(staging, location)
+        replace_directory(staging, location)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
-
-
-def _swap_into_place(staging: Path, out: Path) -> None:
-    if not out.exists():
-        staging.rename(out)
-    else:
-        retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        retired.rmdir()
-        out.rename(retired)
-        staging.rename(out)
-        shutil.rmtree(retired, ignore_errors=True)
-    fsync_directory(out.parent)
 
 
 def read_current_manifest(location: Path) -> Manifest:

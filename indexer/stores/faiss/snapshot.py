@@ -44,22 +44,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
 
+from indexer.durable import fsync_tree, replace_directory
 from indexer.manifest import FORMAT_VERSION, ManifestError, read_manifest
 from indexer.stores.base import (
     IncompatibleSnapshotError,
     SnapshotError,
     StoreMissingError,
     StoreOpenError,
-    save_snapshot,
 )
 from indexer.stores.faiss.layout import (
     CURRENT_FILE,
     TRANSLOG_DIR,
     current_version,
-    fsync_directory,
-    fsync_tree,
     is_index,
 )
 from indexer.stores.faiss.translog import MAGIC, MAX_PAYLOAD, generation_path, generations
@@ -88,7 +85,8 @@ class _Pinned:
 @dataclass
 class PinnedSnapshot:
     """Open descriptors for everything a snapshot holds: merges may unlink the names, the
-    data stays until ``close``. Write it once with ``chunks`` (or ``write_to``)."""
+    data stays until ``close``. Write it once with ``chunks`` (``save_snapshot`` in
+    ``indexer.stores.base``)."""
 
     root: Path
     version: str
@@ -157,10 +155,6 @@ class PinnedSnapshot:
         body = (json.dumps(description, indent=2) + "\n").encode()
         yield _header(SNAPSHOT_FILE, len(body), now)
         yield body + b"\0" * (-len(body) % _BLOCK)
-
-    def write_to(self, out: BinaryIO) -> None:
-        for chunk in self.chunks():
-            out.write(chunk)
 
 
 def _header(name: str, size: int, mtime: int) -> bytes:
@@ -346,7 +340,7 @@ def restore(source: Path, out: Path, *, force: bool = False) -> Restored:
             raise SnapshotError(f"{source} holds no usable index: {error}") from None
         fsync_tree(staging)
         staging.chmod(0o755)
-        _replace(staging, out)
+        replace_directory(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -368,29 +362,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _replace(staging: Path, out: Path) -> None:
-    if out.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        retired.rmdir()
-        out.rename(retired)
-        staging.rename(out)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        staging.rename(out)
-    fsync_directory(out.parent)
-
-
-def snapshot_to_file(root: Path, out: Path) -> PinnedSnapshot:
-    """Write a snapshot of ``root`` to ``out`` (``indexer.snapshots.save_snapshot``); returns
-    the (closed) pin, for its seq and version."""
-    pinned = pin(root)
-    try:
-        save_snapshot(pinned, out)
-    finally:
-        pinned.close()
-    return pinned
-
-
 __all__ = [
     "SNAPSHOT_FILE",
     "SNAPSHOT_FORMAT",
@@ -401,5 +372,4 @@ __all__ = [
     "pin",
     "read_description",
     "restore",
-    "snapshot_to_file",
 ]
