@@ -55,7 +55,13 @@ def encoder_sharing(model: Embedder, passages: int = 80) -> dict[str, Any]:
         alone = time.monotonic() - started
         with ThreadPoolExecutor(max_workers=3) as pool:
             askers = [pool.submit(ask) for _ in range(2)]
-            while len(waits) < 10:
+            deadline = time.monotonic() + 60
+            while len(waits) < 10:  # the stream of queries is flowing
+                if any(asker.done() for asker in askers) or time.monotonic() > deadline:
+                    stop.set()
+                    for asker in askers:
+                        asker.result(30)  # an asker's error, if it failed
+                    raise RuntimeError("the querying clients did not get going in 60 s")
                 time.sleep(0.01)
             waits.clear()
             started = time.monotonic()

@@ -22,6 +22,7 @@ from indexer.stores.milvus.client import MilvusTarget
 from indexer.stores.milvus.store import MilvusStore
 from indexer.types import Document, IndexedDocument, Passage
 from tests.utils.corpus import DIM, corpus, unit
+from tests.utils.processes import wait_for
 
 pytestmark = pytest.mark.milvus
 
@@ -115,11 +116,11 @@ def test_replicas_switch_to_a_reindexed_version_without_a_failed_search_or_a_los
         return [prepared(d) for d in documents]
 
     def until(check: Callable[[], bool], what: str, seconds: float = 20) -> None:
-        deadline = time.monotonic() + seconds
-        while not check():
-            assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
-            assert failures == [], failures
-            time.sleep(0.02)
+        def searching_fine() -> bool:
+            assert failures == [], failures  # a search failed: no point waiting on
+            return check()
+
+        wait_for(searching_fine, what, seconds, interval=0.02)
 
     try:
         for thread in threads:

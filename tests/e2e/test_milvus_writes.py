@@ -27,6 +27,7 @@ from indexer.stores.milvus.store import MilvusStore
 from indexer.types import Document, IndexedDocument, Passage
 from tests.utils.durability import Expected, kill_writer
 from tests.utils.paths import REPO
+from tests.utils.processes import wait_for
 
 DIM = 4
 
@@ -183,13 +184,9 @@ def test_a_delete_through_one_replica_is_gone_from_the_others_searches_once_ackn
         b.close()
 
 
-def until(check: Callable[[], object], what: str, seconds: float = 15) -> None:
-    """Poll ``check`` until it holds (a replica learns of another's write when Milvus has
-    applied it: a tick or two); fails after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
-        time.sleep(0.05)
+def until(check: Callable[[], object], what: str) -> None:
+    """A replica learns of another's write once Milvus has applied it: a tick or two."""
+    wait_for(check, what, 15, interval=0.05)
 
 
 def text_of(store: MilvusStore, doc_id: str) -> str | None:

@@ -17,7 +17,7 @@ import pytest
 
 from tests.utils.api import finished_reindex
 from tests.utils.paths import ARTIFACTS
-from tests.utils.processes import running_service
+from tests.utils.processes import running_service, wait_for
 from tests.utils.seeds import SEED_QUESTIONS
 
 pytestmark = pytest.mark.long
@@ -86,13 +86,14 @@ def test_a_reindex_under_search_load_switches_once_and_loses_nothing(
         except BaseException as error:
             errors.append(error)
 
-    def answered(count: int, seconds: float = 60) -> None:
+    def answered(count: int) -> None:
         """Wait until the searchers have had ``count`` answers."""
-        deadline = time.monotonic() + seconds
-        while len(answers) < count:
-            assert time.monotonic() < deadline, f"only {len(answers)} answers in {seconds} s"
-            assert not errors, errors
-            time.sleep(0.02)
+
+        def enough() -> bool:
+            assert not errors, errors  # a searcher died: no point waiting on
+            return len(answers) >= count
+
+        wait_for(enough, f"{count} answers", 60, interval=0.02)
 
     with running_service(real_index_dir, onnx_dir, log, SEARCH_API_KEY=KEY) as base:
         served = tmp_path / f"index-{urlsplit(base).port}"

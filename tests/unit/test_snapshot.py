@@ -33,6 +33,7 @@ from indexer.types import Document
 from tests.utils.durability import content, version_of
 from tests.utils.fakes import HashingEmbedder
 from tests.utils.paths import REPO
+from tests.utils.processes import wait_for
 
 runner = CliRunner()
 INDEXER = (sys.executable, "-m", "indexer")
@@ -84,6 +85,16 @@ class Writer(threading.Thread):
                 time.sleep(0.001)
         except BaseException as error:
             self.error = error
+
+    def acknowledge(self, count: int) -> None:
+        """Return once ``count`` writes in all are acknowledged (fails on the writer's error,
+        or after 60 s)."""
+
+        def enough() -> bool:
+            assert self.error is None, self.error
+            return len(self.acknowledged) >= count
+
+        wait_for(enough, f"{count} acknowledged writes", 60, interval=0.01)
 
     def finish(self) -> None:
         self.stop.set()
@@ -137,12 +148,10 @@ def test_a_snapshot_under_writes_restores_every_acknowledged_write(
     writer = Writer(store)
     writer.start()
     try:
-        while len(writer.acknowledged) < 40:
-            time.sleep(0.01)
+        writer.acknowledge(40)
         before = max(seq for seq, _, _ in list(writer.acknowledged))
         pinned = snapshot_to_file(seed_index_dir, tmp_path / "s.tar")
-        while len(writer.acknowledged) < 80:  # writes go on after the snapshot
-            time.sleep(0.01)
+        writer.acknowledge(80)  # writes go on after the snapshot
     finally:
         writer.finish()
         store.close()
@@ -159,8 +168,7 @@ def test_merges_during_snapshots_do_not_break_them(seed_index_dir: Path, tmp_pat
     writer = Writer(store)
     writer.start()
     try:
-        while len(writer.acknowledged) < 10:
-            time.sleep(0.01)
+        writer.acknowledge(10)
         pinned = pin(seed_index_dir)
         version = seed_index_dir / pinned.version
         # Merge now, while the snapshot has not been read: its version is deleted by name...
@@ -190,8 +198,7 @@ def test_a_torn_translog_tail_is_left_out(seed_index_dir: Path, tmp_path: Path) 
     store = FaissStore.open(seed_index_dir)
     writer = Writer(store)
     writer.start()
-    while len(writer.acknowledged) < 5:
-        time.sleep(0.01)
+    writer.acknowledge(5)
     writer.finish()
     seq = store.seq
     store.close()
@@ -296,8 +303,7 @@ def test_the_cli_snapshots_an_index_another_process_holds(
     try:
         writer = Writer(store)
         writer.start()
-        while len(writer.acknowledged) < 5:
-            time.sleep(0.01)
+        writer.acknowledge(5)
         writer.finish()
         archive = tmp_path / "s.tar"
         result = subprocess.run(
@@ -324,8 +330,7 @@ def test_a_merge_between_reading_current_and_opening_the_log_makes_pin_start_ove
     seeds = held(store)
     writer = Writer(store)
     writer.start()
-    while len(writer.acknowledged) < 5:
-        time.sleep(0.01)
+    writer.acknowledge(5)
     writer.finish()
     replaced = current_version(seed_index_dir)
     calls = []

@@ -18,8 +18,11 @@ from harness.service import copy_index, free_port, server
 from tests.utils.paths import REPO
 
 
-def wait_for(check: Callable[[], bool], what: str, seconds: float = 60.0) -> float:
-    """Poll ``check`` until it holds; returns how long that took."""
+def wait_for(
+    check: Callable[[], object], what: str, seconds: float = 60.0, *, interval: float = 0.2
+) -> float:
+    """Poll ``check`` every ``interval`` seconds until it holds (an assert in it fails at once:
+    it runs in the test's thread); fails after ``seconds``; returns how long that took."""
     started = time.monotonic()
     while True:
         try:
@@ -28,7 +31,7 @@ def wait_for(check: Callable[[], bool], what: str, seconds: float = 60.0) -> flo
         except httpx.TransportError:
             pass
         assert time.monotonic() - started < seconds, f"{what} did not happen within {seconds} s"
-        time.sleep(0.2)
+        time.sleep(interval)
 
 
 @contextmanager
