@@ -431,11 +431,8 @@ def verify_version(directory: Path, model: ModelInfo | None = None) -> Manifest:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _texts(manifest: Manifest, document: Document, passages: Sequence[Passage]) -> list[str]:
