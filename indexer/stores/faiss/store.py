@@ -109,7 +109,6 @@ class FaissStore:
         merge_policy: MergePolicy,
     ) -> None:
         self.root = root
-        self.location = root  # as the Store protocol names it
         self._index = index
         self._lock_file = lock
         self._translog = translog
@@ -197,6 +196,11 @@ class FaissStore:
         )
 
     # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def location(self) -> Path:
+        """Where the store is, as ``Store.open`` takes it."""
+        return self.root
 
     @property
     def manifest(self) -> Manifest:

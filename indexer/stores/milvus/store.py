@@ -123,7 +123,6 @@ class MilvusStore:
         refresh_interval: float,
     ) -> None:
         self.target = target
-        self.location = target  # as the Store protocol names it
         self._client = client
         self._reads = MilvusReads(client, target.consistency)
         self._version = version
@@ -293,6 +292,11 @@ class MilvusStore:
             client.close()
 
     # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def location(self) -> MilvusTarget:
+        """Where the store is, as ``Store.open`` takes it."""
+        return self.target
 
     @property
     def manifest(self) -> Manifest:
