@@ -198,12 +198,14 @@ def test_a_client_over_the_rate_limit_gets_a_json_429_with_retry_after(
 ) -> None:
     """On an nginx of its own: the burst would leave the other tests' client over its limit."""
     with running_nginx(tmp_path / "nginx", port_of(service)) as proxy:
-        started = time.monotonic()
-        burst = asyncio.run(fire([f"{proxy}{PREFIX}/info"] * 3 * BURST))
-        elapsed = time.monotonic() - started
-        # Still over the limit: more requests are refused, the probes are not.
+        # The probes in the same burst: while the client is over its limit (some of its
+        # requests refused), its probes still pass. (A second burst after this one is over the
+        # limit only if it comes within 2 s: a busy machine took longer.)
         probes = [f"{proxy}{PREFIX}/health", f"{proxy}{PREFIX}/ready"] * BURST
-        after = asyncio.run(fire([f"{proxy}{PREFIX}/info"] * BURST + probes))
+        started = time.monotonic()
+        answers = asyncio.run(fire([f"{proxy}{PREFIX}/info"] * 3 * BURST + probes))
+        elapsed = time.monotonic() - started
+    burst, probed = answers[: 3 * BURST], answers[3 * BURST :]
     served = [answer for answer in burst if answer.status_code == 200]
     refused = [answer for answer in burst if answer.status_code == 429]
     assert len(served) + len(refused) == len(burst), {a.status_code for a in burst}
@@ -215,8 +217,7 @@ def test_a_client_over_the_rate_limit_gets_a_json_429_with_retry_after(
     for answer in refused:
         assert json_detail(answer) == "too many requests; retry after the seconds in Retry-After"
         assert answer.headers["retry-after"] == "1"
-    assert any(answer.status_code == 429 for answer in after[:BURST])
-    assert [answer.status_code for answer in after[BURST:]] == [200] * len(probes)
+    assert [answer.status_code for answer in probed] == [200] * len(probes)
 
 
 def test_writes_with_the_key_pass_through_the_proxy(proxied: str) -> None:
