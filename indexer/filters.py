@@ -206,10 +206,8 @@ class Filter:
     def __post_init__(self) -> None:
         if not self.conditions:
             raise FilterError("a filter needs at least one condition")
-        if len(self.conditions) > MAX_FIELDS:
-            raise FilterError(
-                f"a filter has at most {MAX_FIELDS} fields, not {len(self.conditions)}"
-            )
+        # MAX_FIELDS bounds what a client sends (parse_filter); a key's scope ANDed into it
+        # (``both``) may add fields beyond it.
         ordered = tuple(sorted(self.conditions, key=lambda condition: condition.field))
         for before, after in itertools.pairwise(ordered):
             if before.field == after.field:
@@ -239,11 +237,42 @@ class Filter:
         if existing is not None and existing.any_of is not None and added.any_of is not None:
             added = Condition(DOC_ID_FIELD, any_of=existing.any_of.intersection(added.any_of))
         others = tuple(c for c in self.conditions if c.field != DOC_ID_FIELD)
+        if len(others) + 1 > MAX_FIELDS:  # the ids come from the client: its limit applies
+            raise FilterError(f"a filter has at most {MAX_FIELDS} fields, not {len(others) + 1}")
         return Filter((*others, added))
 
     def to_json(self) -> dict[str, object]:
         """The canonical form: every field as an operator object, fields and values sorted."""
         return {condition.field: condition.to_json() for condition in self.conditions}
+
+
+def both(first: Filter | None, second: Filter | None) -> Filter | None:
+    """The filter passing exactly the documents that pass ``first`` and ``second`` (None: no
+    condition), e.g. a request's filter within an API key's scope."""
+    if first is None or second is None:
+        return first or second
+    fields = {c.field for c in first.conditions} | {c.field for c in second.conditions}
+    return Filter(tuple(_both(first.condition(f), second.condition(f)) for f in sorted(fields)))
+
+
+def _both(first: Condition | None, second: Condition | None) -> Condition:
+    if first is None or second is None:
+        found = first or second
+        assert found is not None
+        return found
+    if first.range_kind and second.range_kind and first.range_kind != second.range_kind:
+        # A value is a number or a date, never both: nothing can pass. An empty set of
+        # values says so in a form every evaluator already handles.
+        return Condition(first.field, any_of=OneOf())
+    any_of = first.any_of
+    if second.any_of is not None:
+        any_of = second.any_of if any_of is None else any_of.intersection(second.any_of)
+    lowers = [b for b in (first.lower, second.lower) if b is not None]
+    uppers = [b for b in (first.upper, second.upper) if b is not None]
+    # As in _parse_operators: of two bounds on one side, the one admitting less.
+    lower = max(lowers, key=lambda b: (b.point, not b.inclusive), default=None)
+    upper = min(uppers, key=lambda b: (b.point, b.inclusive), default=None)
+    return Condition(first.field, any_of=any_of, lower=lower, upper=upper)
 
 
 def parse_filter(raw: object) -> Filter | None:

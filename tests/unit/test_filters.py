@@ -12,6 +12,7 @@ from indexer.filters import (
     Filter,
     FilterError,
     OneOf,
+    both,
     parse_filter,
     parse_filter_json,
 )
@@ -431,3 +432,39 @@ def _raw_conditions(draw: st.DrawFn) -> object:
 def test_canonical_json_round_trips_for_any_filter(raw: dict[str, object]) -> None:
     original = parsed(raw)
     assert parsed(json.loads(json.dumps(original.to_json()))) == original
+
+
+_FIELDS = st.sampled_from(["a", "b", "c_1", "D"])
+_filters = st.dictionaries(_FIELDS, _raw_conditions(), min_size=1).map(parsed)
+_documents = st.tuples(
+    st.sampled_from(["x.txt", "y.txt"]),
+    st.dictionaries(_FIELDS, _scalars | st.sampled_from(["2019-05-01", "2021-01-01T00:00:00Z"])),
+)
+
+
+@given(_filters, _filters, st.lists(_documents, min_size=1, max_size=8))
+def test_both_passes_exactly_what_passes_each(
+    first: Filter, second: Filter, documents: list[tuple[str, dict[str, MetadataValue]]]
+) -> None:
+    joined = both(first, second)
+    assert joined is not None
+    assert parsed(json.loads(json.dumps(joined.to_json()))) == joined
+    for doc_id, metadata in documents:
+        expected = first.matches(doc_id, metadata) and second.matches(doc_id, metadata)
+        assert joined.matches(doc_id, metadata) == expected
+
+
+def test_both_with_none_and_with_contradicting_ranges() -> None:
+    scope = parsed({"tenant": "a"})
+    assert both(None, None) is None
+    assert both(scope, None) == scope
+    assert both(None, scope) == scope
+    assert both(scope, parsed({"tenant": "b"})) == parsed({"tenant": {"in": ["a"], "eq": "b"}})
+    dated = both(parsed({"year": {"gte": 2019}}), parsed({"year": {"lt": "2020-01-01"}}))
+    assert dated is not None
+    assert not dated.matches("x", {"year": 2019})
+    assert not dated.matches("x", {"year": "2019-06-01"})
+    # A scope may take a request's filter past the 32 fields a client may send.
+    wide = both(parsed({f"k{i}": i for i in range(32)}), scope)
+    assert wide is not None
+    assert len(wide.conditions) == 33
