@@ -87,6 +87,10 @@ class ReindexError(StoreError):
     """A reindex failed or was refused before its switch: the old version serves on."""
 
 
+class OutOfScopeError(StoreError):
+    """A guarded write would replace a document its guard does not pass (another tenant's)."""
+
+
 class DocumentRefusedError(StoreError, ValueError):
     """A document this store cannot hold (say, a passage longer than the engine's strings);
     nothing of the write was applied. The message names the document and the limit."""
@@ -107,6 +111,31 @@ class SnapshotUnsupportedError(SnapshotError):
 
 class IncompatibleSnapshotError(SnapshotError):
     """The archive was written for another format version."""
+
+
+def passes(guard: Filter | None, stored: StoredDocument | None) -> bool:
+    """Does a stored document (None: there is none) pass a write's guard?"""
+    if stored is None or guard is None:
+        return stored is not None
+    return guard.matches(stored.document.doc_id, stored.document.metadata)
+
+
+def refuse_outside(
+    guard: Filter | None,
+    doc_ids: Sequence[str],
+    stored: Callable[[str], StoredDocument | None],
+) -> None:
+    """OutOfScopeError if a guarded put of ``doc_ids`` would replace a document outside
+    ``guard``; run it under the store's write lock, so nothing changes between check and write."""
+    if guard is None:
+        return
+    for doc_id in doc_ids:
+        found = stored(doc_id)
+        if found is not None and not passes(guard, found):
+            raise OutOfScopeError(
+                f"the id {doc_id!r} is taken by a document outside this key's scope; "
+                "choose another id"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,8 +315,16 @@ class Store(Protocol):
         """A document as last written (real-time: it need not be searchable yet)."""
         ...
 
-    def put(self, documents: Sequence[IndexedDocument], *, epoch: int | None = None) -> Written:
-        """Add or replace documents (by id). Searchable after the next refresh."""
+    def put(
+        self,
+        documents: Sequence[IndexedDocument],
+        *,
+        epoch: int | None = None,
+        guard: Filter | None = None,
+    ) -> Written:
+        """Add or replace documents (by id). Searchable after the next refresh. With
+        ``guard``, nothing is written if one of them would replace a document that does not
+        pass it (OutOfScopeError): checked in the same step as the write."""
         ...
 
     @property
@@ -295,8 +332,9 @@ class Store(Protocol):
         """Changes when a reindex switches the index's settings or model."""
         ...
 
-    def delete(self, doc_ids: Sequence[str]) -> Written:
-        """Remove documents; no reader taken after this returns contains them."""
+    def delete(self, doc_ids: Sequence[str], *, guard: Filter | None = None) -> Written:
+        """Remove documents; no reader taken after this returns contains them. With
+        ``guard``, a document that does not pass it is left alone, as if absent."""
         ...
 
     def reindex(self, rebuild: Rebuild) -> Manifest:

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar, Self
 
+from indexer.filters import Filter
 from indexer.manifest import Manifest, ManifestError, read_manifest
 from indexer.stores.base import (
     Follower,
@@ -45,6 +46,8 @@ from indexer.stores.base import (
     StoreOpenError,
     StoreWriteError,
     Written,
+    passes,
+    refuse_outside,
 )
 from indexer.stores.faiss.layout import (
     TRANSLOG_DIR,
@@ -275,7 +278,13 @@ class FaissStore:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def put(self, documents: Sequence[IndexedDocument], *, epoch: int | None = None) -> Written:
+    def put(
+        self,
+        documents: Sequence[IndexedDocument],
+        *,
+        epoch: int | None = None,
+        guard: Filter | None = None,
+    ) -> Written:
         dimension = self.manifest.model.dimension
         for item in documents:  # before logging: a logged write must apply
             if item.vectors.shape != (len(item.passages), dimension):
@@ -289,6 +298,7 @@ class FaissStore:
             translog = self._writable()
             if epoch is not None and epoch != self._epoch:
                 raise StaleWriteError("the index was reindexed while these were prepared")
+            refuse_outside(guard, [item.document.doc_id for item in documents], self._index.get)
             first = self._index.seq + 1
             puts = [Put(first + i, item) for i, item in enumerate(documents)]
             self._append(translog, [numbered(p.seq, b) for p, b in zip(puts, bodies, strict=True)])
@@ -298,10 +308,13 @@ class FaissStore:
         self._nudge()
         return Written(seq, existed)
 
-    def delete(self, doc_ids: Sequence[str]) -> Written:
+    def delete(self, doc_ids: Sequence[str], *, guard: Filter | None = None) -> Written:
         with self._write_lock:
             translog = self._writable()
-            present = tuple(doc_id in self._index for doc_id in doc_ids)
+            if guard is None:
+                present = tuple(doc_id in self._index for doc_id in doc_ids)
+            else:
+                present = tuple(passes(guard, self._index.get(doc_id)) for doc_id in doc_ids)
             # Only documents that exist are logged: deleting nothing is not a write.
             first = self._index.seq + 1
             gone = [d for d, here in zip(doc_ids, present, strict=True) if here]

@@ -50,10 +50,12 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+from indexer.filters import Filter
 from indexer.manifest import FORMAT_VERSION, Counts, Manifest
 from indexer.stores.base import (
     Follower,
     IndexedDocument,
+    OutOfScopeError,
     ReadOnlyStoreError,
     Rebuild,
     StaleWriteError,
@@ -64,6 +66,8 @@ from indexer.stores.base import (
     StoreUnavailableError,
     StoreWriteError,
     Written,
+    passes,
+    refuse_outside,
 )
 from indexer.stores.milvus import reindexing
 from indexer.stores.milvus.claims import build_claims, claim_build, live_claims
@@ -333,7 +337,13 @@ class MilvusStore:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def put(self, documents: Sequence[IndexedDocument], *, epoch: int | None = None) -> Written:
+    def put(
+        self,
+        documents: Sequence[IndexedDocument],
+        *,
+        epoch: int | None = None,
+        guard: Filter | None = None,
+    ) -> Written:
         dimension = self.manifest.model.dimension
         for item in documents:
             if item.vectors.shape != (len(item.passages), dimension):
@@ -344,7 +354,7 @@ class MilvusStore:
                 )
         for item in documents:
             check_fits(item, self.manifest.title_prefix)
-        pending = PendingPut(tuple(documents), epoch)
+        pending = PendingPut(tuple(documents), epoch, guard)
         with self._queue_lock:
             self._queue.append(pending)
         # Group commit: whoever holds the write lock writes every put queued meanwhile in one
@@ -368,6 +378,7 @@ class MilvusStore:
         for p in group:  # prepared for the version a reindex has replaced since
             if p.epoch is not None and p.epoch != self._epoch:
                 p.outcome = StaleWriteError("the index was reindexed while these were prepared")
+        self._check_guards([p for p in group if p.outcome is None])
         group = [p for p in group if p.outcome is None]
         if not group:
             return
@@ -384,6 +395,24 @@ class MilvusStore:
             return
         for p, outcome in zip(group, written, strict=True):
             p.outcome = outcome
+
+    def _check_guards(self, group: Sequence[PendingPut]) -> None:
+        """Refuse each guarded put that would replace a document outside its guard, as it
+        stands or as an earlier put of the group leaves it. Under the write lock, so this
+        process writes nothing in between; another replica's write in between is the race
+        every Milvus write has (see the module's docstring)."""
+        if all(p.guard is None for p in group):
+            return
+        ahead: dict[str, StoredDocument] = {}
+        for p in group:
+            ids = [item.document.doc_id for item in p.documents]
+            try:
+                refuse_outside(p.guard, ids, lambda d: ahead.get(d) or self.get(d))
+            except OutOfScopeError as error:
+                p.outcome = error
+                continue
+            for item in p.documents:
+                ahead[item.document.doc_id] = StoredDocument(item.document, item.passages)
 
     def _put_group(self, batches: Sequence[Sequence[IndexedDocument]]) -> list[Written]:
         self._writable()
@@ -423,28 +452,40 @@ class MilvusStore:
             results.append(Written(first + done - 1, tuple(existed[done - len(batch) : done])))
         return results
 
-    def delete(self, doc_ids: Sequence[str]) -> Written:
+    def delete(self, doc_ids: Sequence[str], *, guard: Filter | None = None) -> Written:
         with self.write_lock:
             self._writable()
-            # At Strong: a delete also removes another replica's write of a moment ago (a put
-            # leaves that to the next write of the document), and its publish waits a tick
-            # anyway.
-            old, stored = self._read_for_write(doc_ids, strong=True)
-            present = tuple(doc_id in old and old[doc_id].exists for doc_id in doc_ids)
-            gone = [rows for rows in old.values() if rows.exists]
-            if gone:
-                last = max(self._seq, stored) + len(gone)
-                try:
-                    removed = self._remove(gone)
-                    self._set_seq(last)
-                    self._settle(removed)
-                except StoreUnavailableError as error:
-                    self._recent.reset()
-                    raise StoreWriteError(f"Milvus did not take the delete: {error}") from error
-                deleted = {doc_id: OldRows() for doc_id, rows in old.items() if rows.exists}
-                self._recent.record(deleted, old, self._write_stamps())
-                self._seq = max(self._seq, last)
-                self.publish(self._seq)  # a delete is visible the moment it is acknowledged
+            if guard is not None:  # those outside it are left alone, as if absent
+                allowed = {d for d in doc_ids if passes(guard, self.get(d))}
+                kept = [d for d in doc_ids if d in allowed]
+                written = self._delete(kept)
+                within = iter(written.existed)
+                return Written(
+                    written.seq, tuple(next(within) if d in allowed else False for d in doc_ids)
+                )
+            return self._delete(doc_ids)
+
+    def _delete(self, doc_ids: Sequence[str]) -> Written:
+        """Delete under the write lock (held by the caller)."""
+        # At Strong: a delete also removes another replica's write of a moment ago (a put
+        # leaves that to the next write of the document), and its publish waits a tick
+        # anyway.
+        old, stored = self._read_for_write(doc_ids, strong=True)
+        present = tuple(doc_id in old and old[doc_id].exists for doc_id in doc_ids)
+        gone = [rows for rows in old.values() if rows.exists]
+        if gone:
+            last = max(self._seq, stored) + len(gone)
+            try:
+                removed = self._remove(gone)
+                self._set_seq(last)
+                self._settle(removed)
+            except StoreUnavailableError as error:
+                self._recent.reset()
+                raise StoreWriteError(f"Milvus did not take the delete: {error}") from error
+            deleted = {doc_id: OldRows() for doc_id, rows in old.items() if rows.exists}
+            self._recent.record(deleted, old, self._write_stamps())
+            self._seq = max(self._seq, last)
+            self.publish(self._seq)  # a delete is visible the moment it is acknowledged
         return Written(self._seq, present)
 
     def refresh(self) -> None:

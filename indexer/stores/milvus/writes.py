@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from indexer.filters import Filter
 from indexer.stores.base import IndexedDocument, Written
 
 # How long a replica answers for its own writes from memory (RecentWrites): Milvus has applied
@@ -97,4 +98,5 @@ class PendingPut:
 
     documents: tuple[IndexedDocument, ...]
     epoch: int | None = None
+    guard: Filter | None = None
     outcome: Written | BaseException | None = None
