@@ -10,10 +10,12 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.keys import ScopeError
 from app.logs import REQUEST_ID_HEADER, current_request_id
 from app.service import WriteTimeoutError
 from indexer.stores.base import (
     DocumentRefusedError,
+    OutOfScopeError,
     ReadOnlyStoreError,
     SearchUnsupportedError,
     StorageFullError,
@@ -65,6 +67,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             {"detail": str(error)}, status_code=status.HTTP_422_UNPROCESSABLE_ENTITY
         )
+
+    @app.exception_handler(OutOfScopeError)
+    async def out_of_scope(request: Request, error: OutOfScopeError) -> JSONResponse:
+        # Ids are shared by every tenant of the index: the id is taken, and nothing was written.
+        return JSONResponse({"detail": str(error)}, status_code=status.HTTP_409_CONFLICT)
+
+    @app.exception_handler(ScopeError)
+    async def outside_scope(request: Request, error: ScopeError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=status.HTTP_403_FORBIDDEN)
 
     @app.exception_handler(SearchUnsupportedError)
     async def unsupported(request: Request, error: SearchUnsupportedError) -> JSONResponse:

@@ -75,7 +75,7 @@ def create_app(
     for router in routers:
         app.include_router(router)
     app.mount(page.STATIC_URL, page.static_files(), name=page.STATIC_NAME)
-    if settings.read_api_key is None:
+    if settings.read_api_key is None and settings.api_keys_file is None:  # KeyRing.reads_open
         _open_reads_in_schema(app, [route for router in routers for route in router.routes])
     _reindex_choices_in_schema(app, service)
     registry = _metrics_registry()

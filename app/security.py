@@ -1,31 +1,31 @@
-"""API keys, as Qdrant does them: a key for writes (which also reads) and an optional key
-that only reads. Either header works: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
+"""API keys on the HTTP API, as Qdrant does them: either header works, ``Authorization: Bearer
+<key>`` or ``X-API-Key: <key>``; who each key is, its role and scope, is ``app.keys``'s.
 
 Both schemes are declared to OpenAPI, so Swagger UI's "Authorize" button offers them (on the
-read routes only when a read key is configured: otherwise reads are open, and the schema says
-so). The checks are ours (the schemes never fail on their own): 401 when no key came, 403 when
-a key sent is wrong (a request sending both headers needs both right), and 403 for every write
-when no write key is configured, so a default deployment is writable by nobody.
+read routes only when reads need a key: otherwise reads are open, and the schema says so). The
+checks are ours (the schemes never fail on their own): 401 when no key came, 403 when a key sent
+is wrong (a request sending both headers needs both right), or lacks the role, and 403 for every
+write when no key may write, so a default deployment is writable by nobody.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import SecretStr
 from starlette.routing import BaseRoute
 
 from app.deps import ServiceDep
+from app.keys import ANONYMOUS, Caller, KeyRing, Role
+from app.service import WRITES_DISABLED, SearchService
 
 _bearer = HTTPBearer(
     auto_error=False,
     scheme_name="bearer",
-    description="`Authorization: Bearer <key>`: SEARCH_API_KEY, or SEARCH_READ_API_KEY for reads.",
+    description="`Authorization: Bearer <key>`: SEARCH_API_KEY, SEARCH_READ_API_KEY for reads, "
+    "or a key of SEARCH_API_KEYS_FILE.",
 )
 _header = APIKeyHeader(
     name="X-API-Key",
@@ -55,18 +55,6 @@ async def _presented(
 PresentedKeys = Annotated[list[str], Depends(_presented)]
 
 
-def _matches(presented: str, configured: SecretStr | None) -> bool:
-    """Constant time: hashing first makes both sides the same length, so the comparison
-    reveals neither the key nor its length."""
-    if configured is None:
-        return False
-    digest = hashlib.sha256
-    return hmac.compare_digest(
-        digest(presented.encode()).digest(),
-        digest(configured.get_secret_value().encode()).digest(),
-    )
-
-
 def _missing(what: str) -> HTTPException:
     return HTTPException(
         status.HTTP_401_UNAUTHORIZED,
@@ -75,28 +63,48 @@ def _missing(what: str) -> HTTPException:
     )
 
 
-async def require_write_key(service: ServiceDep, presented: PresentedKeys) -> None:
-    settings = service.settings
-    if settings.api_key is None:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            "writes are disabled: start the service with SEARCH_API_KEY set to enable them",
-        )
-    if not presented:
-        raise _missing("writes")
-    if not all(_matches(key, settings.api_key) for key in presented):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "this API key cannot write")
-
-
-async def require_read_key(service: ServiceDep, presented: PresentedKeys) -> None:
-    settings = service.settings
-    if settings.read_api_key is None:
-        return
-    if not presented:
-        raise _missing("searches and documents")
-    keys = (settings.read_api_key, settings.api_key)
-    if not all(any(_matches(key, known) for known in keys) for key in presented):
+def identify(keys: KeyRing, presented: list[str]) -> Caller | None:
+    """Who the keys a request sent are (None: none sent). Every key sent must be known, and
+    all must be the same caller: 403 otherwise."""
+    callers = {keys.caller(key) for key in presented}
+    if None in callers:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this API key is not valid here")
+    if len(callers) > 1:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "the API keys sent belong to two callers")
+    return callers.pop() if callers else None
+
+
+async def require_reader(service: ServiceDep, presented: PresentedKeys) -> Caller:
+    keys = service.keys
+    if keys.reads_open:
+        # A key sent to open reads is ignored, unless it is a known one (a scope to apply).
+        known = [caller for caller in map(keys.caller, presented) if caller is not None]
+        return known[0] if len(known) == len(presented) and known else ANONYMOUS
+    caller = identify(keys, presented)
+    if caller is None:
+        raise _missing("searches and documents")
+    return caller
+
+
+async def require_writer(service: ServiceDep, presented: PresentedKeys) -> Caller:
+    return _require(service, presented, "write")
+
+
+async def require_admin(service: ServiceDep, presented: PresentedKeys) -> Caller:
+    return _require(service, presented, "admin")
+
+
+def _require(service: SearchService, presented: list[str], role: Role) -> Caller:
+    keys = service.keys
+    if not keys.writes_enabled:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"writes are disabled: {WRITES_DISABLED}")
+    caller = identify(keys, presented)
+    if caller is None:
+        raise _missing("writes" if role == "write" else "snapshots and reindexes")
+    if not caller.may(role):
+        doing = "write" if role == "write" else "snapshot or reindex (it needs the admin role)"
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"this API key cannot {doing}")
+    return caller
 
 
 def drop_open_read_security(schema: dict[str, Any], routes: list[BaseRoute]) -> None:
@@ -105,7 +113,7 @@ def drop_open_read_security(schema: dict[str, Any], routes: list[BaseRoute]) -> 
     for route in routes:
         if not isinstance(route, APIRoute) or not route.include_in_schema:
             continue
-        if not any(depends.dependency is require_read_key for depends in route.dependencies):
+        if not any(depends.dependency is require_reader for depends in route.dependencies):
             continue
         for method in route.methods or ():
             operation = schema["paths"][route.path_format].get(method.lower(), {})
@@ -114,5 +122,11 @@ def drop_open_read_security(schema: dict[str, Any], routes: list[BaseRoute]) -> 
                 operation.get("responses", {}).pop(code, None)
 
 
-WriteKey = Depends(require_write_key)
-ReadKey = Depends(require_read_key)
+ReadCaller = Annotated[Caller, Depends(require_reader)]
+WriteCaller = Annotated[Caller, Depends(require_writer)]
+AdminCaller = Annotated[Caller, Depends(require_admin)]
+# In a route's dependencies=[...], so the key is checked before the body (401 before 415);
+# a route that needs the caller also takes it as a parameter (one call: FastAPI caches it).
+ReadKey = Depends(require_reader)
+WriteKey = Depends(require_writer)
+AdminKey = Depends(require_admin)

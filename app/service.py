@@ -7,11 +7,12 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
+from app.keys import KeyFileError, KeyRing
 from app.reindexing import Reindexer
 from app.settings import Settings
 from indexer.backends import Backend, backend_problem, load_embedder, onnx_variant
 from indexer.embedding import Embedder
-from indexer.filters import Filter
+from indexer.filters import Filter, both
 from indexer.ingest import Preparer
 from indexer.manifest import Manifest
 from indexer.query_encoding import BatchingEmbedder, CachingEmbedder, WriteEncoder
@@ -36,6 +37,10 @@ _WARMUP_QUERY = "warm up"
 WAIT_FOR_TIMEOUT = 30.0
 
 
+WRITES_DISABLED = (
+    "start the service with SEARCH_API_KEY set, or a write key in SEARCH_API_KEYS_FILE, "
+    "to enable them"
+)
 WRITE_OUTCOMES = ("created", "replaced", "deleted", "not_found", "failed")
 
 
@@ -62,6 +67,9 @@ class SearchService:
         self.batcher: BatchingEmbedder | None = None
         self.backend: Backend = settings.backend
         self.reindexer = Reindexer(self)
+        # The settings' keys at once; the keys file's at preflight, where a bad one is a
+        # StartupError.
+        self.keys = KeyRing(settings.api_key, settings.read_api_key)
         self._retired: list[BatchingEmbedder] = []  # replaced by a reindex; closed at exit
         # Documents are embedded one request at a time: a second concurrent write would only
         # take the cores from searches (and from the first write) for no gain.
@@ -97,6 +105,10 @@ class SearchService:
         """Check the manifest, the backend and whether the store can be served here: cheap,
         so a bad setup is reported before anything loads."""
         settings = self.settings
+        try:
+            self.keys = KeyRing(settings.api_key, settings.read_api_key, settings.api_keys_file)
+        except KeyFileError as error:
+            raise StartupError(f"Cannot use SEARCH_API_KEYS_FILE: {error}") from error
         kind, location = settings.store_kind, settings.store_location
         try:
             manifest = kind.read_manifest(location)
@@ -235,15 +247,16 @@ class SearchService:
     @property
     def writes_problem(self) -> str | None:
         """Why writes are refused, or None."""
-        if self.settings.api_key is None:
-            return "no SEARCH_API_KEY is set"
+        if not self.keys.writes_enabled:
+            return "no key may write (SEARCH_API_KEY, SEARCH_API_KEYS_FILE)"
         return None if self.store is None else self.store.read_only
 
     def write(
-        self, documents: Sequence[Document], *, wait: bool
+        self, documents: Sequence[Document], *, wait: bool, guard: Filter | None = None
     ) -> tuple[int, list[bool], list[int]]:
         """Prepare and store documents: the new sequence number, whether each replaced one,
-        and each one's passage count. With ``wait``, return once searches see them."""
+        and each one's passage count. With ``wait``, return once searches see them. With
+        ``guard`` (a key's scope), replacing a document outside it is refused."""
         assert self.store is not None
         assert self.preparer is not None
         try:
@@ -258,7 +271,7 @@ class SearchService:
                         prepared = preparer.prepare(documents)
                 try:
                     with span("store.put"):
-                        written = self.store.put(prepared, epoch=epoch)
+                        written = self.store.put(prepared, epoch=epoch, guard=guard)
                     break
                 except StaleWriteError:
                     continue
@@ -278,26 +291,28 @@ class SearchService:
                 )
         return written.seq, list(written.existed), [len(p.passages) for p in prepared]
 
-    def delete(self, doc_id: str) -> bool:
+    def delete(self, doc_id: str, guard: Filter | None = None) -> bool:
+        """Whether the document existed (within ``guard``, a key's scope) and is gone."""
         assert self.store is not None
         try:
             with span("store.delete"):
-                existed = self.store.delete([doc_id]).existed[0]
+                existed = self.store.delete([doc_id], guard=guard).existed[0]
         except Exception:
             self._count("failed")
             raise
         self._count("deleted" if existed else "not_found")
         return existed
 
-    def delete_matching(self, filter: Filter) -> tuple[int, int]:
-        """Delete every document passing ``filter``, the writes acknowledged before this
-        call included: how many, and the sequence number after them."""
+    def delete_matching(self, filter: Filter, guard: Filter | None = None) -> tuple[int, int]:
+        """Delete every document passing ``filter`` (and ``guard``, a key's scope), the writes
+        acknowledged before this call included: how many, and the sequence number after."""
+        filter = both(filter, guard) or filter
         assert self.store is not None
         try:
             with span("store.delete_matching"):
                 self.store.refresh()
                 ids = self.store.reader().document_ids(filter)
-                written = self.store.delete(ids) if ids else None
+                written = self.store.delete(ids, guard=guard) if ids else None
         except Exception:
             self._count("failed")
             raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 
 from app.logs import LogFormat
@@ -49,6 +51,12 @@ class Settings(IndexSettings):
         description="If set, searches and documents need this key (or the write key); "
         "probes and /metrics stay open.",
     )
+    api_keys_file: Path | None = Field(
+        None,
+        description="A JSON (or .toml) file of API keys, each with a role (read, write, admin) "
+        "and an optional scope filter: see docs/api.md#keys-and-tenants. Re-read when it "
+        "changes. With one, reads need a key.",
+    )
     refresh_interval: float = Field(
         1.0,
         ge=0,
@@ -56,7 +64,7 @@ class Settings(IndexSettings):
         description="Seconds within which a write becomes searchable (0: at once).",
     )
 
-    @field_validator("api_key", "read_api_key", mode="before")
+    @field_validator("api_key", "read_api_key", "api_keys_file", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `SEARCH_API_KEY=` (as compose files write it) means no key, never the empty key.

@@ -1,4 +1,4 @@
-"""``/admin/snapshot`` and ``/admin/reindex``, behind the write key.
+"""``/admin/snapshot`` and ``/admin/reindex``, behind an admin key (SEARCH_API_KEY).
 
 ``/admin/snapshot``: a consistent archive of the live index, streamed.
 
@@ -23,7 +23,7 @@ from app.deps import ServiceDep, require_json
 from app.reindexing import ReindexRefusedError
 from app.schemas.admin import ReindexRequest, ReindexStatusBody
 from app.schemas.common import ErrorBody
-from app.security import WriteKey
+from app.security import AdminKey
 from indexer.reindex import ReindexChanges
 from indexer.stores.base import SnapshotError, SnapshotUnsupportedError
 
@@ -32,7 +32,7 @@ router = APIRouter(tags=["admin"])
 
 @router.get(
     "/admin/snapshot",
-    dependencies=[WriteKey],
+    dependencies=[AdminKey],
     response_class=StreamingResponse,
     responses={
         200: {
@@ -77,7 +77,7 @@ _KEY_ERRORS: dict[int | str, dict[str, object]] = {
 
 @router.post(
     "/admin/reindex",
-    dependencies=[WriteKey, Depends(require_json)],
+    dependencies=[AdminKey, Depends(require_json)],
     response_model=ReindexStatusBody,
     status_code=status.HTTP_202_ACCEPTED,
     responses={
@@ -120,7 +120,7 @@ def start_reindex(request: ReindexRequest, service: ServiceDep) -> JSONResponse:
 
 @router.get(
     "/admin/reindex",
-    dependencies=[WriteKey],
+    dependencies=[AdminKey],
     response_model=ReindexStatusBody,
     responses=_KEY_ERRORS,
 )

@@ -33,7 +33,7 @@ from app.schemas.documents import (
     RefreshParam,
     WriteResponse,
 )
-from app.security import ReadKey, WriteKey
+from app.security import ReadCaller, ReadKey, WriteCaller, WriteKey
 from indexer.types import Document, StoredDocument
 
 router = APIRouter(tags=["documents"])
@@ -76,12 +76,14 @@ _WRITE_ERRORS: dict[int | str, dict[str, object]] = {
 )
 def list_documents(
     reader: ReaderDep,
+    caller: ReadCaller,
     limit: Annotated[int, Query(ge=1, le=1000, description="Documents per page.")] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_LIST_OFFSET, description="Documents to skip.")] = 0,
     filter: QueryFilterDep = None,
 ) -> DocumentList:
     """Searchable documents in the order they were written (a replaced one moves to the end),
     with their titles, sizes and metadata; with `filter`, only those matching it."""
+    filter = caller.within(filter)
     return DocumentList(
         total=reader.count_documents(filter),
         documents=[_summary(stored) for stored in reader.documents(offset, limit, filter)],
@@ -95,11 +97,11 @@ def list_documents(
     dependencies=[ReadKey],
     responses={404: {"description": "No document with this id."}, **_READ_ERRORS},
 )
-def get_document(doc_id: str, service: ServiceDep) -> DocumentDetail:
+def get_document(doc_id: str, service: ServiceDep, caller: ReadCaller) -> DocumentDetail:
     """The full text of one document, as last written; search results' `start`/`end` index
     into `text`."""
     stored = service.get(doc_id) if service.store is not None else None
-    if stored is None:
+    if stored is None or not caller.sees(stored.document):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no document with id {doc_id!r}")
     document = stored.document
     return DocumentDetail(
@@ -130,14 +132,16 @@ def put_document(
     doc_id: DocIdPath,
     document: Annotated[DocumentIn, Body()],
     writer: WriterDep,
+    caller: WriteCaller,
     response: Response,
     refresh: Annotated[RefreshParam, Query()] = "false",
 ) -> WriteResponse:
     """Chunked, embedded and keyword-indexed with the index's own settings, durable when this
-    returns. Needs the write key."""
+    returns. Needs a write key."""
     seq, existed, passages = writer.write(
-        [Document(doc_id, document.title, document.text, document.metadata)],
+        [caller.stamp(Document(doc_id, document.title, document.text, document.metadata))],
         wait=refresh == "wait_for",
+        guard=caller.scope,
     )
     response.status_code = status.HTTP_200_OK if existed[0] else status.HTTP_201_CREATED
     return WriteResponse(
@@ -156,13 +160,18 @@ def put_document(
     responses=_WRITE_ERRORS,
 )
 def put_documents(
-    body: BulkRequest, writer: WriterDep, refresh: Annotated[RefreshParam, Query()] = "false"
+    body: BulkRequest,
+    writer: WriterDep,
+    caller: WriteCaller,
+    refresh: Annotated[RefreshParam, Query()] = "false",
 ) -> BulkResponse:
     """All documents are validated first (one invalid document: 422, nothing written), then
-    embedded together and written with one fsync. Needs the write key."""
+    embedded together and written with one fsync. Needs a write key."""
     started = time.perf_counter()
-    documents = [Document(d.doc_id, d.title, d.text, d.metadata) for d in body.documents]
-    seq, existed, passages = writer.write(documents, wait=refresh == "wait_for")
+    documents = [
+        caller.stamp(Document(d.doc_id, d.title, d.text, d.metadata)) for d in body.documents
+    ]
+    seq, existed, passages = writer.write(documents, wait=refresh == "wait_for", guard=caller.scope)
     return BulkResponse(
         seq=seq,
         took_ms=round((time.perf_counter() - started) * 1000, 3),
@@ -190,12 +199,14 @@ def put_documents(
     },
     openapi_extra={"parameters": [REQUIRED_FILTER_PARAMETER]},
 )
-def delete_documents(filter: RequiredFilterDep, writer: DeleterDep) -> DeleteByFilterResponse:
+def delete_documents(
+    filter: RequiredFilterDep, writer: DeleterDep, caller: WriteCaller
+) -> DeleteByFilterResponse:
     """Every document matching `filter` (as in searches; writes acknowledged before this
     request included), e.g. articles past their retention date. Durable, and gone from every
-    search and listing, when this returns. Needs the write key."""
+    search and listing, when this returns. Needs a write key."""
     started = time.perf_counter()
-    deleted, seq = writer.delete_matching(filter)
+    deleted, seq = writer.delete_matching(filter, guard=caller.scope)
     return DeleteByFilterResponse(
         deleted=deleted, seq=seq, took_ms=round((time.perf_counter() - started) * 1000, 3)
     )
@@ -211,9 +222,9 @@ def delete_documents(filter: RequiredFilterDep, writer: DeleterDep) -> DeleteByF
         **{code: _WRITE_ERRORS[code] for code in (401, 403, 503, 507)},
     },
 )
-def delete_document(doc_id: DocIdPath, writer: DeleterDep) -> Response:
-    """Durable, and gone from every search and listing, when this returns. Needs the write key."""
-    if not writer.delete(doc_id):
+def delete_document(doc_id: DocIdPath, writer: DeleterDep, caller: WriteCaller) -> Response:
+    """Durable, and gone from every search and listing, when this returns. Needs a write key."""
+    if not writer.delete(doc_id, guard=caller.scope):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no document with id {doc_id!r}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

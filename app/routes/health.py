@@ -9,11 +9,27 @@ from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
 
 from app.deps import ReaderDep, ServiceDep
+from app.keys import Caller
 from app.schemas.health import Health, Info, Readiness
-from app.security import ReadKey
+from app.security import ReadCaller, ReadKey
 from indexer.search import DEFAULT_MODE
+from indexer.stores import Reader
 
 router = APIRouter(tags=["service"])
+
+
+def scoped_counts(reader: Reader, caller: Caller) -> tuple[int, int]:
+    """Documents and passages the caller can see (a scoped key: a pass over its documents)."""
+    if caller.scope is None:
+        return reader.document_count, reader.passage_count
+    documents = reader.count_documents(caller.scope)
+    passages = 0
+    for offset in range(0, documents, _PAGE):
+        passages += sum(len(s.passages) for s in reader.documents(offset, _PAGE, caller.scope))
+    return documents, passages
+
+
+_PAGE = 1000
 
 
 def service_version() -> str:
@@ -51,17 +67,19 @@ def ready(service: ServiceDep) -> Readiness | JSONResponse:
         403: {"description": "The key sent is not valid."},
     },
 )
-def info(reader: ReaderDep, service: ServiceDep) -> Info:
-    """What is being served: model, index size, how it was built, whether it takes writes."""
+def info(reader: ReaderDep, service: ServiceDep, caller: ReadCaller) -> Info:
+    """What is being served: model, index size, how it was built, whether it takes writes.
+    For a key with a scope, the documents and passages are those within it."""
     assert service.store is not None  # the reader came from it
     manifest = reader.manifest  # the view's: consistent with its counts and seq
+    documents, passages = scoped_counts(reader, caller)
     return Info(
         version=service_version(),
         model=manifest.model.name,
         backend=service.backend,
         dimension=manifest.model.dimension,
-        documents=reader.document_count,
-        passages=reader.passage_count,
+        documents=documents,
+        passages=passages,
         seq=reader.seq,
         writes=service.writes_problem or "enabled",
         built_at=manifest.built_at,

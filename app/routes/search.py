@@ -11,6 +11,7 @@ from prometheus_client import Histogram
 from pydantic import ValidationError
 
 from app.deps import LatencyDep, SearcherDep, require_json
+from app.keys import Caller
 from app.query_filter import FILTER_PARAMETER, QueryFilterDep
 from app.schemas.common import FILTER_SCHEMA
 from app.schemas.search import (
@@ -30,7 +31,7 @@ from app.schemas.search import (
     SourcesParam,
     TopK,
 )
-from app.security import ReadKey
+from app.security import ReadCaller, ReadKey
 from indexer.search import DEFAULT_MODE, Searcher
 from indexer.search import Query as CoreQuery
 from indexer.types import Hit
@@ -64,6 +65,7 @@ _JSON_ERRORS: dict[int | str, dict[str, object]] = {
 def search_get(
     searcher: SearcherDep,
     latency: LatencyDep,
+    caller: ReadCaller,
     q: Annotated[QueryText, Query(openapi_examples={"example": {"value": EXAMPLE_QUERY}})],
     k: Annotated[TopK, Query()] = 5,
     offset: Annotated[Offset, Query()] = 0,
@@ -87,7 +89,7 @@ def search_get(
         )
     except ValidationError as error:  # the checks that span several parameters
         raise RequestValidationError(error.errors(include_url=False)) from None
-    return _answer(searcher, latency, [request])[0]
+    return _answer(searcher, latency, caller, [request])[0]
 
 
 @router.post(
@@ -100,6 +102,7 @@ def search_get(
 def search_post(
     searcher: SearcherDep,
     latency: LatencyDep,
+    caller: ReadCaller,
     request: Annotated[
         SearchRequest,
         Body(
@@ -131,7 +134,7 @@ def search_post(
     ],
 ) -> SearchResponse:
     """Search with a JSON body; same parameters and response as GET."""
-    return _answer(searcher, latency, [request])[0]
+    return _answer(searcher, latency, caller, [request])[0]
 
 
 @router.post(
@@ -144,6 +147,7 @@ def search_post(
 def search_batch(
     searcher: SearcherDep,
     latency: LatencyDep,
+    caller: ReadCaller,
     batch: Annotated[
         BatchSearchRequest,
         Body(
@@ -163,16 +167,16 @@ def search_batch(
 ) -> BatchSearchResponse:
     """Up to 32 searches answered together: their queries are embedded in one batch."""
     started = time.perf_counter()
-    responses = _answer(searcher, latency, batch.searches)
+    responses = _answer(searcher, latency, caller, batch.searches)
     return BatchSearchResponse(took_ms=_elapsed_ms(started), responses=responses)
 
 
 def _answer(
-    searcher: Searcher, latency: Histogram, requests: list[SearchRequest]
+    searcher: Searcher, latency: Histogram, caller: Caller, requests: list[SearchRequest]
 ) -> list[SearchResponse]:
     started = time.perf_counter()
     reader = searcher.store.reader()
-    pages = searcher.search_in(reader, [_core_query(r) for r in requests])
+    pages = searcher.search_in(reader, [_core_query(r, caller) for r in requests])
     seconds = time.perf_counter() - started
     latency.labels(requests[0].mode if len(requests) == 1 else "batch").observe(seconds)
     took_ms = _elapsed_ms(started)
@@ -189,13 +193,13 @@ def _answer(
     ]
 
 
-def _core_query(request: SearchRequest) -> CoreQuery:
+def _core_query(request: SearchRequest, caller: Caller) -> CoreQuery:
     return CoreQuery(
         request.query,
         mode=request.mode,
         k=request.k,
         offset=request.offset,
-        filter=request.effective_filter,
+        filter=caller.within(request.effective_filter),
         min_score=request.min_score,
         group_by_document=request.group_by == "document",
     )

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from app.main import create_app
+from app.service import WRITES_DISABLED
 from app.settings import Settings
 from tests.utils.api import API_KEY, READ_KEY, article, wait_until_ready
 from tests.utils.fakes import HashingEmbedder
@@ -73,7 +74,7 @@ def test_without_a_configured_key_writes_are_disabled_and_say_how_to_enable_them
     response = client.request(method, url, json=body, headers={"X-API-Key": "anything"})
     assert response.status_code == 403
     assert response.json() == {
-        "detail": "writes are disabled: start the service with SEARCH_API_KEY set to enable them"
+        "detail": "writes are disabled: " + WRITES_DISABLED
     }
     assert client.get(f"/documents/{RUSSIA_DOC}").status_code == 200  # nothing was deleted
     assert client.get("/documents/k.txt").status_code == 404  # nor written
@@ -139,8 +140,8 @@ def test_openapi_declares_both_schemes_so_swagger_can_authorize(read_keyed: Test
         "bearer": {
             "type": "http",
             "scheme": "bearer",
-            "description": "`Authorization: Bearer <key>`: SEARCH_API_KEY, or "
-            "SEARCH_READ_API_KEY for reads.",
+            "description": "`Authorization: Bearer <key>`: SEARCH_API_KEY, SEARCH_READ_API_KEY "
+            "for reads, or a key of SEARCH_API_KEYS_FILE.",
         },
         "apiKey": {
             "type": "apiKey",

@@ -25,7 +25,7 @@ def test_health_ready_and_info(client: TestClient) -> None:
     assert info["passages"] > 2
     assert info["index_format_version"] == 3
     assert info["seq"] == 0
-    assert info["writes"] == "no SEARCH_API_KEY is set"
+    assert info["writes"] == "no key may write (SEARCH_API_KEY, SEARCH_API_KEYS_FILE)"
     assert info["chunking"] == {"max_tokens": 64, "overlap": 0.2, "segmenter": "nupunkt"}
     assert info["keyword"]["stemmer"] == "english"
     assert info["title_prefix"] is True
