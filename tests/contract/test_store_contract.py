@@ -23,6 +23,7 @@ from indexer.filters import Filter, parse_filter
 from indexer.manifest import Manifest
 from indexer.stores import KINDS, Store
 from indexer.stores.base import (
+    OutOfScopeError,
     ReadOnlyStoreError,
     Rebuild,
     ReindexError,
@@ -375,6 +376,55 @@ def test_a_delete_is_gone_from_every_search_and_listing_once_it_returns(
     assert searched is None or all(doc_id != "doc-009" for doc_id, _ in keys(store, searched[1]))
     assert store.get("doc-009") is None
     assert store.delete(["doc-009"]).existed == (False,)
+
+
+def with_section(item: IndexedDocument, section: str) -> IndexedDocument:
+    document = item.document
+    return replace(item, document=replace(document, metadata={"section": section}))
+
+
+def test_a_guarded_put_never_replaces_a_document_outside_its_guard(
+    make_store: StoreFactory,
+) -> None:
+    items = corpus()
+    store = make_store(items[:10])
+    tenant = parse_filter({"section": "tenant"})
+    inside = with_section(items[10], "tenant")
+    assert store.put([inside], guard=tenant).existed == (False,)  # a new id: allowed
+    assert store.put([inside], guard=tenant).existed == (True,)  # its own: replaced
+    assert store.wait_for(2, 10)
+    seq = store.reader().seq
+    taken = with_section(items[3], "tenant")  # doc-003 is in another section
+    fresh = with_section(items[11], "tenant")
+    with pytest.raises(OutOfScopeError, match="'doc-003' is taken"):
+        store.put([fresh, taken], guard=tenant)
+    assert store.get("doc-011") is None  # nothing of the refused put was written
+    stored = store.get("doc-003")
+    assert stored is not None
+    assert stored.document == items[3].document
+    store.refresh()
+    assert store.reader().seq == seq
+    # A document another writer has just created is another's too.
+    assert store.put([with_section(items[12], "other")]).existed == (False,)
+    with pytest.raises(OutOfScopeError):
+        store.put([with_section(items[12], "tenant")], guard=tenant)
+
+
+def test_a_guarded_delete_leaves_documents_outside_its_guard_alone(
+    make_store: StoreFactory,
+) -> None:
+    items = corpus()
+    store = make_store(items[:10])
+    section = items[2].document.metadata["section"]
+    guard = parse_filter({"section": section})
+    outside = next(
+        i.document.doc_id for i in items[:10] if i.document.metadata["section"] != section
+    )
+    written = store.delete(["doc-002", outside, "nope"], guard=guard)
+    assert written.existed == (True, False, False)
+    assert store.get("doc-002") is None
+    assert store.get(outside) is not None
+    assert outside in store.reader().document_ids()
 
 
 def test_writes_survive_closing_and_reopening(make_store: StoreFactory) -> None:

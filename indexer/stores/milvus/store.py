@@ -55,7 +55,6 @@ from indexer.manifest import FORMAT_VERSION, Counts, Manifest
 from indexer.stores.base import (
     Follower,
     IndexedDocument,
-    OutOfScopeError,
     ReadOnlyStoreError,
     Rebuild,
     StaleWriteError,
@@ -67,7 +66,6 @@ from indexer.stores.base import (
     StoreWriteError,
     Written,
     passes,
-    refuse_outside,
 )
 from indexer.stores.milvus import reindexing
 from indexer.stores.milvus.claims import build_claims, claim_build, live_claims
@@ -98,7 +96,7 @@ from indexer.stores.milvus.versions import (
     read_manifest,
 )
 from indexer.stores.milvus.view import MilvusView, keyword_problem
-from indexer.stores.milvus.writes import OldRows, PendingPut, RecentWrites
+from indexer.stores.milvus.writes import OldRows, PendingPut, RecentWrites, check_guards
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
@@ -378,7 +376,9 @@ class MilvusStore:
         for p in group:  # prepared for the version a reindex has replaced since
             if p.epoch is not None and p.epoch != self._epoch:
                 p.outcome = StaleWriteError("the index was reindexed while these were prepared")
-        self._check_guards([p for p in group if p.outcome is None])
+        # Under the write lock, so this process writes nothing between check and write; another
+        # replica's write in between is the race every Milvus write has (module docstring).
+        check_guards([p for p in group if p.outcome is None], self.get)
         group = [p for p in group if p.outcome is None]
         if not group:
             return
@@ -395,24 +395,6 @@ class MilvusStore:
             return
         for p, outcome in zip(group, written, strict=True):
             p.outcome = outcome
-
-    def _check_guards(self, group: Sequence[PendingPut]) -> None:
-        """Refuse each guarded put that would replace a document outside its guard, as it
-        stands or as an earlier put of the group leaves it. Under the write lock, so this
-        process writes nothing in between; another replica's write in between is the race
-        every Milvus write has (see the module's docstring)."""
-        if all(p.guard is None for p in group):
-            return
-        ahead: dict[str, StoredDocument] = {}
-        for p in group:
-            ids = [item.document.doc_id for item in p.documents]
-            try:
-                refuse_outside(p.guard, ids, lambda d: ahead.get(d) or self.get(d))
-            except OutOfScopeError as error:
-                p.outcome = error
-                continue
-            for item in p.documents:
-                ahead[item.document.doc_id] = StoredDocument(item.document, item.passages)
 
     def _put_group(self, batches: Sequence[Sequence[IndexedDocument]]) -> list[Written]:
         self._writable()

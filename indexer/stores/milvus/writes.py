@@ -6,12 +6,18 @@ before), and the puts queued for the next group commit (``PendingPut``).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from indexer.filters import Filter
-from indexer.stores.base import IndexedDocument, Written
+from indexer.stores.base import (
+    IndexedDocument,
+    OutOfScopeError,
+    StoredDocument,
+    Written,
+    refuse_outside,
+)
 
 # How long a replica answers for its own writes from memory (RecentWrites): Milvus has applied
 # a write within a tick or two (200 ms each), so reads as of writes this old do not wait.
@@ -100,3 +106,22 @@ class PendingPut:
     epoch: int | None = None
     guard: Filter | None = None
     outcome: Written | BaseException | None = None
+
+
+def check_guards(
+    group: Sequence[PendingPut], stored: Callable[[str], StoredDocument | None]
+) -> None:
+    """Refuse (set the outcome of) each guarded put of a group that would replace a document
+    outside its guard, as ``stored`` has it or as an earlier put of the group leaves it."""
+    if all(pending.guard is None for pending in group):
+        return
+    ahead: dict[str, StoredDocument] = {}
+    for pending in group:
+        ids = [item.document.doc_id for item in pending.documents]
+        try:
+            refuse_outside(pending.guard, ids, lambda d: ahead.get(d) or stored(d))
+        except OutOfScopeError as error:
+            pending.outcome = error
+            continue
+        for item in pending.documents:
+            ahead[item.document.doc_id] = StoredDocument(item.document, item.passages)
