@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from asgi_correlation_id import CorrelationIdMiddleware
@@ -51,7 +52,8 @@ def create_app(
             raise
         # The model takes seconds to load: /health answers meanwhile, /ready says 503.
         loading = asyncio.create_task(asyncio.to_thread(service.load_model))
-        yield
+        with _sighup_reloads_keys(service):
+            yield
         await loading  # a thread cannot be cancelled; let it finish before exiting
         service.close()
 
@@ -87,6 +89,23 @@ def create_app(
     instrumentator.instrument(app).expose(app, include_in_schema=False)
     tracing.instrument(app)
     return app
+
+
+@contextlib.contextmanager
+def _sighup_reloads_keys(service: SearchService) -> Iterator[None]:
+    """``kill -HUP`` reads SEARCH_API_KEYS_FILE again (as nginx reloads its configuration),
+    and no longer ends the process, as SIGHUP does by default. The handler runs in the event
+    loop, not between two bytecodes of whatever holds the key ring's lock."""
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGHUP, service.keys.reload)
+    except (RuntimeError, ValueError, NotImplementedError):
+        yield  # not the main thread (an app in a test's client), or no SIGHUP (Windows)
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
 
 
 def _open_reads_in_schema(app: FastAPI, routes: list[BaseRoute]) -> None:

@@ -54,7 +54,7 @@ class Settings(IndexSettings):
     api_keys_file: Path | None = Field(
         None,
         description="A JSON (or .toml) file of API keys, each with a role (read, write, admin) "
-        "and an optional scope filter: see docs/api.md#keys-and-tenants. Re-read when it "
+        "and an optional scope filter: see docs/api.md (Keys and tenants). Re-read when it "
         "changes. With one, reads need a key.",
     )
     refresh_interval: float = Field(

@@ -40,7 +40,7 @@ router = APIRouter(tags=["admin"])
             "description": "The archive: restore it with `python -m indexer restore`.",
         },
         401: {"description": "No API key was sent."},
-        403: {"description": "The key is wrong, or no SEARCH_API_KEY is configured."},
+        403: {"description": "The key is wrong or not an admin key, or none is configured."},
         501: {"model": ErrorBody, "description": "The store is not one this API snapshots."},
         503: {"description": "The index is not open yet, or cannot be snapshotted now."},
     },
@@ -71,7 +71,10 @@ def snapshot(service: ServiceDep) -> StreamingResponse:
 
 _KEY_ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorBody, "description": "No API key was sent."},
-    403: {"model": ErrorBody, "description": "The key is wrong, or no SEARCH_API_KEY is set."},
+    403: {
+        "model": ErrorBody,
+        "description": "The key is wrong or not an admin key, or none is configured.",
+    },
 }
 
 

@@ -51,7 +51,14 @@ _READ_ERRORS: dict[int | str, dict[str, object]] = {
 _WRITE_ERRORS: dict[int | str, dict[str, object]] = {
     400: {"description": "The body cannot be read as JSON text (it is not UTF-8)."},
     401: {"description": "No API key was sent."},
-    403: {"description": "The key is wrong, or writes are disabled (no SEARCH_API_KEY)."},
+    403: {
+        "description": "The key is wrong or may not write, writes are disabled (no write key), "
+        "or the document is outside the key's scope; nothing was written."
+    },
+    409: {
+        "description": "The id is taken by a document outside the key's scope (ids are shared "
+        "by every tenant); nothing was written."
+    },
     413: {"description": "The body is too large (SEARCH_MAX_BODY_BYTES)."},
     415: {"description": "The body is not JSON."},
     422: {"description": "Invalid document: the detail names the field."},
@@ -95,7 +102,10 @@ def list_documents(
     response_model=DocumentDetail,
     summary="Get one document",
     dependencies=[ReadKey],
-    responses={404: {"description": "No document with this id."}, **_READ_ERRORS},
+    responses={
+        404: {"description": "No document with this id (that the key may see)."},
+        **_READ_ERRORS,
+    },
 )
 def get_document(doc_id: str, service: ServiceDep, caller: ReadCaller) -> DocumentDetail:
     """The full text of one document, as last written; search results' `start`/`end` index
@@ -218,7 +228,7 @@ def delete_documents(
     summary="Delete a document",
     dependencies=[WriteKey],
     responses={
-        404: {"description": "No document with this id."},
+        404: {"description": "No document with this id (that the key may see)."},
         **{code: _WRITE_ERRORS[code] for code in (401, 403, 503, 507)},
     },
 )

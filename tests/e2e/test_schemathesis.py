@@ -8,16 +8,20 @@ goes to test-artifacts/.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 from xml.etree import ElementTree
 
+import httpx
 import pytest
 
+from harness.service import REPO
 from tests.utils.paths import ARTIFACTS
 from tests.utils.processes import running_service
+from tests.utils.tenants import TENANT_A, TENANT_B, write_keys_file
 
 pytestmark = pytest.mark.long
 
@@ -33,13 +37,23 @@ SEED = 20261126
     [
         ("open-reads", {"SEARCH_API_KEY": WRITE_KEY}),
         ("read-key", {"SEARCH_API_KEY": WRITE_KEY, "SEARCH_READ_API_KEY": READ_KEY}),
+        ("tenant", {"SEARCH_API_KEY": WRITE_KEY}),
     ],
 )
 def test_schemathesis_finds_nothing(
     name: str, env: dict[str, str], real_index_dir: Path, onnx_dir: Path, tmp_path: Path
 ) -> None:
     log, report = tmp_path / "service.log", tmp_path / "schemathesis.xml"
+    key, fuzz_env = WRITE_KEY, dict(os.environ)
+    if name == "tenant":
+        # Tenant b fuzzes every route; tenant a's documents, and the seeds (no tenant), must
+        # never show in a response (tests/e2e/tenant_check.py checks each one).
+        env = {**env, "SEARCH_API_KEYS_FILE": str(write_keys_file(tmp_path / "keys.json"))}
+        key = TENANT_B.secret
     with running_service(real_index_dir, onnx_dir, log, **env) as url:
+        if name == "tenant":
+            fuzz_env.update(SCHEMATHESIS_HOOKS="tests.e2e.tenant_check", PYTHONPATH=str(REPO))
+            fuzz_env["SEARCH_FORBIDDEN_IDS"] = ",".join(hidden_from_tenant_b(url))
         result = subprocess.run(
             [
                 str(Path(sys.executable).parent / "st"),
@@ -48,7 +62,7 @@ def test_schemathesis_finds_nothing(
                 "--checks",
                 "all",
                 "--header",
-                f"X-API-Key: {WRITE_KEY}",
+                f"X-API-Key: {key}",
                 "--max-examples",
                 str(EXAMPLES),
                 "--seed",
@@ -62,6 +76,7 @@ def test_schemathesis_finds_nothing(
                 str(report),
             ],
             cwd=tmp_path,  # its crash cache goes there, not into the repository
+            env=fuzz_env,
             capture_output=True,
             text=True,
             timeout=900,
@@ -84,3 +99,24 @@ def test_schemathesis_finds_nothing(
     generated, passed = map(int, summary.groups())
     assert generated == passed > 1000  # every operation was exercised, none failed
     assert "Traceback" not in log.read_text()
+
+
+def hidden_from_tenant_b(url: str) -> list[str]:
+    """Write tenant a's documents; return every id tenant b must never see."""
+    documents = [
+        {"doc_id": f"tenant-a-only-{i}.txt", "title": f"Alpha {i}", "text": "Troops at the border."}
+        for i in range(3)
+    ]
+    written = httpx.post(
+        f"{url}/documents?refresh=wait_for",
+        json={"documents": documents},
+        headers=TENANT_A.headers,
+        timeout=60,
+    )
+    assert written.status_code == 200, written.text
+    listing = httpx.get(
+        f"{url}/documents", params={"limit": 1000}, headers={"X-API-Key": WRITE_KEY}
+    ).json()
+    hidden = [document["doc_id"] for document in listing["documents"]]
+    assert len(hidden) == listing["total"] > 3  # the seeds and tenant a's
+    return hidden
