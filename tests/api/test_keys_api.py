@@ -73,9 +73,7 @@ def test_without_a_configured_key_writes_are_disabled_and_say_how_to_enable_them
 ) -> None:
     response = client.request(method, url, json=body, headers={"X-API-Key": "anything"})
     assert response.status_code == 403
-    assert response.json() == {
-        "detail": "writes are disabled: " + WRITES_DISABLED
-    }
+    assert response.json() == {"detail": "writes are disabled: " + WRITES_DISABLED}
     assert client.get(f"/documents/{RUSSIA_DOC}").status_code == 200  # nothing was deleted
     assert client.get("/documents/k.txt").status_code == 404  # nor written
 

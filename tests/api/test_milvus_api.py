@@ -32,6 +32,7 @@ from tests.utils.api import (
 from tests.utils.fakes import HashingEmbedder
 from tests.utils.paths import SEEDS
 from tests.utils.seeds import RUSSIA_DOC, SEED_PARAMS
+from tests.utils.tenants import TENANT_A, TENANT_B, write_keys_file
 
 pytestmark = pytest.mark.lite
 
@@ -250,3 +251,25 @@ def test_a_snapshot_of_a_milvus_store_is_a_501_naming_what_to_use(lite_client: T
     assert response.status_code == 501, response.text
     assert "milvus-backup" in response.json()["detail"]
     assert "--from-collection" in response.json()["detail"]
+
+
+def test_tenant_keys_confine_each_tenant_on_milvus_too(tmp_path: Path) -> None:
+    settings = milvus_settings(str(tmp_path / "milvus.db"), "seeds")
+    settings = settings.model_copy(update={"api_keys_file": write_keys_file(tmp_path / "k.json")})
+    with TestClient(create_app(settings, HashingEmbedder), raise_server_exceptions=False) as client:
+        wait_until_ready(client)
+        for key, tenant in ((TENANT_A, "a"), (TENANT_B, "b")):
+            body = {"documents": [{"doc_id": f"{tenant}.txt", **HARVEST}]}
+            written = client.post("/documents?refresh=wait_for", json=body, headers=key.headers)
+            assert written.status_code == 200, written.text
+        for key, own in ((TENANT_A, "a.txt"), (TENANT_B, "b.txt")):
+            assert found(client, "apple harvest", headers=key.headers) == [own]
+            listing = client.get("/documents", headers=key.headers).json()
+            assert [d["doc_id"] for d in listing["documents"]] == [own]
+            assert listing["documents"][0]["metadata"]["tenant"] == own[0]
+        assert client.get("/documents/a.txt", headers=TENANT_B.headers).status_code == 404
+        takeover = client.put("/documents/a.txt", json=HARVEST, headers=TENANT_B.headers)
+        assert takeover.status_code == 409
+        assert client.delete("/documents/a.txt", headers=TENANT_B.headers).status_code == 404
+        stored = client.get("/documents/a.txt", headers=TENANT_A.headers).json()
+        assert stored["metadata"]["tenant"] == "a"  # still tenant a's, unchanged

@@ -39,8 +39,17 @@ def article(title: str, text: str, **metadata: object) -> dict[str, object]:
     return {"title": title, "text": text, "metadata": metadata}
 
 
-def found(client: TestClient, query: str, mode: str = "hybrid", **params: object) -> list[str]:
+def found(
+    client: TestClient,
+    query: str,
+    mode: str = "hybrid",
+    *,
+    headers: dict[str, str] | None = None,
+    **params: object,
+) -> list[str]:
     """The doc ids a search returns, in order."""
-    response = client.get("/search", params={"q": query, "k": 100, "mode": mode, **params})
+    response = client.get(
+        "/search", params={"q": query, "k": 100, "mode": mode, **params}, headers=headers
+    )
     assert response.status_code == 200, response.text
     return [r["doc_id"] for r in response.json()["results"]]
