@@ -58,8 +58,11 @@ $(VENV)/.installed: $(BIN)/uv pyproject.toml
 	$(UV_INSTALL) -e '.[torch,eval,milvus]'
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	$(UV_INSTALL) -e '.[torch,eval,milvus,test]'
+# The test extras, and the client (clients/python) with its LangChain and LlamaIndex retrievers,
+# resolved together; its tests run it against the service.
+CLIENT := clients/python
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml $(CLIENT)/pyproject.toml
+	$(UV_INSTALL) -e '.[torch,eval,milvus,test]' -e './$(CLIENT)[langchain,llama-index]'
 	touch $@
 
 # A real Milvus standalone server (embedded etcd) for the tests marked `milvus`: its own venv, as
@@ -102,11 +105,12 @@ soak: install-test
 
 # ruff; the import contracts (pyproject.toml, drawn in docs/architecture.md); no module importing
 # another's underscored names.
+LINTED := app indexer bench harness tests scripts $(CLIENT)
 lint: install-test
-	$(BIN)/ruff check app indexer bench harness tests scripts
-	$(BIN)/ruff format --check app indexer bench harness tests scripts
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/lint-imports --no-logo --no-cache
-	$(BIN)/python scripts/check_private_imports.py app indexer bench harness tests scripts
+	$(BIN)/python scripts/check_private_imports.py $(LINTED)
 	$(BIN)/python scripts/settings_doc.py --check
 
 # The settings reference in docs/configuration.md, generated from the settings classes.
