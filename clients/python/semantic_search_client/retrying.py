@@ -22,7 +22,8 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
@@ -99,10 +100,8 @@ class RetryPolicy:
         )
 
     def _wait(self) -> wait_base:
-        backoff = wait_exponential_jitter(
-            initial=self.backoff, max=self.max_backoff, jitter=self.backoff
-        )
-        return wait_backoff_or_retry_after(backoff)
+        doubling = wait_exponential(multiplier=self.backoff, max=self.max_backoff)
+        return wait_backoff_or_retry_after(doubling + wait_random(0, self.backoff))
 
     def retrying(self) -> Retrying:
         # reraise: the last error itself, not tenacity's RetryError.
