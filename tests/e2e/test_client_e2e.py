@@ -247,7 +247,10 @@ def test_errors_are_typed_and_carry_the_detail(client: SearchClient, service: st
 
     with SearchClient(service, "wrong") as wrong, pytest.raises(PermissionDeniedError) as denied:
         wrong.delete_document("x.txt")
-    assert (denied.value.status_code, denied.value.detail) == (403, "this API key cannot write")
+    assert (denied.value.status_code, denied.value.detail) == (
+        403,
+        "this API key is not valid here",
+    )
 
     with pytest.raises(InvalidRequestError) as invalid:
         client.search(QUERY, filter={"year": {"gtee": 2019}})
