@@ -20,6 +20,7 @@ from app import tracing
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimitMiddleware
 from app.logs import REQUEST_ID_HEADER, AccessLogMiddleware, valid_request_id
+from app.mcp import McpEndpoint
 from app.metrics import IndexCollector, search_latency
 from app.routes import admin, documents, health, page, search
 from app.routes.health import service_version
@@ -33,7 +34,8 @@ DESCRIPTION = """
 Ask a question in natural language; get back the passages of the indexed articles that
 answer it best, each with its source document, title and exact character offsets
 (`document.text[start:end] == passage`). `GET /documents/{doc_id}` returns the full text
-to show a passage in context.
+to show a passage in context. Agents can use all of this through the MCP endpoint at
+`/mcp` (Streamable HTTP, the same API keys; not listed below: see docs/api.md#mcp).
 """
 
 
@@ -42,6 +44,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or Settings()
     service = SearchService(settings, embedder_factory)
+    mcp = McpEndpoint(service)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,7 +56,9 @@ def create_app(
         # The model takes seconds to load: /health answers meanwhile, /ready says 503.
         loading = asyncio.create_task(asyncio.to_thread(service.load_model))
         with _sighup_reloads_keys(service):
-            yield
+            # /mcp's session manager (FastAPI runs no sub-application's lifespan)
+            async with mcp.running():
+                yield
         await loading  # a thread cannot be cancelled; let it finish before exiting
         service.close()
 
@@ -77,6 +82,7 @@ def create_app(
     for router in routers:
         app.include_router(router)
     app.mount(page.STATIC_URL, page.static_files(), name=page.STATIC_NAME)
+    mcp.install(app)
     if settings.read_api_key is None and settings.api_keys_file is None:  # KeyRing.reads_open
         _open_reads_in_schema(app, [route for router in routers for route in router.routes])
     _reindex_choices_in_schema(app, service)

@@ -55,6 +55,12 @@ async def _presented(
 PresentedKeys = Annotated[list[str], Depends(_presented)]
 
 
+async def presented_keys(request: Request) -> list[str]:
+    """The keys a request sent, as the routes' dependencies see them: for endpoints outside
+    FastAPI's dependency injection (``/mcp``, ``app/mcp.py``)."""
+    return await _presented(request, await _bearer(request), await _header(request))
+
+
 def _missing(what: str) -> HTTPException:
     return HTTPException(
         status.HTTP_401_UNAUTHORIZED,
