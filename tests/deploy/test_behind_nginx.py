@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -23,6 +24,15 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from harness.service import free_port
 from tests.utils.deploy import require, screenshot
+from tests.utils.mcp_client import (
+    READ_TOOLS,
+    WRITE_TOOLS,
+    mcp_session,
+    refusal,
+    run,
+    structured,
+    tool_names,
+)
 from tests.utils.processes import running_nginx, running_service
 from tests.utils.seeds import RUSSIA_DOC
 
@@ -231,6 +241,45 @@ def test_writes_with_the_key_pass_through_the_proxy(proxied: str) -> None:
     found = httpx.get(f"{proxied}{PREFIX}/search", params={"q": "Bergen harbour storm", "k": 1})
     assert found.json()["results"][0]["doc_id"] == "harbour.txt"
     assert httpx.delete(url, headers={"X-API-Key": KEY}).status_code == 204
+
+
+def test_mcp_works_through_the_prefix_under_a_public_host_name(proxied: str) -> None:
+    """/search-api/mcp with the official client, the Host a public name (as nginx forwards
+    it): the SDK's default DNS-rebinding check would answer 421 (app/mcp.py)."""
+    url = f"{proxied}{PREFIX}/mcp"
+    public = {"Host": "search.example.org"}
+    article = {"title": "Harbour storm", "text": "A storm closed the harbour at Stavanger."}
+
+    async def scenario() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        async with mcp_session(proxied, public, url=url) as anonymous:
+            seen["anonymous"] = await tool_names(anonymous)
+            seen["search"] = await structured(anonymous, "search", query=QUERY, k=3)
+            seen["refused"] = await refusal(
+                anonymous, "put_document", doc_id="mcp-harbour.txt", **article
+            )
+        keyed = {**public, "Authorization": f"Bearer {KEY}"}
+        async with mcp_session(proxied, keyed, url=url) as writer:
+            seen["writer"] = await tool_names(writer)
+            seen["put"] = await structured(
+                writer, "put_document", doc_id="mcp-harbour.txt", **article
+            )
+            seen["found"] = await structured(writer, "search", query="Stavanger harbour storm", k=1)
+            seen["deleted"] = await structured(writer, "delete_document", doc_id="mcp-harbour.txt")
+        return seen
+
+    seen = run(scenario)
+    assert seen["anonymous"] == READ_TOOLS
+    assert seen["writer"] == READ_TOOLS | WRITE_TOOLS
+    expected = httpx.get(f"{proxied}{PREFIX}/search", params={"q": QUERY, "k": 3}).json()
+    assert [(r["doc_id"], r["start"], r["end"]) for r in seen["search"]["results"]] == [
+        (r["doc_id"], r["start"], r["end"]) for r in expected["results"]
+    ]
+    assert seen["search"]["results"][0]["doc_id"] == RUSSIA_DOC
+    assert seen["refused"].startswith("writes need an API key")
+    assert (seen["put"]["result"], seen["put"]["passages"]) == ("created", 1)
+    assert seen["found"]["results"][0]["doc_id"] == "mcp-harbour.txt"
+    assert seen["deleted"] == {"doc_id": "mcp-harbour.txt", "result": "deleted"}
 
 
 def test_swagger_try_it_out_runs_a_search_through_the_prefix(

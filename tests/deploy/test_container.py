@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from indexer.stores.faiss.layout import read_current_manifest
 from indexer.stores.milvus.client import MilvusTarget
 from indexer.stores.milvus.store import MilvusStore
 from tests.utils.deploy import require
+from tests.utils.mcp_client import mcp_session, run, structured
 from tests.utils.paths import ARTIFACTS, REPO
 from tests.utils.processes import free_port, running_nginx, wait_for
 from tests.utils.seeds import RUSSIA_DOC
@@ -120,6 +122,14 @@ def test_it_answers_search_through_nginx(container: Container, tmp_path: Path) -
         assert spec["servers"] == [{"url": "/search-api"}]
         # The image ships the ONNX export, so it serves with the default backend.
         assert httpx.get(f"{proxy}/search-api/info").json()["backend"] == "onnx"
+        # And the MCP endpoint, with the official client.
+        found = run(lambda: mcp_search(f"{proxy}/search-api/mcp", "Russian military presence"))
+        assert found["results"][0]["doc_id"] == RUSSIA_DOC
+
+
+async def mcp_search(url: str, query: str) -> dict[str, Any]:
+    async with mcp_session(url, url=url) as session:
+        return await structured(session, "search", query=query)
 
 
 def test_the_image_serves_with_onnx_runtime_alone(image: str) -> None:
