@@ -13,10 +13,12 @@ tools statically.
 
 The transport: Streamable HTTP, stateless, answering with JSON rather than an SSE stream. Every
 POST carries the whole exchange, so any replica can answer any request, and nothing needs a
-proxy to keep a stream open (nginx buffers responses). The route is exactly ``/mcp`` (a mount
-would answer ``/mcp`` with a redirect to ``/mcp/``, which behind a proxy points at the public
-origin, and clients do not follow it). The SDK's session manager runs in the app's lifespan
-(``McpEndpoint.running``): FastAPI does not run a sub-application's lifespan.
+proxy to keep a stream open (nginx buffers responses); ``GET`` (a stream for messages from the
+server) and ``DELETE`` (the end of a session) are answered 405, as the spec allows. The route
+is exactly ``/mcp`` (a mount would answer ``/mcp`` with a redirect to ``/mcp/``, which behind a
+proxy points at the public origin, and clients do not follow it). The SDK's session manager
+runs in the app's lifespan (``McpEndpoint.running``): FastAPI does not run a sub-application's
+lifespan.
 
 Keys: the HTTP API's, checked before the SDK sees the request, by ``require_reader`` as for
 every read route (reads open when no read key is configured; 401 with ``WWW-Authenticate`` when
@@ -116,6 +118,11 @@ class McpEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
+        if request.method != "POST":
+            # Stateless: no stream to open with GET (the SDK would hold one open, idle, for as
+            # long as the client waits), no session to end with DELETE. The spec's answer: 405.
+            await _not_allowed(request.method)(scope, receive, send)
+            return
         try:
             caller = await require_reader(self.service, await presented_keys(request))
         except HTTPException as refused:
@@ -155,6 +162,12 @@ class McpEndpoint:
             content=[TextContent(type="text", text=result.model_dump_json())],
             structured_content=result.model_dump(mode="json"),
         )
+
+
+def _not_allowed(method: str) -> JSONResponse:
+    return JSONResponse(
+        {"detail": f"{method} is not allowed here; use POST"}, 405, headers={"Allow": "POST"}
+    )
 
 
 def _offered(caller: Caller) -> Iterable[Tool[Any, Any]]:

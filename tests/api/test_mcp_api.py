@@ -662,6 +662,23 @@ def test_mcp_is_an_exact_route_outside_the_openapi_schema(live: Settings) -> Non
     run(scenario)
 
 
+@pytest.mark.parametrize("method", ["GET", "DELETE", "PUT"])
+def test_only_post_is_served_and_get_opens_no_stream(live: Settings, method: str) -> None:
+    """Stateless: a GET would be an idle stream held open for nothing; 405, as the spec allows,
+    at once (the scenario's deadline fails a GET left hanging)."""
+
+    async def scenario() -> None:
+        async with serving(live, HashingEmbedder) as app, http_client(app) as http:
+            answer = await http.request(
+                method, "/mcp", headers={"Accept": "text/event-stream, application/json"}
+            )
+        assert answer.status_code == 405
+        assert answer.headers["allow"] == "POST"
+        assert answer.json() == {"detail": f"{method} is not allowed here; use POST"}
+
+    run(scenario)
+
+
 def test_a_public_host_and_a_browser_origin_are_served(live: Settings) -> None:
     """DNS-rebinding protection is off (app/mcp.py says why): behind a proxy the service sees
     the public Host, which the SDK's default check would answer with 421."""
