@@ -44,7 +44,8 @@ def replicate(base: Matrix, count: int, noise: float, seed: int = 0, mix: bool =
 def exact_top(vectors: Matrix, queries: Matrix, k: int) -> npt.NDArray[np.int64]:
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors)
-    return index.search(queries, k)[1]
+    ids: npt.NDArray[np.int64] = index.search(queries, k)[1]
+    return ids
 
 
 def recall_at(found: Sequence[Sequence[int]], truth: npt.NDArray[np.int64], k: int) -> float:

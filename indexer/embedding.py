@@ -73,7 +73,7 @@ class SentenceTransformerEmbedder:
             ) from error
 
         # A per-weight progress bar on every start is noise.
-        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        transformers_logging.disable_progress_bar()
 
         path = resolve_model_path(model_name)
         try:

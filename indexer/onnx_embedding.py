@@ -45,7 +45,8 @@ def export_onnx(model_name: str, out: Path) -> Path:
     if modules[:2] != ["Transformer", "Pooling"] or pooling != "mean":
         raise ModelLoadError(f"only mean-pooling models can be exported; {model_name} is {modules}")
 
-    class LastHiddenState(torch.nn.Module):
+    # torch is Any to mypy (not followed: pyproject.toml), so this subclasses Any.
+    class LastHiddenState(torch.nn.Module):  # type: ignore[misc]
         def __init__(self, transformer: torch.nn.Module) -> None:
             super().__init__()
             self.transformer = transformer
