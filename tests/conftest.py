@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from indexer.build import BuildParams, build_index
 from indexer.embedding import DEFAULT_MODEL, SentenceTransformerEmbedder
@@ -37,11 +38,18 @@ def real_index_dir(
 
 
 @pytest.fixture(scope="session")
-def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real model exported for ONNX Runtime, the service's default backend (seconds)."""
+def onnx_dir(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The real model exported for ONNX Runtime, the service's default backend: once for all
+    pytest-xdist workers (the directory above each worker's base), as the xdist docs do it, for
+    an export costs 15 to 30 s of a core."""
     from indexer.onnx_embedding import export_onnx
 
-    return export_onnx(DEFAULT_MODEL, tmp_path_factory.mktemp("onnx"))
+    session = tmp_path_factory.getbasetemp()  # a worker's is inside the session's
+    shared = (session if worker_id == "master" else session.parent) / "onnx-export"
+    with FileLock(f"{shared}.lock"):
+        if not (shared / "export.json").exists():  # written last: marks a complete export
+            export_onnx(DEFAULT_MODEL, shared)
+    return shared
 
 
 @pytest.fixture
