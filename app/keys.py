@@ -173,6 +173,12 @@ def read_key_file(path: Path) -> dict[bytes, Caller]:
     return {bytes.fromhex(entry.sha256): entry.caller() for entry in parsed.keys}
 
 
+def reads_open(read_api_key: SecretStr | None, keys_file: Path | None) -> bool:
+    """Reads need no key: no read key and no keys file are configured. A keys file closes
+    reads, since open reads would show every tenant's documents."""
+    return read_api_key is None and keys_file is None
+
+
 def digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
@@ -190,6 +196,7 @@ class KeyRing:
         read_api_key: SecretStr | None = None,
         keys_file: Path | None = None,
     ) -> None:
+        self._read_api_key = read_api_key
         self._fixed: dict[bytes, Caller] = {}
         if read_api_key is not None:
             self._fixed[digest(read_api_key.get_secret_value())] = Caller("read key", "read")
@@ -205,11 +212,7 @@ class KeyRing:
 
     @property
     def reads_open(self) -> bool:
-        """Reads need no key: no read key and no keys file are configured. A keys file
-        closes reads, since open reads would show every tenant's documents."""
-        return self.keys_file is None and not any(
-            caller.role == "read" for caller in self._fixed.values()
-        )
+        return reads_open(self._read_api_key, self.keys_file)
 
     @property
     def writes_enabled(self) -> bool:

@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute
 
 from app import tracing
 from app.errors import install_error_handlers
+from app.keys import reads_open
 from app.limits import BodySizeLimitMiddleware
 from app.logs import REQUEST_ID_HEADER, AccessLogMiddleware, valid_request_id
 from app.mcp import McpEndpoint
@@ -83,7 +84,7 @@ def create_app(
         app.include_router(router)
     app.mount(page.STATIC_URL, page.static_files(), name=page.STATIC_NAME)
     mcp.install(app)
-    if settings.read_api_key is None and settings.api_keys_file is None:  # KeyRing.reads_open
+    if reads_open(settings.read_api_key, settings.api_keys_file):
         _open_reads_in_schema(app, [route for router in routers for route in router.routes])
     _reindex_choices_in_schema(app, service)
     registry = _metrics_registry()

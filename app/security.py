@@ -83,7 +83,8 @@ def identify(keys: KeyRing, presented: list[str]) -> Caller | None:
 async def require_reader(service: ServiceDep, presented: PresentedKeys) -> Caller:
     keys = service.keys
     if keys.reads_open:
-        # A key sent to open reads is ignored, unless it is a known one (a scope to apply).
+        # A key sent to open reads needs not be right; a known one says who calls (/mcp offers
+        # a write key its write tools).
         known = [caller for caller in map(keys.caller, presented) if caller is not None]
         return known[0] if len(known) == len(presented) and known else ANONYMOUS
     caller = identify(keys, presented)
