@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from indexer.build import BuildParams, new_manifest
+from indexer.keyword import KeywordParams
 from indexer.stores.base import DocumentRefusedError
 from indexer.stores.milvus.client import MilvusTarget, full_text_support, parse_index_params
 from indexer.stores.milvus.store import MilvusStore
@@ -78,3 +79,35 @@ def test_a_passage_longer_than_a_milvus_string_is_refused_before_anything_is_wri
         assert store.seq == 0
     finally:
         store.close()
+
+
+@pytest.mark.lite
+def test_milvus_ranks_with_the_manifests_bm25_k1(tmp_path: Path) -> None:
+    """pymilvus 3.0.2 flattens ``params={"bm25_k1": ...}`` into pairs Milvus Lite does not read
+    (it then uses k1 = 1.5 whatever the manifest says): the nested form is the one it reads."""
+    texts = {"few.txt": "harbour pilots", "many.txt": "harbour harbour harbour harbour pilots"}
+
+    def scores(k1: float) -> dict[str, float]:
+        params = BuildParams(store="milvus", index_factory="FLAT", keyword=KeywordParams(k1=k1))
+        target = MilvusTarget(uri=str(tmp_path / f"k1-{k1}.db"), collection="bm25")
+        items = [
+            IndexedDocument(
+                Document(doc_id, doc_id, text),
+                (Passage(doc_id, 0, 0, len(text), text),),
+                np.ones((1, 4), "f4"),
+            )
+            for doc_id, text in texts.items()
+        ]
+        store = MilvusStore.create(target, new_manifest("test/x", 4, params, "t"), items)
+        try:
+            reader = store.reader()
+            values, ids = reader.keyword_search("harbour", 2)
+            return {
+                reader.passage(int(i)).doc_id: float(v) for v, i in zip(values, ids, strict=True)
+            }
+        finally:
+            store.close()
+
+    low, high = scores(0.2), scores(5.0)
+    # More repeats of the word count for more as k1 grows; with k1 ignored the two are equal.
+    assert low["many.txt"] / low["few.txt"] < high["many.txt"] / high["few.txt"]

@@ -80,7 +80,9 @@ def create_collections(
             "sparse",
             index_type="SPARSE_INVERTED_INDEX",
             metric_type="BM25",
-            params={"bm25_k1": manifest.keyword.k1, "bm25_b": manifest.keyword.b},
+            # Nested: pymilvus 3.0.2 flattens top-level params into pairs Milvus Lite does not
+            # read, and it then ranks with k1 = 1.5 whatever the manifest says.
+            params={"params": {"bm25_k1": manifest.keyword.k1, "bm25_b": manifest.keyword.b}},
         )
     _create_collection(client, passages, schema, index)
 
