@@ -438,7 +438,9 @@ class MilvusStore:
         with self.write_lock:
             self._writable()
             if guard is not None:  # those outside it are left alone, as if absent
-                allowed = {d for d in doc_ids if passes(guard, self.get(d))}
+                # One read for all of them (a delete by filter can name thousands).
+                stored = self._reads.stored(self._version, list(dict.fromkeys(doc_ids)), None)
+                allowed = {s.document.doc_id for s in stored if passes(guard, s)}
                 kept = [d for d in doc_ids if d in allowed]
                 written = self._delete(kept)
                 within = iter(written.existed)
