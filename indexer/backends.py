@@ -6,7 +6,12 @@ import importlib.util
 from pathlib import Path
 from typing import Literal, get_args
 
-from indexer.embedding import TORCH_EXTRA_INSTALL, Embedder, SentenceTransformerEmbedder
+from indexer.embedding import (
+    TORCH_EXTRA_INSTALL,
+    Embedder,
+    ModelLoadError,
+    SentenceTransformerEmbedder,
+)
 
 Backend = Literal["torch", "onnx", "onnx-int8"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
@@ -60,12 +65,20 @@ def cached_models() -> list[str]:
 
 
 def load_embedder(
-    model_name: str, backend: Backend = DEFAULT_BACKEND, onnx_dir: Path = DEFAULT_ONNX_DIR
+    model_name: str,
+    backend: Backend = DEFAULT_BACKEND,
+    onnx_dir: Path = DEFAULT_ONNX_DIR,
+    *,
+    threads: int | None = None,
+    device: str = "cpu",
 ) -> Embedder:
-    """The model, run by ``backend``; the ONNX ones need ``python -m indexer export-onnx`` first."""
+    """The model, run by ``backend``; the ONNX ones need ``python -m indexer export-onnx`` first.
+    ``threads``: how many cores it may use (None: all); ``device``: torch's ("cuda" on a GPU)."""
     variant = onnx_variant(backend)
     if variant is None:
-        return SentenceTransformerEmbedder(model_name)
+        return SentenceTransformerEmbedder(model_name, device=device, threads=threads)
+    if device != "cpu":
+        raise ModelLoadError(f"the {backend} backend runs on the CPU; use torch on {device}")
     from indexer.onnx_embedding import OnnxEmbedder
 
-    return OnnxEmbedder(model_name, onnx_dir, variant=variant)
+    return OnnxEmbedder(model_name, onnx_dir, variant=variant, threads=threads)

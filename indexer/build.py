@@ -11,6 +11,7 @@ writes as it is.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Callable
@@ -18,12 +19,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from indexer.build_progress import BuildMeter
 from indexer.chunking import ChunkingParams
 from indexer.embedding import DEFAULT_BATCH_SIZE, Embedder
+from indexer.embedding_cache import EmbeddingCache, build_fingerprint
+from indexer.engines.base import Engine
+from indexer.engines.local import LocalEngine
 from indexer.ingest import Preparer
 from indexer.keyword import KeywordParams
 from indexer.loading import Corpus, document_checksum
 from indexer.manifest import CorpusInfo, Counts, Manifest, ModelInfo, StoreInfo
+from indexer.passage_vectors import EmbedStats, ResumeError, embed_passages
 from indexer.stores import Store, store_kind
 from indexer.stores.base import (
     StoreExistsError,
@@ -84,6 +90,7 @@ class BuildParams:
 class BuildReport:
     manifest: Manifest
     seconds: float
+    embedding: EmbedStats | None = None
 
     @property
     def passages_per_second(self) -> float:
@@ -120,10 +127,18 @@ def build_index(
     progress: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     force: bool = False,
+    engine: Engine | None = None,
+    cache: EmbeddingCache | None = None,
+    resume: bool = False,
+    meter: BuildMeter | None = None,
 ) -> BuildReport:
     """Chunk, embed and index ``corpus`` into a new store of kind ``params.store`` at
     ``location`` (a directory, a Milvus target), replacing what is there only as the kind's
-    ``check_replaceable`` allows (``force``: a store that holds writes; they are lost)."""
+    ``check_replaceable`` allows (``force``: a store that holds writes; they are lost).
+
+    ``engine`` embeds (default: ``embedder`` in this process; ``embedder`` still chunks);
+    ``cache`` keeps every vector as it is made, so a build killed midway and run again with
+    ``resume`` embeds only what it had not (``indexer.passage_vectors``)."""
     if not corpus.documents:
         raise BuildError(f"no documents to index in {source_label}")
     kind = store_kind(params.store)
@@ -136,8 +151,29 @@ def build_index(
     except (ValueError, StoreLockedError, StoreOpenError, StoreUnavailableError) as error:
         raise BuildError(str(error)) from None
     manifest = new_manifest(embedder.model_name, embedder.dimension, params, source_label)
-    preparer = Preparer(embedder, params.chunking, params.title_prefix)
-    prepared = preparer.prepare(corpus.documents, batch_size=batch_size, progress=progress)
+    chunked = Preparer(embedder, params.chunking, params.title_prefix).chunk(corpus.documents)
+    target = kind.describe(location)
+    meter = meter or BuildMeter("auto" if progress else "off")
+    try:
+        vectors, stats = embed_passages(
+            chunked.texts,
+            embedder.dimension,
+            engine or LocalEngine(embedder, batch_size=batch_size),
+            cache,
+            target=target,
+            fingerprint=build_fingerprint(
+                source=source_label,
+                corpus=corpus_digest(corpus),
+                model=cache.model if cache is not None else embedder.model_name,
+                params=repr(params),
+            ),
+            resume=resume,
+            meter=meter,
+        )
+    except ResumeError as error:
+        raise BuildError(str(error)) from None
+    prepared = chunked.with_vectors(vectors)
+    meter.event("writing", where=target, passages=len(chunked.texts))
     try:
         built = kind.create(location, manifest, prepared, force=force, started=started)
     except ValueError as error:  # the index cannot take these vectors (too few to train)
@@ -146,7 +182,17 @@ def build_index(
         raise BuildConflictError(str(error)) from None
     except (StoreLockedError, StoreOpenError, StoreUnavailableError) as error:
         raise BuildError(str(error)) from None
-    return BuildReport(manifest=built, seconds=built.build_seconds)
+    if cache is not None:
+        cache.finish_build(target)
+    return BuildReport(manifest=built, seconds=built.build_seconds, embedding=stats)
+
+
+def corpus_digest(corpus: Corpus) -> str:
+    """One checksum of every document's: what a resumed build must find again."""
+    digest = hashlib.sha256()
+    for document in sorted(corpus.documents, key=lambda d: d.doc_id):
+        digest.update(f"{document.doc_id}\0{document_checksum(document)}\0".encode())
+    return digest.hexdigest()
 
 
 def stale_reason(
@@ -196,11 +242,15 @@ def build_if_stale(
     progress: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     force: bool = False,
+    engine: Callable[[Embedder], Engine] | None = None,
+    cache: EmbeddingCache | None = None,
+    meter: BuildMeter | None = None,
 ) -> BuildReport | None:
     """Build the store at ``location`` unless it must be served as it is (it holds writes, or
     replicas share it: ``StoreKind.kept``; ``force`` overrides that) or is up to date; None
-    then, after saying so. ``embedder`` is only called for a build; ``rebuild_command`` is
-    what to run to rebuild anyway (without its ``--force``)."""
+    then, after saying so. ``embedder`` (and ``engine``, given the embedder) is only called
+    for a build; ``rebuild_command`` is what to run to rebuild anyway (without its
+    ``--force``)."""
     kind = store_kind(params.store)
     where = kind.describe(location)
     for attempt in (1, 2):
@@ -220,16 +270,20 @@ def build_if_stale(
             announce(f"{where} is up to date ({count} document{'s' if count != 1 else ''})")
             return None
         announce(f"rebuilding {where}: {reason}")
+        model = embedder()
         try:
             return build_index(
                 corpus,
                 location,
-                embedder(),
+                model,
                 params,
                 source_label=source_label,
                 progress=progress,
                 batch_size=batch_size,
                 force=force,
+                engine=engine(model) if engine is not None else None,
+                cache=cache,
+                meter=meter,
             )
         except BuildConflictError:
             # Another process started building it, or wrote to it, meanwhile: look again

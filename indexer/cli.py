@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import tempfile
 import textwrap
 import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
@@ -24,7 +26,11 @@ from indexer.build import (
     live_corpus,
     stale_at,
 )
+from indexer.build_progress import BuildMeter
 from indexer.embedding import DEFAULT_BATCH_SIZE, Embedder, ModelLoadError
+from indexer.embedding_cache import EmbeddingCache
+from indexer.engines import Engine
+from indexer.engines.registry import ENGINES, make_engine
 from indexer.evaluation import (
     Collection,
     MissingEvalExtraError,
@@ -90,6 +96,13 @@ SemanticWeightOption = Annotated[float | None, _setting("semantic_weight", "--se
 BackendOption = Annotated[BackendChoice | None, _setting("backend", "--backend")]
 OnnxDirOption = Annotated[Path | None, _setting("onnx_dir", "--onnx-dir")]
 ProgressOption = Annotated[bool, typer.Option(help="Show progress bars.")]
+EngineChoice = StrEnum("EngineChoice", {e: e for e in ENGINES})  # type: ignore[misc]
+EngineOption = Annotated[EngineChoice | None, _setting("engine", "--engine")]
+RayAddressOption = Annotated[str | None, _setting("ray_address", "--ray-address")]
+RayActorsOption = Annotated[int | None, _setting("ray_actors", "--ray-actors")]
+ActorThreadsOption = Annotated[int | None, _setting("ray_actor_threads", "--ray-actor-threads")]
+NumGpusOption = Annotated[float | None, _setting("num_gpus", "--num-gpus")]
+CacheOption = Annotated[str | None, _setting("embedding_cache", "--embedding-cache")]
 
 _DEFAULT_MODE_CHOICE = ModeChoice(DEFAULT_MODE)
 
@@ -238,10 +251,39 @@ def build(
         ),
     ] = False,
     progress: ProgressOption = True,
+    engine: EngineOption = None,
+    ray_address: RayAddressOption = None,
+    ray_actors: RayActorsOption = None,
+    ray_actor_threads: ActorThreadsOption = None,
+    num_gpus: NumGpusOption = None,
+    embedding_cache: CacheOption = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the build of this index that was killed or failed: embed only the "
+            "passages it had not (it must be of the same corpus, with the same settings).",
+        ),
+    ] = False,
+    json_events: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Progress as JSON events on standard output, one a line (for a job runner); "
+            "messages go to standard error.",
+        ),
+    ] = False,
 ) -> None:
     """Split the corpus into passages, embed and keyword-index them, write the index atomically
-    (or into Milvus, with --store milvus)."""
+    (or into Milvus, with --store milvus). Every vector goes to the embedding cache as it is
+    made: a build killed midway continues with --resume, a rebuild embeds only what changed."""
     settings = _settings(
+        engine=engine,
+        ray_address=ray_address,
+        ray_actors=ray_actors,
+        ray_actor_threads=ray_actor_threads,
+        num_gpus=num_gpus,
+        embedding_cache=embedding_cache,
         index_dir=out,
         store=store,
         milvus_uri=milvus_uri,
@@ -256,6 +298,9 @@ def build(
         search_params=search_params,
     )
     kind, params = settings.store_kind, settings.build_params
+    say = _Say(json_events)
+    if resume and if_stale:
+        raise _fail("--resume continues a build; --if-stale decides whether to build (not both)")
     if from_index is not None or from_collection is not None:
         if if_stale or (from_index is not None and from_collection is not None):
             raise _fail("--from-index and --from-collection go alone (and not with --if-stale)")
@@ -266,45 +311,118 @@ def build(
         # Even for an up-to-date index: the service runs the model from this export.
         _ensure_onnx_export(settings)
     location = settings.store_location
-    try:
-        if if_stale:
-            command = f"python -m indexer build --source {source} {kind.build_options(settings)}"
-            report = build_if_stale(
-                corpus,
-                location,
-                lambda: _embedder(settings),
-                params,
-                model_name=settings.model,
-                source_label=label,
-                rebuild_command=command,
-                announce=typer.echo,
-                progress=progress,
-                batch_size=batch_size,
-                force=force,
-            )
-        else:
-            report = build_index(
-                corpus,
-                location,
-                _embedder(settings),
-                params,
-                source_label=label,
-                progress=progress,
-                batch_size=batch_size,
-                force=force,
-            )
-    except BuildError as error:
-        raise _fail(str(error)) from None
+    meter = BuildMeter("json" if json_events else "auto" if progress else "off")
+    engines: list[Engine] = []
+
+    def engine_for(embedder: Embedder) -> Engine:
+        made = make_engine(settings, embedder, batch_size=batch_size)
+        engines.append(made)
+        if made.name != "local":
+            say(f"embedding with the {made.name} engine: {made.describe()}")
+        return made
+
+    with _cache(settings) as cache:
+        if resume and cache is not None:
+            _announce_resume(cache, kind.describe(location), say)
+        try:
+            if if_stale:
+                command = (
+                    f"python -m indexer build --source {source} {kind.build_options(settings)}"
+                )
+                report = build_if_stale(
+                    corpus,
+                    location,
+                    lambda: _embedder(settings),
+                    params,
+                    model_name=settings.model,
+                    source_label=label,
+                    rebuild_command=command,
+                    announce=say,
+                    progress=progress,
+                    batch_size=batch_size,
+                    force=force,
+                    engine=engine_for,
+                    cache=cache,
+                    meter=meter,
+                )
+            else:
+                embedder = _embedder(settings)
+                report = build_index(
+                    corpus,
+                    location,
+                    embedder,
+                    params,
+                    source_label=label,
+                    progress=progress,
+                    batch_size=batch_size,
+                    force=force,
+                    engine=engine_for(embedder),
+                    cache=cache,
+                    resume=resume,
+                    meter=meter,
+                )
+        except (BuildError, ModelLoadError) as error:
+            raise _fail(str(error)) from None
+        finally:
+            for made in engines:
+                made.close()
     if report is not None:
-        _built(report, kind.describe(location))
+        _built(report, kind.describe(location), say, meter)
 
 
-def _built(report: BuildReport, where: str) -> None:
+class _Say:
+    """The build's messages: on standard output, or standard error when it carries JSON."""
+
+    def __init__(self, json_events: bool) -> None:
+        self.err = json_events
+
+    def __call__(self, message: str) -> None:
+        typer.echo(message, err=self.err)
+
+
+@contextlib.contextmanager
+def _cache(settings: IndexSettings) -> Iterator[EmbeddingCache | None]:
+    if settings.embedding_cache is None:
+        yield None
+        return
+    try:
+        cache = EmbeddingCache(settings.embedding_cache, f"{settings.model} ({settings.backend})")
+    except (OSError, sqlite3.Error) as error:
+        raise _fail(
+            f"cannot open the embedding cache {settings.embedding_cache}: {error}"
+        ) from None
+    with cache:
+        yield cache
+
+
+def _announce_resume(cache: EmbeddingCache, target: str, say: _Say) -> None:
+    unfinished = cache.unfinished(target)
+    if unfinished is not None:
+        say(
+            f"resuming the build of {target}: {unfinished.embedded:,} of "
+            f"{unfinished.total:,} passages were embedded before it stopped"
+        )
+
+
+def _built(report: BuildReport, where: str, say: _Say, meter: BuildMeter) -> None:
     counts = report.manifest.counts
-    typer.echo(
+    stats = report.embedding
+    embedded = f"; {stats.summary()}" if stats is not None else ""
+    say(
         f"indexed {_count(counts.documents, 'document')} into "
         f"{_count(counts.passages, 'passage')} in "
         f"{report.seconds:.1f} s ({report.passages_per_second:.1f} passages/s) -> {where}"
+        f"{embedded}"
+    )
+    meter.event(
+        "built",
+        where=where,
+        documents=counts.documents,
+        passages=counts.passages,
+        seconds=report.seconds,
+        embedded=stats.embedded if stats else None,
+        cached=stats.cached if stats else None,
+        hit_rate=round(stats.hit_rate, 4) if stats else None,
     )
 
 

@@ -59,7 +59,9 @@ def resolve_model_path(model_name: str) -> str:
 
 
 class SentenceTransformerEmbedder:
-    def __init__(self, model_name: str = DEFAULT_MODEL, *, device: str = "cpu") -> None:
+    def __init__(
+        self, model_name: str = DEFAULT_MODEL, *, device: str = "cpu", threads: int | None = None
+    ) -> None:
         # Never reach for the network: a missing model must fail here, not hang on a download.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -72,6 +74,10 @@ class SentenceTransformerEmbedder:
                 f"{TORCH_EXTRA_INSTALL}"
             ) from error
 
+        if threads is not None:  # one of several processes sharing the machine's cores
+            import torch
+
+            torch.set_num_threads(threads)
         # A per-weight progress bar on every start is noise.
         transformers_logging.disable_progress_bar()
 

@@ -8,11 +8,12 @@ passages and vectors.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from indexer.chunking import Chunker, ChunkingParams
-from indexer.embedding import DEFAULT_BATCH_SIZE, Embedder
+from indexer.embedding import DEFAULT_BATCH_SIZE, Embedder, Vectors
 from indexer.types import Document, IndexedDocument, Passage
 
 
@@ -40,17 +41,36 @@ class Preparer:
         progress: bool = False,
     ) -> list[IndexedDocument]:
         """Every document's passages and vectors; all passages embedded in shared batches."""
+        chunked = self.chunk(documents)
+        vectors = self.embedder.encode(chunked.texts, batch_size=batch_size, progress=progress)
+        return chunked.with_vectors(vectors)
+
+    def chunk(self, documents: Sequence[Document]) -> Chunked:
+        """Every document's passages and the texts to embed for them, in order."""
         passages = [tuple(self._chunker.chunk(document)) for document in documents]
         texts = [
             passage_representation(p, document.title, self.title_prefix)
             for document, own in zip(documents, passages, strict=True)
             for p in own
         ]
-        vectors = self.embedder.encode(texts, batch_size=batch_size, progress=progress)
-        bounds = np.cumsum([0, *(len(own) for own in passages)])
+        return Chunked(documents, passages, texts)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunked:
+    """Documents split into passages, before their vectors: what a build embeds."""
+
+    documents: Sequence[Document]
+    passages: list[tuple[Passage, ...]]
+    texts: list[str]
+    """What is embedded for each passage, every document's in turn."""
+
+    def with_vectors(self, vectors: Vectors) -> list[IndexedDocument]:
+        """The documents with their passages' vectors (``vectors``: one row per text)."""
+        bounds = np.cumsum([0, *(len(own) for own in self.passages)])
         return [
             IndexedDocument(document, own, vectors[start:end])
             for document, own, start, end in zip(
-                documents, passages, bounds[:-1], bounds[1:], strict=True
+                self.documents, self.passages, bounds[:-1], bounds[1:], strict=True
             )
         ]

@@ -44,7 +44,8 @@ def load_corpus(source: Path) -> Corpus:
 
     Document ids are file names relative to ``source`` for ``.txt`` files and the ``_id``
     field for ``.jsonl`` records, which may also carry ``metadata`` (a flat object). Files
-    are read in sorted order so builds are reproducible.
+    are read in sorted order so builds are reproducible. Of a BEIR collection, only the
+    corpus is read.
     """
     if not source.exists():
         raise FileNotFoundError(f"corpus source {source} does not exist")
@@ -66,11 +67,19 @@ def _corpus_files(source: Path) -> Iterator[tuple[Path, str]]:
     if source.is_file():
         yield source, source.name
         return
+    if is_beir_collection(source):  # its queries and judgements are not documents
+        yield source / "corpus.jsonl", "corpus.jsonl"
+        return
     for path in sorted(source.rglob("*")):
         relative = path.relative_to(source)
         if path.is_dir() or any(part.startswith(".") for part in relative.parts):
             continue
         yield path, relative.as_posix()
+
+
+def is_beir_collection(source: Path) -> bool:
+    """A relevance collection in BEIR's layout (corpus.jsonl, queries.jsonl, qrels/)."""
+    return all((source / name).exists() for name in ("corpus.jsonl", "queries.jsonl", "qrels"))
 
 
 def _load_file(path: Path, doc_id: str) -> Iterator[Document | Skipped]:

@@ -18,7 +18,7 @@ T = TypeVar("T")
 LOG_INTERVAL = 5.0
 
 
-class _Lines(io.TextIOBase):
+class LineWriter(io.TextIOBase):
     """tqdm's redraws (``\\r`` and the bar) as one line each."""
 
     def __init__(self, stream: TextIO) -> None:
@@ -34,7 +34,7 @@ class _Lines(io.TextIOBase):
         self.stream.flush()
 
 
-def _is_terminal(stream: TextIO) -> bool:
+def is_terminal(stream: TextIO) -> bool:
     try:
         return stream.isatty()
     except (AttributeError, ValueError):  # a closed or file-like stream
@@ -52,14 +52,14 @@ def progress(
     """``tqdm(iterable)``: a bar on a terminal, else a line every ``LOG_INTERVAL`` seconds
     (and at the start and the end)."""
     stream = sys.stderr if file is None else file
-    if _is_terminal(stream):
+    if is_terminal(stream):
         return tqdm(iterable, desc=desc, unit=unit, disable=not enabled, file=stream)
     return tqdm(
         iterable,
         desc=desc,
         unit=unit,
         disable=not enabled,
-        file=_Lines(stream),
+        file=LineWriter(stream),
         mininterval=LOG_INTERVAL,
         ncols=80,
         ascii=True,

@@ -14,15 +14,16 @@ from indexer.backends import DEFAULT_BACKEND, DEFAULT_ONNX_DIR, Backend
 from indexer.build import BuildParams
 from indexer.chunking import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP, ChunkingParams
 from indexer.embedding import DEFAULT_MODEL
+from indexer.engines.settings import EngineSettings
 from indexer.fusion import FusionMethod, FusionParams
 from indexer.stores import StoreSettings
 
 _FUSION = FusionParams()
 
 
-class IndexSettings(StoreSettings):
-    """Where the index lives (``StoreSettings``: ``SEARCH_STORE`` and each kind's own), and how
-    passages are made, embedded and ranked."""
+class IndexSettings(StoreSettings, EngineSettings):
+    """Where the index lives (``StoreSettings``: ``SEARCH_STORE`` and each kind's own), what
+    embeds a build (``EngineSettings``), and how passages are made, embedded and ranked."""
 
     model: str = Field(DEFAULT_MODEL, description="Embedding model: a name or a local directory.")
     backend: Backend = Field(

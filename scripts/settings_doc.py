@@ -35,6 +35,7 @@ def setting_groups() -> list[tuple[type[BaseSettings], str, str]]:
     """Each class that declares settings, in the order the reference lists them: its heading
     and a sentence saying when its settings are read."""
     from app.settings import Settings
+    from indexer.engines.settings import EngineSettings
     from indexer.settings import IndexSettings
     from indexer.stores import KINDS, StoreSettings
 
@@ -53,6 +54,12 @@ def setting_groups() -> list[tuple[type[BaseSettings], str, str]]:
             "Which kind of store holds the index; each kind's own settings follow.",
         ),
         *kinds,
+        (
+            EngineSettings,
+            "Building",
+            "Read by `python -m indexer build`: what embeds the passages, and the embedding "
+            "cache that makes a build resumable (docs/scaling.md).",
+        ),
         (
             IndexSettings,
             "Indexing and search",

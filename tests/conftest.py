@@ -21,6 +21,14 @@ from tests.utils.seeds import SEED_PARAMS
 pytest_plugins = ["tests.utils.milvus_server"]
 
 
+@pytest.fixture(autouse=True)
+def _own_embedding_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's builds (the CLI's, and processes it starts) get a cache of their own: one
+    shared with other tests, or data/ of the checkout, would make a build's counts depend on
+    what ran before."""
+    monkeypatch.setenv("SEARCH_EMBEDDING_CACHE", str(tmp_path / "embedding-cache.sqlite"))
+
+
 @pytest.fixture(scope="session")
 def real_embedder() -> SentenceTransformerEmbedder:
     """The real model, loaded once per test session (a few seconds)."""

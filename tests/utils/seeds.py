@@ -7,8 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import faiss
+import numpy as np
+
 from indexer.build import BuildParams
 from indexer.chunking import ChunkingParams
+from indexer.stores.faiss.layout import current_version
 from indexer.stores.faiss.store import FaissStore
 from indexer.types import Passage
 
@@ -128,3 +132,9 @@ SEED_QUESTIONS: list[tuple[str, str, str]] = [
         "reckless escalation",
     ),
 ]
+
+
+def index_vectors(index_dir: Path) -> np.ndarray:
+    """Every vector of the index at ``index_dir`` (a build's: rows in passage order)."""
+    index = faiss.read_index(str(current_version(index_dir) / "vectors.faiss"))
+    return index.reconstruct_n(0, index.ntotal)
