@@ -14,6 +14,7 @@ from typing import Annotated
 import faiss
 import typer
 
+from bench.engines import measure as measure_engines
 from bench.micro import encoder_sharing, filter_mask
 from bench.milvus import (
     STORE_COLUMNS,
@@ -77,6 +78,10 @@ def main(
         bool, typer.Option(help="Skip the indexing-rate measurement.")
     ] = False,
     skip_writes: Annotated[bool, typer.Option(help="Skip the write benchmarks.")] = False,
+    skip_engines: Annotated[
+        bool,
+        typer.Option(help="Skip the build engines (local against Ray) and the resume cost."),
+    ] = False,
     churn_cycles: Annotated[
         int, typer.Option(help="Replace/delete cycles for the memory measurement.")
     ] = 10_000,
@@ -209,6 +214,8 @@ def main(
                 else None
             ),
         )
+    if not skip_engines:
+        results["build_engines"] = measure_engines(collection, settings)
     if with_milvus:
         typer.echo("stores: FAISS against Milvus, mode=semantic ...")
         milvus_params = replace(

@@ -84,7 +84,7 @@ class RayEngine:
         self.actors = actors
         self.num_gpus = num_gpus
         self.batch_size = batch_size
-        self._started_local = False
+        self._connected = False  # by this engine: a connection someone else made stays theirs
         self._temp: tempfile.TemporaryDirectory[str] | None = None
 
     def describe(self) -> str:
@@ -131,40 +131,44 @@ class RayEngine:
             raise RayUnavailableError(
                 f"the Ray engine needs Ray ({error}): {RAY_EXTRA_INSTALL}"
             ) from None
-        if ray.is_initialized():
+        if ray.is_initialized():  # the caller's connection (a benchmark, a notebook)
             return ray
         # Ray's context quietly turns token auth on for a cluster it starts, and every later
         # `ray start` on the machine then needs the token: a private cluster has no use for it.
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         try:
             if self.address is not None:
-                ray.init(address=self.address, log_to_driver=False)
+                ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
             elif os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`
-                ray.init(log_to_driver=False)
+                ray.init(log_to_driver=False, logging_level=logging.WARNING)
             else:
                 # A short temporary directory: Ray's socket paths must fit in 107 characters.
-                self._temp = tempfile.TemporaryDirectory(prefix="ray-", dir="/tmp")
+                self._temp = tempfile.TemporaryDirectory(
+                    prefix="ray-", dir="/tmp", ignore_cleanup_errors=True
+                )
                 ray.init(
                     num_cpus=max(self.actors * self.spec.threads, os.cpu_count() or 1),
                     num_gpus=None,
                     include_dashboard=False,
                     log_to_driver=False,
+                    logging_level=logging.WARNING,
                     _temp_dir=self._temp.name,
                 )
-                self._started_local = True
+            self._connected = True
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise RayUnavailableError(f"could not reach {self.describe()}: {error}") from None
-        ray.data.DataContext.get_current().enable_progress_bars = False
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # the build's own bar counts the passages
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
         return ray
 
     def close(self) -> None:
-        try:
+        """Disconnect, if this engine connected; a local Ray it started stops."""
+        if self._connected:
             import ray
-        except ImportError:
-            return
-        if ray.is_initialized():
+
             ray.shutdown()
-        self._started_local = False
+            self._connected = False
         if self._temp is not None:
             self._temp.cleanup()
             self._temp = None
