@@ -175,6 +175,8 @@ def build_index(
     prepared = chunked.with_vectors(vectors)
     meter.event("writing", where=target, passages=len(chunked.texts))
     try:
+        if resume and kind.discard_unfinished(location):
+            meter.event("discarded", where=target)
         built = kind.create(location, manifest, prepared, force=force, started=started)
     except ValueError as error:  # the index cannot take these vectors (too few to train)
         raise BuildError(f"{error} (index {params.index_factory!r})") from None

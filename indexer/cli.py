@@ -301,6 +301,8 @@ def build(
     say = _Say(json_events)
     if resume and if_stale:
         raise _fail("--resume continues a build; --if-stale decides whether to build (not both)")
+    if resume and settings.embedding_cache is None:
+        raise _fail("--resume continues from the embedding cache: set SEARCH_EMBEDDING_CACHE")
     if from_index is not None or from_collection is not None:
         if if_stale or (from_index is not None and from_collection is not None):
             raise _fail("--from-index and --from-collection go alone (and not with --if-stale)")

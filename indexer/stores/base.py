@@ -454,6 +454,13 @@ class StoreKind(Protocol):
         ``started`` (``time.perf_counter``) is when the build began, for ``build_seconds``."""
         ...
 
+    def discard_unfinished(self, location: Any) -> bool:
+        """Remove what a build of ``location`` that died left behind (a resumed build calls
+        this before it writes): a FAISS build's staging directory, a Milvus store's collections
+        without a manifest and the dead build's claim. A complete store is left as it is.
+        True if something was removed."""
+        ...
+
     def check_replaceable(self, location: Any, *, force: bool) -> None:
         """Refuse to build over what is there: StoreExistsError (a store that holds writes,
         unless ``force``; another build under way), StoreLockedError (a service holds it),

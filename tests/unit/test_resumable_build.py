@@ -10,6 +10,7 @@ import io
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from indexer.engines.base import Positions
 from indexer.engines.local import LocalEngine
 from indexer.keyword import KeywordParams
 from indexer.loading import Corpus
+from indexer.stores.milvus.store import MilvusStore
 from indexer.types import Document, Passage
 from tests.utils.fakes import HashingEmbedder
 from tests.utils.seeds import SEED_PARAMS, all_passages, index_vectors
@@ -244,3 +246,42 @@ def test_a_log_gets_a_progress_line_a_minute() -> None:
     assert 6 <= len(lines) <= 9  # the start, one a minute, the end
     assert all(line.startswith("embedding:") for line in lines)
     assert "600/600" in lines[-1]
+
+
+@pytest.mark.lite
+def test_a_milvus_build_that_died_while_inserting_is_resumed_over_what_it_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed between creating its collections and writing its manifest, a Milvus build leaves
+    half-filled collections: a plain rebuild refuses to replace them, a resumed one replaces
+    them (nothing of a complete store is at stake: it has no manifest)."""
+    from indexer.stores.milvus import store as milvus_store
+    from indexer.stores.milvus.client import MilvusTarget
+
+    corpus, embedder = _corpus(4), HashingEmbedder()
+    target = MilvusTarget(uri=str(tmp_path / "milvus.db"), collection="search")
+    params = dataclasses.replace(SEED_PARAMS, store="milvus", index_factory="FLAT")
+    inserted = milvus_store.insert_documents
+
+    def dies_after_some(client: Any, version: Any, documents: Any, *rest: Any) -> int:
+        inserted(client, version, list(documents)[:2], *rest)
+        raise _KilledError
+
+    with EmbeddingCache(tmp_path / "c.sqlite", MODEL) as cache:
+        monkeypatch.setattr(milvus_store, "insert_documents", dies_after_some)
+        with pytest.raises(_KilledError):
+            build_index(corpus, target, embedder, params, source_label="t", cache=cache)
+        monkeypatch.setattr(milvus_store, "insert_documents", inserted)
+        with pytest.raises(BuildError, match="already holds"):
+            build_index(corpus, target, embedder, params, source_label="t", cache=cache)
+        resumed = build_index(
+            corpus, target, embedder, params, source_label="t", cache=cache, resume=True
+        )
+    assert resumed.embedding is not None
+    assert resumed.embedding.embedded == 0  # every vector was made before it died
+    assert resumed.manifest.counts.documents == 4
+    store = MilvusStore.open(target, writable=False)
+    try:
+        assert store.reader().document_count == 4
+    finally:
+        store.close()

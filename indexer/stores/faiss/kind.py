@@ -20,6 +20,7 @@ from indexer.stores.base import (
     StoreOpenError,
 )
 from indexer.stores.faiss.layout import (
+    STAGING_MARK,
     TRANSLOG_DIR,
     IndexLock,
     is_index,
@@ -83,6 +84,12 @@ class FaissKind:
         index = LocalIndex.build(manifest, documents)
         self.check_replaceable(location, force=force)  # again: a service may have started
         return write_index(location, index, started=started)
+
+    def discard_unfinished(self, location: Path) -> bool:
+        leftovers = list(location.parent.glob(f".{location.name}{STAGING_MARK}*"))
+        for staging in leftovers:
+            shutil.rmtree(staging, ignore_errors=True)
+        return bool(leftovers)
 
     def check_replaceable(self, location: Path, *, force: bool) -> None:
         if location.exists() and not location.is_dir():

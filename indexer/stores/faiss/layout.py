@@ -156,11 +156,15 @@ class IndexLock:
             self._descriptor = None
 
 
+# A build writes ``.<name>.building-<random>`` beside the index, then renames it into place.
+STAGING_MARK = ".building-"
+
+
 def write_index(location: Path, index: LocalIndex, *, started: float) -> Manifest:
     """Write a complete index directory (version 1, an empty translog) at ``location``: built
     in a temporary sibling and renamed into place, replacing what is there."""
     location.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{location.name}.building-", dir=location.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{location.name}{STAGING_MARK}", dir=location.parent))
     try:
         version = staging / version_name(1)
         version.mkdir()

@@ -93,6 +93,12 @@ class MilvusKind:
         store.close()
         return store.manifest
 
+    def discard_unfinished(self, location: MilvusTarget) -> bool:
+        if MilvusStore.exists(location) or not MilvusStore.being_built(location):
+            return False
+        MilvusStore.drop(location)  # its collections and its claims, the dead build's too
+        return True
+
     def check_replaceable(self, location: MilvusTarget, *, force: bool) -> None:
         if not force and MilvusStore.exists(location):
             raise StoreExistsError(

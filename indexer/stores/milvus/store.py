@@ -187,7 +187,8 @@ class MilvusStore:
             existing = [name for name in names if call(partial(client.has_collection, name))]
             if existing:
                 raise StoreExistsError(
-                    f"{location} already holds {', '.join(existing)}; refusing to replace it"
+                    f"{location} already holds {', '.join(existing)}; refusing to replace it "
+                    "(if a build stopped midway left them, run it again with --resume)"
                 )
             version = call(client.get_server_version)
             full_text = full_text_support(version)
