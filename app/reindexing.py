@@ -9,14 +9,17 @@ and document preparer for the new version's (``Switch``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from indexer.backends import BACKENDS, Backend, backend_problem, cached_models, onnx_variant
 from indexer.embedding import Embedder
+from indexer.embedding_cache import EmbeddingCache, model_id
 from indexer.ingest import Preparer
 from indexer.manifest import Manifest
 from indexer.query_encoding import BatchingEmbedder
@@ -143,14 +146,15 @@ class Reindexer:
             batcher = models.batcher
             target = changes.apply(store.manifest, models.model)
             preparer, switch = self._switch(target, models, backend)
-            manifest = store.reindex(
-                Rebuild(
-                    target,
-                    lambda documents: preparer.prepare(documents),
-                    self.tracker.progress,
-                    switch,
+            with self._cache(model_name, backend) as cache:
+                manifest = store.reindex(
+                    Rebuild(
+                        target,
+                        lambda documents: preparer.prepare(documents, cache=cache),
+                        self.tracker.progress,
+                        switch,
+                    )
                 )
-            )
         except Exception as error:  # the old version serves on; the status says why
             if batcher is not None and batcher is not service.batcher:
                 batcher.close()
@@ -168,6 +172,23 @@ class Reindexer:
         backend = self.service.backend
         _, switch = self._switch(manifest, self._models(manifest.model.name, backend), backend)
         return switch
+
+    @contextlib.contextmanager
+    def _cache(self, model_name: str, backend: Backend) -> Iterator[EmbeddingCache | None]:
+        """The embedding cache the builds fill (SEARCH_EMBEDDING_CACHE): a reindex embeds
+        only the passages it has no vector for. One that cannot be opened only costs time."""
+        path = self.service.settings.embedding_cache
+        if path is None:
+            yield None
+            return
+        try:
+            cache = EmbeddingCache(path, model_id(model_name, backend))
+        except (OSError, sqlite3.Error) as error:
+            logger.warning("reindexing without the embedding cache %s: %s", path, error)
+            yield None
+            return
+        with cache:
+            yield cache
 
     def _models(self, model_name: str, backend: Backend) -> Models:
         """The served model's if ``model_name`` is the served model, else loaded and warmed up."""

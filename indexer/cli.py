@@ -28,7 +28,7 @@ from indexer.build import (
 )
 from indexer.build_progress import BuildMeter
 from indexer.embedding import DEFAULT_BATCH_SIZE, Embedder, ModelLoadError
-from indexer.embedding_cache import EmbeddingCache
+from indexer.embedding_cache import EmbeddingCache, model_id
 from indexer.engines import Engine
 from indexer.engines.registry import ENGINES, make_engine
 from indexer.evaluation import (
@@ -388,7 +388,7 @@ def _cache(settings: IndexSettings) -> Iterator[EmbeddingCache | None]:
         yield None
         return
     try:
-        cache = EmbeddingCache(settings.embedding_cache, f"{settings.model} ({settings.backend})")
+        cache = EmbeddingCache(settings.embedding_cache, model_id(settings.model, settings.backend))
     except (OSError, sqlite3.Error) as error:
         raise _fail(
             f"cannot open the embedding cache {settings.embedding_cache}: {error}"
@@ -611,7 +611,10 @@ def reindex(
                 typer.echo(f"{phase}: {done}/{total}", err=True)
 
         try:
-            manifest = run_reindex(opened, _embedder(settings), changes, progress=report)
+            with _cache(settings) as cache:
+                manifest = run_reindex(
+                    opened, _embedder(settings), changes, progress=report, cache=cache
+                )
         except (ReindexError, ValueError) as error:
             raise _fail(f"{error}; the index is unchanged") from None
         if opened.retire_seconds:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,11 @@ CREATE TABLE IF NOT EXISTS builds (
     updated_at REAL NOT NULL
 );
 """
+
+
+def model_id(model: str, backend: str) -> str:
+    """What the cache keys a model's vectors by: its name and how it runs."""
+    return f"{model} ({backend})"
 
 
 def vector_key(model: str, text: str) -> bytes:
@@ -70,8 +76,11 @@ class EmbeddingCache:
         self.path = path
         self.model = model
         # isolation_level=None: transactions are explicit (``BEGIN``), so each batch commits
-        # exactly once, where ``put`` says.
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=60.0)
+        # exactly once, where ``put`` says. A reindex uses the cache from its own thread.
+        self._db = sqlite3.connect(
+            path, isolation_level=None, timeout=60.0, check_same_thread=False
+        )
+        self._lock = threading.RLock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
@@ -98,8 +107,9 @@ class EmbeddingCache:
         for start in range(0, len(keys), _LOOKUP_CHUNK):
             chunk = keys[start : start + _LOOKUP_CHUNK]
             marks = ",".join("?" * len(chunk))
+            # Only question marks go into the statement; the keys are bound parameters.
             query = f"SELECT key, vector FROM vectors WHERE key IN ({marks})"
-            with closing(self._db.execute(query, chunk)) as rows:
+            with self._lock, closing(self._db.execute(query, chunk)) as rows:
                 for key, blob in rows:
                     if len(blob) == width:
                         found[key] = np.frombuffer(blob, dtype=np.float32)
@@ -115,20 +125,23 @@ class EmbeddingCache:
             self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", rows)
 
     def count(self) -> int:
-        with closing(self._db.execute("SELECT count(*) FROM vectors")) as rows:
+        with self._lock, closing(self._db.execute("SELECT count(*) FROM vectors")) as rows:
             return int(rows.fetchone()[0])
 
     # -- the build journal ------------------------------------------------------------------
 
     def unfinished(self, target: str) -> UnfinishedBuild | None:
         """The build of ``target`` that started and did not finish, if one did."""
-        with closing(
-            self._db.execute(
-                "SELECT target, fingerprint, total, embedded, started_at, updated_at "
-                "FROM builds WHERE target = ?",
-                (target,),
-            )
-        ) as rows:
+        with (
+            self._lock,
+            closing(
+                self._db.execute(
+                    "SELECT target, fingerprint, total, embedded, started_at, updated_at "
+                    "FROM builds WHERE target = ?",
+                    (target,),
+                )
+            ) as rows,
+        ):
             row = rows.fetchone()
         return None if row is None else UnfinishedBuild(*row)
 
@@ -161,29 +174,32 @@ class EmbeddingCache:
             self._db.execute("DELETE FROM builds WHERE target = ?", (target,))
 
     def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+        return _Transaction(self._db, self._lock)
 
 
 class _Transaction:
     """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error): taking the write lock at
     the start, so two builds sharing the cache wait for each other instead of failing."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
         self._db = db
+        self._lock = lock
 
     def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+        self._lock.acquire()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
 
     def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
-        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+        try:
+            self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+        finally:
+            self._lock.release()
 
 
 def build_fingerprint(**parts: object) -> str:
     """What identifies a build for ``--resume``: its corpus and settings, as stable JSON."""
     return json.dumps(parts, sort_keys=True, default=str)
-
-
-def chunks(count: int, size: int) -> Iterator[range]:
-    """``range(count)`` in consecutive pieces of ``size``."""
-    for start in range(0, count, size):
-        yield range(start, min(start + size, count))

@@ -14,6 +14,9 @@ import numpy as np
 
 from indexer.chunking import Chunker, ChunkingParams
 from indexer.embedding import DEFAULT_BATCH_SIZE, Embedder, Vectors
+from indexer.embedding_cache import EmbeddingCache
+from indexer.engines.local import LocalEngine
+from indexer.passage_vectors import embed_passages
 from indexer.types import Document, IndexedDocument, Passage
 
 
@@ -39,10 +42,17 @@ class Preparer:
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         progress: bool = False,
+        cache: EmbeddingCache | None = None,
     ) -> list[IndexedDocument]:
-        """Every document's passages and vectors; all passages embedded in shared batches."""
+        """Every document's passages and vectors; all passages embedded in shared batches.
+        With ``cache`` (a reindex), only the passages it has no vector for are embedded,
+        and their vectors go there."""
         chunked = self.chunk(documents)
-        vectors = self.embedder.encode(chunked.texts, batch_size=batch_size, progress=progress)
+        if cache is None:
+            vectors = self.embedder.encode(chunked.texts, batch_size=batch_size, progress=progress)
+        else:
+            engine = LocalEngine(self.embedder, batch_size=batch_size)
+            vectors, _ = embed_passages(chunked.texts, self.embedder.dimension, engine, cache)
         return chunked.with_vectors(vectors)
 
     def chunk(self, documents: Sequence[Document]) -> Chunked:

@@ -74,13 +74,14 @@ def embed_passages(
     engine: Engine,
     cache: EmbeddingCache | None,
     *,
-    target: str,
-    fingerprint: str,
+    target: str | None = None,
+    fingerprint: str = "",
     resume: bool = False,
     meter: BuildMeter | None = None,
 ) -> tuple[Vectors, EmbedStats]:
     """Every text's vector (one row each), and how many came from where. ``target`` names
-    the store being built in the cache's journal (``--resume`` looks it up)."""
+    the store being built in the cache's journal (``--resume`` looks it up); None: a
+    reindex, which keeps no journal (it starts again from the live store)."""
     started = time.perf_counter()
     meter = meter or BuildMeter("off")
     vectors = np.zeros((len(texts), dimension), dtype=np.float32)
@@ -88,7 +89,9 @@ def embed_passages(
         missing = list(range(len(texts)))
         resumed = None
     else:
-        resumed = check_resume(cache, target, fingerprint, resume=resume)
+        resumed = (
+            None if target is None else check_resume(cache, target, fingerprint, resume=resume)
+        )
         keys = [cache.key(text) for text in texts]
         found = cache.get(list(dict.fromkeys(keys)), dimension)
         missing = []
@@ -98,7 +101,8 @@ def embed_passages(
                 missing.append(position)
             else:
                 vectors[position] = vector
-        cache.start_build(target, fingerprint, len(missing))
+        if target is not None:
+            cache.start_build(target, fingerprint, len(missing))
     cached = len(texts) - len(missing)
     meter.phase("embedding", total=len(texts), done=cached)
     done = 0
@@ -109,7 +113,11 @@ def embed_passages(
         arrived[positions] = True
         done += len(positions)
         if cache is not None:
-            cache.put_progress(target, [keys[i] for i in chosen.tolist()], batch, done)
+            chosen_keys = [keys[i] for i in chosen.tolist()]
+            if target is None:
+                cache.put(chosen_keys, batch)
+            else:
+                cache.put_progress(target, chosen_keys, batch, done)
         meter.advance(len(positions))
     meter.close()
     if not arrived.all():

@@ -16,6 +16,7 @@ from typing import Literal, TypeVar
 
 from indexer.chunking import ChunkingParams
 from indexer.embedding import Embedder
+from indexer.embedding_cache import EmbeddingCache
 from indexer.ingest import Preparer
 from indexer.keyword import KeywordParams
 from indexer.manifest import CorpusInfo, Counts, Manifest, ModelInfo
@@ -142,11 +143,16 @@ def reindex(
     progress: Progress | None = None,
     writer: Embedder | None = None,
     on_switch: Callable[[], None] | None = None,
+    cache: EmbeddingCache | None = None,
 ) -> Manifest:
     """Rebuild ``store`` with ``changes`` and the model ``embedder`` runs (``writer``: the
-    same model, as documents are embedded, e.g. between a service's queries)."""
+    same model, as documents are embedded, e.g. between a service's queries). With
+    ``cache``, only passages whose text it has no vector for are embedded: a reindex that
+    changes BM25's parameters embeds nothing."""
     target = changes.apply(store.manifest, embedder)
     preparer = Preparer(writer or embedder, target.chunking, target.title_prefix)
     return store.reindex(
-        Rebuild(target, lambda documents: preparer.prepare(documents), progress, on_switch)
+        Rebuild(
+            target, lambda documents: preparer.prepare(documents, cache=cache), progress, on_switch
+        )
     )

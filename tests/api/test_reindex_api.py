@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,3 +195,30 @@ def test_a_version_that_does_not_verify_is_refused_and_the_old_one_serves_on(
     assert live_client.get("/search", params={"q": "Russia"}).json()["results"]
     written = live_client.put("/documents/still", json=article("Still", "Writes go on."))
     assert written.status_code == 201
+
+
+def test_a_reindex_embeds_only_what_the_embedding_cache_has_no_vector_for(
+    live_settings: Settings, tmp_path: Path
+) -> None:
+    settings = live_settings.model_copy(update={"embedding_cache": tmp_path / "cache.sqlite"})
+    made: list[HashingEmbedder] = []
+
+    def counting(name: str) -> HashingEmbedder:
+        made.append(HashingEmbedder(name))
+        return made[-1]
+
+    def embedded() -> int:
+        return sum(len(b) for e in made for b in e.encoded if not b[0].startswith("warm up"))
+
+    with TestClient(create_app(settings, counting), headers=WRITE_HEADERS) as client:
+        wait_until_ready(client)
+        passages = client.get("/info").json()["passages"]
+        before = embedded()
+        assert client.post("/admin/reindex", json={"bm25_k1": 1.0}).status_code == 202
+        assert finished_reindex(client)["state"] == "done"
+        assert embedded() - before == passages  # the first fills the cache
+        assert client.post("/admin/reindex", json={"bm25_k1": 0.8}).status_code == 202
+        assert finished_reindex(client)["state"] == "done"
+        assert embedded() - before == passages  # BM25 alone: nothing to embed
+        hits = client.get("/search", params={"q": "Russian military presence"}).json()
+        assert hits["results"], hits
