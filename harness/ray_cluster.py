@@ -67,6 +67,7 @@ JOB_SECONDS = 300.0
 # A socket path has at most 107 bytes; Ray's longest is TEMP/session_<date>_<pid>/sockets/...,
 # about 60 bytes below its temp dir.
 MAX_TEMP_DIR = 40
+TEMP_PREFIX = "ray-harness-"
 # Ray takes 30 % of memory for its object store unless told; tests need little.
 OBJECT_STORE_BYTES = 500_000_000
 TERMINAL_JOB_STATES = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -242,8 +243,9 @@ def _tail(path: Path, lines: int = 30) -> str:
 def _temp_dir(temp_dir: Path | None) -> tuple[Path, bool]:
     """The cluster's directory, and whether it was made here (and is removed after)."""
     if temp_dir is None:
-        # Not the test's tmp_path: that is far too long for Ray's socket paths.
-        return Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp")), True
+        # Not the test's tmp_path: that is far too long for Ray's socket paths. A prefix of
+        # its own, to tell it from the ray-* of other Ray runs in /tmp.
+        return Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir="/tmp")), True
     if len(str(temp_dir.resolve())) > MAX_TEMP_DIR:
         raise ValueError(
             f"{temp_dir}: Ray's unix sockets live under its temp dir, and a socket path has at "
