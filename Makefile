@@ -27,7 +27,7 @@ run: install index
 # While you work (about 3 minutes once installed, 4 from a fresh clone): static checks, then the
 # unit, API and FAISS-contract tiers and the end-to-end tests that are quick, with the real model
 # on the seeds. No root, no servers to install; two pytest workers.
-TEST_MARKERS := not (milvus or lite or deploy or long)
+TEST_MARKERS := not (milvus or lite or deploy or long or ray)
 test: install-test lint typecheck
 	$(BIN)/python -m pytest -m "$(TEST_MARKERS)" -n 2
 

@@ -90,7 +90,6 @@ def test_two_nodes_join_run_a_job_and_leave_nothing_behind(
     assert {p.name for p in session} == LONG_LIVED, session
 
     with two_node_cluster() as cluster:
-
         assert alive_nodes(cluster) == Status(nodes=2, cpus=2.0)
         assert cluster_status(cluster) == Status(nodes=2, cpus=2.0)  # as `ray status` says it
 
