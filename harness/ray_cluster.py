@@ -268,7 +268,7 @@ def _environment(cluster_id: str, temp_dir: Path) -> dict[str, str]:
     }
 
 
-def _node_ports(*, head: bool) -> list[str]:
+def _node_ports() -> list[str]:
     """Free ports for what a node would otherwise take from a fixed default or share with
     another node on this machine (two agents on 52365 fail to bind)."""
     options = [
@@ -277,8 +277,6 @@ def _node_ports(*, head: bool) -> list[str]:
         "--metrics-export-port",
         "--runtime-env-agent-port",
     ]
-    if head:
-        options.append("--ray-client-server-port")
     ports: list[str] = []
     for option in options:
         ports += [option, str(free_port())]
@@ -320,7 +318,7 @@ def _ray_start(
             return
         _stop(functools.partial(cluster_processes, cluster_id, label), set())
         if attempt == START_ATTEMPTS or time.monotonic() > deadline:
-            raise RuntimeError(f"ray start ({label}) {failure}\n{_tail(log)}")
+            raise RuntimeError(f"ray start ({label}) {failure}")
 
 
 def _wait_for(check: Callable[[], bool], what: str, seconds: float) -> None:
@@ -366,7 +364,11 @@ def _start_head(
             "--port",
             cluster.address.rsplit(":", 1)[1],
             *_common_arguments(cluster, num_cpus, object_store_bytes),
-            *_node_ports(head=True),
+            *_node_ports(),
+            # No Ray Client server (ray:// addresses; 10001 by default): one Python process
+            # fewer competing with the agent at start-up.
+            "--ray-client-server-port",
+            "0",
         ]
         if cluster.dashboard_url is None:
             return [*head, "--include-dashboard", "false"]
@@ -391,7 +393,7 @@ def _start_worker(
             "--address",
             cluster.address,
             *_common_arguments(cluster, num_cpus, object_store_bytes),
-            *_node_ports(head=False),
+            *_node_ports(),
         ]
 
     _ray_start(cluster, name, arguments, seconds)
