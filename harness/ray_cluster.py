@@ -317,7 +317,9 @@ def _ray_start(
         if not failure:
             return
         _stop(functools.partial(cluster_processes, cluster_id, label), set())
-        if attempt == START_ATTEMPTS or time.monotonic() > deadline:
+        # Only the agent's lateness is worth another attempt (a bad argument is not).
+        transient = "timed out during startup" in log.read_text(errors="replace")
+        if not transient or attempt == START_ATTEMPTS or time.monotonic() > deadline:
             raise RuntimeError(f"ray start ({label}) {failure}")
 
 
@@ -365,10 +367,9 @@ def _start_head(
             cluster.address.rsplit(":", 1)[1],
             *_common_arguments(cluster, num_cpus, object_store_bytes),
             *_node_ports(),
-            # No Ray Client server (ray:// addresses; 10001 by default): one Python process
-            # fewer competing with the agent at start-up.
+            # The Ray Client server's (ray:// addresses), 10001 by default.
             "--ray-client-server-port",
-            "0",
+            str(free_port()),
         ]
         if cluster.dashboard_url is None:
             return [*head, "--include-dashboard", "false"]
