@@ -68,6 +68,7 @@ JOB_SECONDS = 300.0
 # about 60 bytes below its temp dir.
 MAX_TEMP_DIR = 40
 TEMP_PREFIX = "ray-harness-"
+DRIVER_VARIABLES = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED")
 # Ray takes 30 % of memory for its object store unless told; tests need little.
 OBJECT_STORE_BYTES = 500_000_000
 TERMINAL_JOB_STATES = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -90,14 +91,22 @@ class RayCluster:
     # The job server (the dashboard), for :func:`submit_job`; None when not asked for.
     dashboard_url: str | None
     temp_dir: Path
-    # What a driver or a ray command needs in its environment, on top of os.environ: the
-    # address, authentication off, the cluster's HOME.
+    # The environment of the cluster's processes and ray commands, on top of os.environ: the
+    # marker, the address, authentication off, the cluster's HOME. Drivers: driver_env.
     env: dict[str, str]
     # Every process of the cluster seen so far (while it runs, more come and go: workers).
     processes: set[Process] = field(default_factory=set)
     seconds_to_start: float = 0.0
     # Each node's ``ray start`` output, in order (head first).
     logs: list[Path] = field(default_factory=list)
+
+    @property
+    def driver_env(self) -> dict[str, str]:
+        """What a driver process started outside the cluster needs on top of os.environ (a
+        ``python -m indexer build --engine ray`` run by a test): the address and authentication
+        off, without the cluster's marker (its processes are the cluster's, stopped with it)
+        or its HOME."""
+        return {key: self.env[key] for key in DRIVER_VARIABLES}
 
 
 @dataclass(frozen=True, slots=True)

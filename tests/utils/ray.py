@@ -32,8 +32,8 @@ def require_ray() -> None:
 def ray_cluster() -> Iterator[RayCluster]:
     """A one-node Ray cluster for the session, on loopback and free ports, with a temp dir and
     HOME of its own; stopped by process id at the end (the harness fails if any survives).
-    Its ``.address`` is the GCS's and ``.env`` what a driver process needs in its environment
-    (``subprocess.run(..., env={**os.environ, **ray_cluster.env})``)."""
+    Its ``.address`` is the GCS's and ``.driver_env`` what a driver process needs in its
+    environment (``subprocess.run(..., env={**os.environ, **ray_cluster.driver_env})``)."""
     require_ray()
     with local_cluster(num_cpus=SESSION_CPUS) as cluster:
         yield cluster
@@ -47,8 +47,8 @@ def ray_driver(ray_cluster: RayCluster) -> Iterator[RayCluster]:
 
     with pytest.MonkeyPatch.context() as patch:
         # Not the cluster's marker: processes this one starts later are not the cluster's.
-        patch.setenv("RAY_AUTH_MODE", "disabled")
-        patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        for name, value in ray_cluster.driver_env.items():
+            patch.setenv(name, value)
         ray.init(address=ray_cluster.address, logging_level="WARNING", log_to_driver=False)
         try:
             yield ray_cluster
