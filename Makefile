@@ -18,7 +18,7 @@ TORCH_FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get g
 UV_TORCH_ARGS = $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL),) \
 	$(if $(TORCH_FIND_LINKS),--find-links $(TORCH_FIND_LINKS),)
 
-.PHONY: run test check install install-test install-milvus index bench soak onnx lint typecheck \
+.PHONY: run test check install install-test install-ray install-milvus index bench soak onnx lint typecheck \
 	deploy-deps image docs clean
 
 run: install index
@@ -27,7 +27,7 @@ run: install index
 # While you work (about 3 minutes once installed, 4 from a fresh clone): static checks, then the
 # unit, API and FAISS-contract tiers and the end-to-end tests that are quick, with the real model
 # on the seeds. No root, no servers to install; two pytest workers.
-TEST_MARKERS := not (milvus or lite or deploy or long)
+TEST_MARKERS := not (milvus or lite or deploy or long or ray)
 test: install-test lint typecheck
 	$(BIN)/python -m pytest -m "$(TEST_MARKERS)" -n 2
 
@@ -44,6 +44,7 @@ index: install
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
+install-ray: $(VENV)/.installed-ray
 
 # uv installs everything, torch too (3 s where pip took 27 s; the rest 9 s against pip's 3 min).
 # uv does not read pip's configuration: UV_TORCH_ARGS passes on where the CPU wheel is.
@@ -63,11 +64,17 @@ $(VENV)/.installed: $(BIN)/uv pyproject.toml
 	$(UV_INSTALL) -e '.[torch,eval,milvus]'
 	touch $@
 
+# The ray extra: python -m indexer build --engine ray, and harness/ray_cluster.py's clusters
+# (about 700 MB). Not for serving; the tests need it (those marked `ray`).
+$(VENV)/.installed-ray: $(VENV)/.installed pyproject.toml
+	$(UV_INSTALL) -e '.[torch,eval,milvus,ray]'
+	touch $@
+
 # The test extras, and the client (clients/python) with its LangChain and LlamaIndex retrievers,
 # resolved together; its tests run it against the service.
 CLIENT := clients/python
-$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml $(CLIENT)/pyproject.toml
-	$(UV_INSTALL) -e '.[torch,eval,milvus,test]' -e './$(CLIENT)[langchain,llama-index]'
+$(VENV)/.installed-test: $(VENV)/.installed-ray pyproject.toml $(CLIENT)/pyproject.toml
+	$(UV_INSTALL) -e '.[torch,eval,milvus,ray,test]' -e './$(CLIENT)[langchain,llama-index]'
 	touch $@
 
 # A real Milvus standalone server (embedded etcd) for the tests marked `milvus`: its own venv, as

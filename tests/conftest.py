@@ -17,8 +17,8 @@ from tests.utils.fakes import HashingEmbedder
 from tests.utils.paths import ARTIFACTS, SEEDS
 from tests.utils.seeds import SEED_PARAMS
 
-# The milvus_server fixture, for any test.
-pytest_plugins = ["tests.utils.milvus_server"]
+# The milvus_server fixture, and the Ray ones (ray_cluster, ray_driver), for any test.
+pytest_plugins = ["tests.utils.milvus_server", "tests.utils.ray"]
 
 
 @pytest.fixture(autouse=True)

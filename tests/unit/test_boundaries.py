@@ -13,7 +13,7 @@ from tests.utils.paths import REPO
 def test_indexer_imports_without_fastapi_or_torch() -> None:
     code = (
         "import sys, indexer, indexer.cli, indexer.build, indexer.search, indexer.stores;"
-        "heavy = ('fastapi', 'starlette', 'torch', 'sentence_transformers');"
+        "heavy = ('fastapi', 'starlette', 'torch', 'sentence_transformers', 'ray');"
         "heavy = sorted(m for m in heavy if m in sys.modules);"
         "print(','.join(heavy))"
     )
@@ -22,9 +22,10 @@ def test_indexer_imports_without_fastapi_or_torch() -> None:
 
 def test_app_module_import_does_no_heavy_work() -> None:
     code = (
-        "import sys, app.main;print('torch' in sys.modules, 'sentence_transformers' in sys.modules)"
+        "import sys, app.main;"
+        "print(*(m in sys.modules for m in ('torch', 'sentence_transformers', 'ray')))"
     )
-    assert _printed_by_fresh_python(code) == "False False"
+    assert _printed_by_fresh_python(code) == "False False False"
 
 
 def test_serving_and_the_indexer_cli_import_without_the_eval_extra() -> None:
