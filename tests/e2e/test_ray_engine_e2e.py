@@ -25,10 +25,10 @@ from indexer.build import BuildParams
 from indexer.ingest import Preparer
 from indexer.loading import load_corpus
 from indexer.search import MODES, Query, Searcher
+from indexer.stores.base import Store
 from indexer.stores.faiss.store import FaissStore
 from indexer.stores.milvus.client import MilvusTarget
 from indexer.stores.milvus.store import MilvusStore
-from indexer.stores.base import Store
 from tests.utils.needs import shared
 from tests.utils.paths import REPO, SEEDS
 from tests.utils.processes import indexer_cli
@@ -63,8 +63,15 @@ def cisi_questions(count: int = 10) -> list[str]:
 def local_index(corpus_dir: Path, onnx_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("local") / "index"
     built = indexer_cli(
-        "build", "--source", str(corpus_dir), "--out", str(out), "--onnx-dir", str(onnx_dir),
-        "--no-progress", env={"SEARCH_EMBEDDING_CACHE": ""},
+        "build",
+        "--source",
+        str(corpus_dir),
+        "--out",
+        str(out),
+        "--onnx-dir",
+        str(onnx_dir),
+        "--no-progress",
+        env={"SEARCH_EMBEDDING_CACHE": ""},
     )
     assert built.returncode == 0, built.stderr
     return out
@@ -73,18 +80,26 @@ def local_index(corpus_dir: Path, onnx_dir: Path, tmp_path_factory: pytest.TempP
 def ray_build(cluster: RayCluster, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """``python -m indexer build --engine ray`` against ``cluster``, to the end."""
     return indexer_cli(
-        "build", "--engine", "ray", "--ray-address", cluster.address, "--no-progress", *args,
-        env={**cluster.env, **env},
+        "build",
+        "--engine",
+        "ray",
+        "--ray-address",
+        cluster.address,
+        "--no-progress",
+        *args,
+        env={**cluster.driver_env, **env},
         timeout=600,
     )
 
 
 def top10(store: Store, onnx_dir: Path, questions: list[str]) -> dict[tuple[str, str], list[Any]]:
-    searcher = Searcher(store, load_embedder("sentence-transformers/all-MiniLM-L6-v2", "onnx", onnx_dir))
+    searcher = Searcher(
+        store, load_embedder("sentence-transformers/all-MiniLM-L6-v2", "onnx", onnx_dir)
+    )
     return {
         (mode, question): [
             (hit.passage.doc_id, hit.passage.start, hit.passage.end)
-            for hit in searcher.search(Query(question, mode=mode, k=10))  # type: ignore[arg-type]
+            for hit in searcher.search(Query(question, mode=mode, k=10))
         ]
         for mode in MODES
         for question in questions
@@ -96,8 +111,16 @@ def test_the_ray_engine_builds_the_index_the_local_engine_builds(
 ) -> None:
     out = tmp_path / "index"
     built = ray_build(
-        ray_cluster, "--source", str(corpus_dir), "--out", str(out), "--onnx-dir", str(onnx_dir),
-        "--ray-actors", "2", SEARCH_EMBEDDING_CACHE="",
+        ray_cluster,
+        "--source",
+        str(corpus_dir),
+        "--out",
+        str(out),
+        "--onnx-dir",
+        str(onnx_dir),
+        "--ray-actors",
+        "2",
+        SEARCH_EMBEDDING_CACHE="",
     )
     assert built.returncode == 0, built.stderr
     assert "embedding with the ray engine: 2 actors on the Ray cluster at" in built.stdout
@@ -120,7 +143,9 @@ def test_the_ray_engine_fills_milvus_as_the_local_engine_does(
     source = ["--source", str(corpus_dir)]
     built = ray_build(ray_cluster, *source, *where, "--milvus-collection", "by_ray")
     assert built.returncode == 0, built.stderr
-    local = indexer_cli("build", *source, *where, "--milvus-collection", "by_local", "--no-progress")
+    local = indexer_cli(
+        "build", *source, *where, "--milvus-collection", "by_local", "--no-progress"
+    )
     assert local.returncode == 0, local.stderr
     # The cache the Ray build filled served the local one: the same vectors, by definition.
     assert "0 embedded" in local.stdout.splitlines()[-1]
@@ -133,9 +158,13 @@ def test_the_ray_engine_fills_milvus_as_the_local_engine_does(
             assert top10(by_ray, onnx_dir, questions) == top10(by_local, onnx_dir, questions)
             faiss = FaissStore.open(local_index, writable=False)
             try:  # the exact vector search of either store ranks alike
-                semantic = {k: v for k, v in top10(faiss, onnx_dir, questions).items() if k[0] == "semantic"}
+                semantic = {
+                    k: v for k, v in top10(faiss, onnx_dir, questions).items() if k[0] == "semantic"
+                }
                 assert semantic == {
-                    k: v for k, v in top10(by_ray, onnx_dir, questions).items() if k[0] == "semantic"
+                    k: v
+                    for k, v in top10(by_ray, onnx_dir, questions).items()
+                    if k[0] == "semantic"
                 }
             finally:
                 faiss.close()
@@ -151,11 +180,24 @@ def _follow(process: subprocess.Popen[str], events: list[dict[str, Any]]) -> Non
         events.append(json.loads(line))
 
 
-def _start(cluster: RayCluster, args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], list[dict[str, Any]]]:
+def _start(
+    cluster: RayCluster, args: list[str], env: dict[str, str]
+) -> tuple[subprocess.Popen[str], list[dict[str, Any]]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "indexer", "build", "--engine", "ray", "--ray-address", cluster.address, "--json", *args],
+        [
+            sys.executable,
+            "-m",
+            "indexer",
+            "build",
+            "--engine",
+            "ray",
+            "--ray-address",
+            cluster.address,
+            "--json",
+            *args,
+        ],
         cwd=REPO,
-        env={**os.environ, **cluster.env, **env},
+        env={**os.environ, **cluster.driver_env, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -193,7 +235,16 @@ def test_a_ray_build_that_loses_an_actor_finishes_with_every_vector(
 ) -> None:
     out = tmp_path / "index"
     cache = str(tmp_path / "cache.sqlite")
-    args = ["--source", str(corpus_dir), "--out", str(out), "--onnx-dir", str(onnx_dir), "--ray-actors", "1"]
+    args = [
+        "--source",
+        str(corpus_dir),
+        "--out",
+        str(out),
+        "--onnx-dir",
+        str(onnx_dir),
+        "--ray-actors",
+        "1",
+    ]
     build, events = _start(ray_cluster, args, {"SEARCH_EMBEDDING_CACHE": cache})
     try:
         _until_done(events, build, 0.25)
@@ -245,8 +296,20 @@ def test_cisi_is_built_through_ray_job_submit_on_a_two_node_cluster(
     job_dir = tmp_path / "job"
     job_dir.mkdir()
     command = [
-        sys.executable, "-m", "indexer", "build", "--engine", "ray", "--ray-actors", "2",
-        "--source", str(cisi), "--out", str(out), "--onnx-dir", str(onnx_dir.resolve()),
+        sys.executable,
+        "-m",
+        "indexer",
+        "build",
+        "--engine",
+        "ray",
+        "--ray-actors",
+        "2",
+        "--source",
+        str(cisi),
+        "--out",
+        str(out),
+        "--onnx-dir",
+        str(onnx_dir.resolve()),
         "--no-progress",
     ]
     env = {"SEARCH_EMBEDDING_CACHE": "", "PYTHONPATH": str(REPO)}

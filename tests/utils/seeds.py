@@ -137,4 +137,4 @@ SEED_QUESTIONS: list[tuple[str, str, str]] = [
 def index_vectors(index_dir: Path) -> np.ndarray:
     """Every vector of the index at ``index_dir`` (a build's: rows in passage order)."""
     index = faiss.read_index(str(current_version(index_dir) / "vectors.faiss"))
-    return index.reconstruct_n(0, index.ntotal)
+    return np.asarray(index.reconstruct_n(0, index.ntotal), dtype=np.float32)
