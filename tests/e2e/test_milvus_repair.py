@@ -12,13 +12,17 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import indexer.stores.milvus.schema as milvus_schema
 from indexer.build import BuildParams, new_manifest
-from indexer.stores.milvus.client import MilvusTarget
+from indexer.stores.milvus.claims import SLOT_CLAIM_SECONDS
+from indexer.stores.milvus.client import MilvusTarget, call
+from indexer.stores.milvus.numbering import ROW_PREFIX, STRIDE, ReplicaRow
 from indexer.stores.milvus.store import MilvusStore
 from indexer.types import Document, IndexedDocument, Passage
 from tests.utils.paths import REPO
@@ -235,3 +239,41 @@ def test_two_replicas_writing_at_once_never_share_a_sequence_number(
     finally:
         a.close()
         b.close()
+
+
+def test_a_dead_replicas_incomplete_copy_goes_once_its_row_is_stale(target: MilvusTarget) -> None:
+    """A replica killed before its new text was all in left an incomplete copy. While its row
+    is fresh that may be a slow write still going on, so it stays (readers show the complete
+    copy); once the row has gone stale (no heartbeat for claims.SLOT_CLAIM_SECONDS), a
+    replica's refresh removes it, passages included."""
+    store = MilvusStore.open(target, refresh_interval=0.2)
+    try:
+        store.put([item("victim", "the complete copy")])
+        seq = store.seq + 10 * STRIDE + 1  # a number no write of this replica's can take
+        cut = item("victim", "a copy cut short")
+        milvus_schema.insert_documents(store._client, store.version, [(seq, cut)])
+        call(
+            lambda: store._client.delete(
+                store.version.documents, filter=f'doc_id == "victim" and seq == {seq}'
+            )
+        )
+        dead = ReplicaRow(STRIDE - 1, seq, ((seq, seq),), "dead-replica", time.time())
+        meta = store.version.store_meta
+        row = milvus_schema.meta_row(f"{ROW_PREFIX}{dead.slot}", dead.meta_value())
+        call(lambda: store._client.upsert(meta, [row]))
+        both = (["the complete copy"], ["the complete copy", "a copy cut short"])
+        # Several refreshes: the cut copy stays while its writer might be alive.
+        deadline = time.monotonic() + 5 * 0.2 + REPAIR_ALLOWANCE
+        while time.monotonic() < deadline:
+            assert rows_of(store, "victim") == both
+            time.sleep(0.2)
+        stale = replace(dead, at=time.time() - SLOT_CLAIM_SECONDS - 1)
+        row = milvus_schema.meta_row(f"{ROW_PREFIX}{dead.slot}", stale.meta_value())
+        call(lambda: store._client.upsert(meta, [row]))
+        stale_at = time.monotonic()
+        while (held := rows_of(store, "victim")) != (["the complete copy"],) * 2:
+            waited = time.monotonic() - stale_at
+            assert waited < 0.2 + REPAIR_ALLOWANCE, f"after {waited:.1f} s: {held}"
+            time.sleep(0.05)
+    finally:
+        store.close()

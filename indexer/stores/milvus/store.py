@@ -826,12 +826,13 @@ class MilvusStore:
         for row in rows:
             if row.slot == self._numbering.slot:
                 continue  # this replica's own: it knows which are under way
+            holder = row.claim or f"slot {row.slot}"  # Milvus Lite's slots have no claim
             for span in row.pending:
-                if (row.claim, span) in self._settled:
+                if (holder, span) in self._settled:
                     continue
                 ranges.append(span)
                 if row.stale():
-                    over.append((row.claim or f"slot {row.slot}", span))
+                    over.append((holder, span))
         mine = list(self._unsettled)
         return ranges + mine, over + [("", span) for span in mine]
 
