@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from indexer.stores.milvus.claims import SLOT_CLAIM_SECONDS, claim_slot, holds_slot
@@ -106,13 +107,13 @@ class Numbering:
         self._lite: _LiteFile | None = None
         if target.is_lite:
             with _lite_lock:
-                self._lite = _lite_files.setdefault((target.uri, target.collection), _LiteFile())
+                self._lite = _lite_files.setdefault(self._lite_key(), _LiteFile())
                 self.slot = min(set(range(len(self._lite.slots) + 1)) - self._lite.slots)
                 self._lite.slots.add(self.slot)
 
-    @property
-    def stride(self) -> int:
-        return 1 if self._lite is not None else STRIDE
+    def _lite_key(self) -> tuple[str, str]:
+        # One file by any name (a relative path, a symlink).
+        return str(Path(self._target.uri).resolve()), self._target.collection
 
     def claim_slot(self, rows: Sequence[ReplicaRow]) -> None:
         """Claim a slot (a server's store), given the replica rows as they are now."""
@@ -155,7 +156,7 @@ class Numbering:
             with _lite_lock:
                 self._lite.slots.discard(self.slot)
                 if not self._lite.slots:  # the counter is in Milvus: a new store starts anew
-                    _lite_files.pop((self._target.uri, self._target.collection), None)
+                    _lite_files.pop(self._lite_key(), None)
         elif self.claim:
             drop_quietly(self._client, self.claim)
 
