@@ -144,7 +144,9 @@ class Written:
 
     seq: int
     """The store's sequence number after this write: every write increments it by one per
-    document. ``wait_for(seq)`` returns once searches see it."""
+    document (on a Milvus server, by a stride per document, each replica numbering in a slot
+    of its own so that no two writes share a number). ``wait_for(seq)`` returns once searches
+    see it."""
     existed: tuple[bool, ...]
     """Per document: there was one with that id before (replaced or deleted)."""
 

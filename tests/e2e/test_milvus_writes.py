@@ -23,6 +23,7 @@ import indexer.stores.milvus.schema as milvus_schema
 from indexer.build import BuildParams, new_manifest
 from indexer.stores.base import Written
 from indexer.stores.milvus.client import MilvusTarget
+from indexer.stores.milvus.numbering import STRIDE
 from indexer.stores.milvus.store import MilvusStore
 from indexer.types import Document, IndexedDocument, Passage
 from tests.utils.durability import Expected, kill_writer
@@ -85,11 +86,16 @@ def test_concurrent_puts_in_one_group_each_get_their_own_outcome(target: MilvusT
         for thread in threads:
             thread.join(30)
         assert not any(thread.is_alive() for thread in threads)
-        assert results[0] == Written(1, (True,))
-        assert results[1] == Written(3, (False, False))
-        assert results[2] == Written(4, (True,))  # new-1, written earlier in the same group
+
+        # One number a document (on a server, in this replica's slot: see numbering).
+        def nth(n: int) -> int:
+            return n if target.is_lite else n * STRIDE + store.slot
+
+        assert results[0] == Written(nth(1), (True,))
+        assert results[1] == Written(nth(3), (False, False))
+        assert results[2] == Written(nth(4), (True,))  # new-1, written earlier in the group
         assert results[3].existed == ()
-        assert store.seq == 4
+        assert store.seq == nth(4)
         new_1 = store.get("new-1")
         assert new_1 is not None
         assert new_1.document.text == "again"

@@ -98,3 +98,32 @@ def test_an_incomplete_copy_is_left_even_when_two_complete_ones_are_resolved() -
     rows.write("a", 6)
     rows.write("a", 11, parts=3, pieces=2)  # in flight
     assert rows.older() == old
+
+
+def test_an_abandoned_incomplete_copy_is_removed_and_the_complete_one_kept() -> None:
+    """A write known to be over (its replica's row went stale) left 1 of 2 text pieces: no
+    delete of its own is to come, so its rows go and the old copy stays."""
+    rows = Rows()
+    rows.write("a", 5)
+    cut = rows.write("a", 9, parts=2, pieces=1)
+    documents, passages = older_copies(rows.documents, rows.passages, lambda seq: seq == 9)
+    assert (sorted(documents), sorted(passages)) == (sorted(cut[0]), sorted(cut[1]))
+
+
+def test_an_abandoned_write_that_only_got_its_passages_in_loses_them() -> None:
+    rows = Rows()
+    rows.write("a", 5)
+    cut = rows.write("a", 9, parts=1, pieces=0)  # killed between the two inserts
+    rows.write("b", 9, parts=1, pieces=0)  # a document that had no copy before
+    documents, passages = older_copies(rows.documents, rows.passages, lambda seq: seq == 9)
+    assert documents == []
+    of_b = [p["pk"] for p in rows.passages if p["doc_id"] == "b"]
+    assert sorted(passages) == sorted(cut[1] + of_b)
+
+
+def test_an_abandoned_write_that_completed_is_the_newest_copy_and_stays() -> None:
+    """Killed between its insert and its delete: its copy is whole and the newest."""
+    rows = Rows()
+    old = rows.write("a", 5)
+    rows.write("a", 9)
+    assert older_copies(rows.documents, rows.passages, lambda seq: seq == 9) == old

@@ -16,9 +16,13 @@ state of its own. One concept a module:
   rows a search reads back;
 - ``filters``: filters as Milvus boolean expressions;
 - ``writes``: what the writer keeps between Milvus calls (its recent writes, queued puts);
-- ``copies``: which rows to remove where two replicas' writes of one moment left two copies;
+- ``copies``: which rows to remove where two writes left two copies of a document (two
+  replicas' writes of one moment, or a replica killed between a write's insert and delete);
+- ``numbering``: how a replica numbers its writes (unique across replicas: a slot each), and
+  the row it keeps in the store's meta (its highest number, its writes under way, a heartbeat);
 - ``versions``: which version of the store is served (the manifest, ``<name>__r<n>``);
-- ``claims``: build claims, so that replicas started together build a store once.
+- ``claims``: build claims, so that replicas started together build a store once, and
+  numbering slots.
 
 Names used by another module are public (``make lint`` refuses an import of an underscored
 name); import them from the module that defines them (and patch constants there, where they

@@ -1,14 +1,22 @@
-"""Build claims. Replicas started together may all find a store missing and build it. Creating
-a collection is no lock (a 2.3 server accepts a second create with the same schema), so each
-builder creates a claim collection of its own and the earliest created (the server's timestamps
-are totally ordered) builds; the others wait for its manifest. A Milvus Lite file is held by one
-process, so it needs no claim. A reindex claims its new version the same way.
+"""Claims: build claims and numbering slots.
+
+Replicas started together may all find a store missing and build it. Creating a collection is
+no lock (a 2.3 server accepts a second create with the same schema), so each builder creates a
+claim collection of its own and the earliest created (the server's timestamps are totally
+ordered) builds; the others wait for its manifest. A Milvus Lite file is held by one process,
+so it needs no claim. A reindex claims its new version the same way.
+
+Each writing replica of a server's store claims a numbering slot the same way (see
+``numbering``): the earliest live claim of a slot holds it. A claim lives while its replica
+beats (``numbering.ReplicaRow.at``) or for ``SLOT_CLAIM_SECONDS`` after it was created; a
+crashed replica's claim is dropped by the next replica that looks for a slot after that.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -22,6 +30,9 @@ if TYPE_CHECKING:
 # A build's claim older than this is a crashed builder's: ignored, then dropped. A replica
 # waits this long for another's build too (python -m indexer build --if-stale).
 BUILD_CLAIM_SECONDS = 900.0
+# A numbering slot's claim with no heartbeat for this long is a dead replica's (its owner beats
+# every numbering.HEARTBEAT_SECONDS, and checks its claim before writing once half this passed).
+SLOT_CLAIM_SECONDS = 60.0
 
 
 def _claim_prefix(target: MilvusTarget) -> str:
@@ -89,3 +100,69 @@ def claim_build(client: MilvusClient, target: MilvusTarget) -> str | None:
             f"{target} already holds a build in progress (another process claimed it first)"
         )
     return mine
+
+
+def _slot_prefix(target: MilvusTarget) -> str:
+    return f"{target.collection}_slot_claim_"
+
+
+def slot_claims(client: MilvusClient, target: MilvusTarget) -> list[str]:
+    prefix = _slot_prefix(target)
+    return [n for n in call(client.list_collections) if n.startswith(prefix)]
+
+
+def _slot_of(target: MilvusTarget, name: str) -> int:
+    return int(name[len(_slot_prefix(target)) :].split("_")[0])
+
+
+def _live_slot_claims(
+    client: MilvusClient, target: MilvusTarget, beats: Mapping[str, float]
+) -> dict[int, list[tuple[int, str]]]:
+    """The live claims by slot, earliest first; stale ones are dropped. ``beats``: each
+    claim's last heartbeat (wall-clock seconds), as the replica rows have it."""
+    now = time.time()
+    clock = int(now * 1000) << 18
+    live: dict[int, list[tuple[int, str]]] = {}
+    for name in slot_claims(client, target):
+        stamp = _created(client, name)
+        if stamp is None:
+            continue
+        young = _age_seconds(stamp, max(stamp, clock)) <= SLOT_CLAIM_SECONDS
+        if young or now - beats.get(name, 0.0) <= SLOT_CLAIM_SECONDS:
+            live.setdefault(_slot_of(target, name), []).append((stamp, name))
+        else:
+            drop_quietly(client, name)
+    return {slot: sorted(claims) for slot, claims in live.items()}
+
+
+def claim_slot(
+    client: MilvusClient, target: MilvusTarget, slots: int, beats: Mapping[str, float]
+) -> tuple[int, str]:
+    """Claim the lowest free numbering slot of ``target`` (below ``slots``): the slot, and the
+    claim to beat for and to drop at close. Claimed first, checked after, as a build: of two
+    replicas claiming one slot at once the later created sees the earlier claim and tries the
+    next slot."""
+    from pymilvus import DataType
+
+    for _ in range(slots):
+        taken = _live_slot_claims(client, target, beats)
+        free = next((s for s in range(slots) if s not in taken), None)
+        if free is None:
+            break
+        mine = f"{_slot_prefix(target)}{free}_{uuid.uuid4().hex[:16]}"
+        schema = client.create_schema(auto_id=False)
+        schema.add_field("pk", DataType.INT64, is_primary=True)
+        schema.add_field("_v", DataType.FLOAT_VECTOR, dim=DUMMY_DIM)
+        call(lambda: client.create_collection(mine, schema=schema))  # noqa: B023
+        claims = _live_slot_claims(client, target, beats).get(free, [])
+        if claims and claims[0][1] == mine:
+            return free, mine
+        drop_quietly(client, mine)
+    raise StoreUnavailableError(
+        f"{target} has no free numbering slot: {slots} replicas write to it already"
+    )
+
+
+def holds_slot(client: MilvusClient, name: str) -> bool:
+    """Is the claim ``name`` still there (not dropped as stale by another replica)?"""
+    return bool(call(partial(client.has_collection, name)))

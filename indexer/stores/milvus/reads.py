@@ -24,6 +24,7 @@ from indexer.stores.milvus.client import (
     call,
 )
 from indexer.stores.milvus.filters import literal
+from indexer.stores.milvus.numbering import ROW_PREFIX, ReplicaRow, replica_rows
 from indexer.stores.milvus.schema import PAYLOAD, one_copy, payload_of
 from indexer.stores.milvus.versions import Version
 from indexer.types import Document, DocumentInfo, Ids, Passage, Scores
@@ -39,6 +40,12 @@ GONE_TIMEOUT = 30.0
 
 def no_hits() -> tuple[Scores, Ids]:
     return np.empty(0, dtype=np.float32), np.empty(0, dtype=np.int64)
+
+
+def counter_of(meta_rows: Sequence[Mapping[str, Any]]) -> int:
+    """The write counter that ``MilvusReads.meta_rows`` give: the highest number there."""
+    replicas = [row.seq for row in replica_rows(meta_rows)]
+    return max([int(r["value"]) for r in meta_rows if r["key"] == "seq"] + replicas, default=0)
 
 
 class MilvusReads:
@@ -240,16 +247,36 @@ class MilvusReads:
         return int(rows[0]["count(*)"])
 
     def stored_seq(self, version: Version, consistency: Consistency | None = None) -> int:
-        """The write counter of ``version`` (in its meta collection)."""
-        rows = call(
-            lambda: self.client.query(
-                version.meta,
-                filter='key == "seq"',
-                output_fields=["value"],
-                consistency_level=consistency or self.consistency,
+        """The write counter of ``version``: the highest number its meta's ``seq`` row (a
+        build's, a reindex's) and the replicas' rows hold (``numbering``)."""
+        return counter_of(self.meta_rows(version, consistency))
+
+    def meta_rows(
+        self, version: Version, consistency: Consistency | None = None
+    ) -> list[dict[str, Any]]:
+        """``version``'s ``seq`` row and the replicas' rows (``key`` and ``value``)."""
+        level = consistency or self.consistency
+        replicas = f'key like "{ROW_PREFIX}%"'
+
+        def query(collection: str, where: str) -> list[dict[str, Any]]:
+            return call(
+                partial(
+                    self.client.query,
+                    collection,
+                    filter=where,
+                    output_fields=["key", "value"],
+                    consistency_level=level,
+                )
             )
-        )
-        return int(rows[0]["value"]) if rows else 0
+
+        if version.meta == version.store_meta:
+            return query(version.meta, f'key == "seq" or {replicas}')
+        return query(version.meta, 'key == "seq"') + query(version.store_meta, replicas)
+
+    def replica_rows(
+        self, version: Version, consistency: Consistency | None = None
+    ) -> list[ReplicaRow]:
+        return replica_rows(self.meta_rows(version, consistency))
 
     def wait_gone(self, removed: Mapping[str, list[int]]) -> None:
         """Return once reads at the store's consistency level no longer see ``removed``."""

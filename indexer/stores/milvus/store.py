@@ -27,10 +27,17 @@ tick or two after it was acknowledged); a delete reads at ``Strong``. Two replic
 document within that moment can both leave their copy; readers show the one with the higher
 sequence number, and a second after its write each replica removes the older (``copies``).
 
+Sequence numbers are unique across replicas: each replica numbers its writes in a slot of its
+own (``numbering``), and keeps a row in the store's meta with the highest number it gave; the
+store's counter is the highest of those rows.
+
 Milvus has no transactions across rows: a write inserts the new passages and document rows
-first and then deletes the old ones, so a crash between the two can leave an unacknowledged
-write's new rows next to the old ones until the document is written or deleted again; an
-acknowledged write is in Milvus's own write-ahead log, which makes it durable.
+first and then deletes the old ones. So before inserting, a write records its numbers in its
+replica's row (``pending``), and clears them once the old rows are deleted: a replica killed
+between the two leaves them there, and every replica's refresh looks at those documents and
+removes all but the newest copy (``copies``; an incomplete copy once the killed replica's row
+has gone stale). An acknowledged write is in Milvus's own write-ahead log, which makes it
+durable.
 
 ``MilvusStore`` is here: making and opening a store, writing (group commits, with ``writes``),
 and publishing views (``view``); its reads are a ``reads.MilvusReads`` it shares with its views
@@ -68,7 +75,7 @@ from indexer.stores.base import (
     passes,
 )
 from indexer.stores.milvus import reindexing
-from indexer.stores.milvus.claims import build_claims, claim_build, live_claims
+from indexer.stores.milvus.claims import build_claims, claim_build, live_claims, slot_claims
 from indexer.stores.milvus.client import (
     Consistency,
     MilvusTarget,
@@ -78,8 +85,9 @@ from indexer.stores.milvus.client import (
     drop_quietly,
     full_text_support,
 )
-from indexer.stores.milvus.copies import RECHECK_SECONDS, older_copies
-from indexer.stores.milvus.reads import MilvusReads
+from indexer.stores.milvus.copies import RECHECK_SECONDS, older_copies, written_in
+from indexer.stores.milvus.numbering import ROW_PREFIX, Numbering, ReplicaRow, replica_rows
+from indexer.stores.milvus.reads import MilvusReads, counter_of
 from indexer.stores.milvus.reindexing import MilvusReindexer
 from indexer.stores.milvus.schema import (
     check_fits,
@@ -151,7 +159,15 @@ class MilvusStore:
         # Reads a write or a publish makes at once (see _read_for_write).
         self._readers = ThreadPoolExecutor(max_workers=3, thread_name_prefix="milvus-read")
         self._visible = threading.Condition()
+        self._numbering = Numbering(client, target)
+        self._row_seq = 0  # the highest number this replica's row holds
+        # Ranges of this replica's rounds that failed midway (pending until repaired), and
+        # other replicas' cut-short ranges already repaired, by (claim, range).
+        self._unsettled: list[tuple[int, int]] = []
+        self._settled: set[tuple[str, tuple[int, int]]] = set()
         self._seq = self._reads.stored_seq(version)
+        if read_only is None:
+            self._take_slot()
         self._view = self._publish_view(self._seq)
         self.closed = threading.Event()
         self._reindexer = MilvusReindexer(self, self._reads)
@@ -289,7 +305,7 @@ class MilvusStore:
             for name in call(client.list_collections):
                 if name in collection_names(target) or versions.fullmatch(name):
                     call(partial(client.drop_collection, name))
-            for name in build_claims(client, target):
+            for name in [*build_claims(client, target), *slot_claims(client, target)]:
                 call(partial(client.drop_collection, name))
         finally:
             client.close()
@@ -316,6 +332,11 @@ class MilvusStore:
     @property
     def seq(self) -> int:
         return self._seq
+
+    @property
+    def slot(self) -> int:
+        """This replica's numbering slot (``numbering``)."""
+        return self._numbering.slot
 
     @property
     def version(self) -> Version:
@@ -403,26 +424,31 @@ class MilvusStore:
         if not documents:
             return [Written(self._seq, ()) for _ in batches]
         ids = [item.document.doc_id for item in documents]
+        self._check_slot()
         old, stored = self._read_for_write(ids)
         existed: list[bool] = []
         seen = {doc_id for doc_id, rows in old.items() if rows.exists}
         for doc_id in ids:  # a second copy in one group replaces the first
             existed.append(doc_id in seen)
             seen.add(doc_id)
-        first = max(self._seq, stored) + 1
-        last = first + len(documents) - 1
+        numbers = self._numbering.numbers(max(self._seq, stored), len(documents))
+        first, last = numbers[0], numbers[-1]
         # One write per id: the last copy, numbered by its place in the group.
-        final = {item.document.doc_id: (first + i, item) for i, item in enumerate(documents)}
+        final = {item.document.doc_id: (numbers[i], item) for i, item in enumerate(documents)}
         new: dict[str, OldRows] = {}
         try:
+            # Before any row: the numbers taken, and that a write of them is under way.
+            self._write_row(last, [*self._unsettled, (first, last)])
             insert_documents(self._client, self._version, list(final.values()), new)
             # Every row read above, of whichever write: this one replaces them all.
             removed = self._remove(old.values())
-            self._set_seq(last)
+            self._write_row(last, self._unsettled)
             self._settle(removed)
         except StoreUnavailableError as error:
-            # What Milvus holds is unknown now (some rows may be in): read it as it is.
+            # What Milvus holds is unknown now (some rows may be in): read it as it is, and
+            # repair these documents once Milvus answers (the round is over: see copies).
             self._recent.reset()
+            self._unsettled.append((first, last))
             raise StoreWriteError(f"Milvus did not take the write: {error}") from error
         self._recent.record(new, old, self._write_stamps())
         self._seq = max(self._seq, last)
@@ -432,7 +458,8 @@ class MilvusStore:
         results, done = [], 0
         for batch in batches:
             done += len(batch)
-            results.append(Written(first + done - 1, tuple(existed[done - len(batch) : done])))
+            seq = numbers[done - 1] if batch else self._seq
+            results.append(Written(seq, tuple(existed[done - len(batch) : done])))
         return results
 
     def delete(self, doc_ids: Sequence[str], *, guard: Filter | None = None) -> Written:
@@ -455,14 +482,15 @@ class MilvusStore:
         # At Strong: a delete also removes another replica's write of a moment ago (a put
         # leaves that to the next write of the document), and its publish waits a tick
         # anyway.
+        self._check_slot()
         old, stored = self._read_for_write(doc_ids, strong=True)
         present = tuple(doc_id in old and old[doc_id].exists for doc_id in doc_ids)
         gone = [rows for rows in old.values() if rows.exists]
         if gone:
-            last = max(self._seq, stored) + len(gone)
+            last = self._numbering.numbers(max(self._seq, stored), len(gone))[-1]
             try:
                 removed = self._remove(gone)
-                self._set_seq(last)
+                self._write_row(last, self._unsettled)
                 self._settle(removed)
             except StoreUnavailableError as error:
                 self._recent.reset()
@@ -489,6 +517,7 @@ class MilvusStore:
         self._copies_checker.join(timeout=10)
         self._reindexer.wait_retired(timeout=30)
         self._readers.shutdown(wait=True)
+        self._numbering.release()
         self._client.close()
 
     def _writable(self) -> None:
@@ -570,7 +599,7 @@ class MilvusStore:
         if not any(removed.values()) or self.target.consistency == "Strong":
             return
         if self.target.consistency == "Session" and (
-            self.target.is_lite or self._carry_session(self._version.meta, removed)
+            self.target.is_lite or self._carry_session(self._version.store_meta, removed)
         ):
             return
         self._reads.wait_gone(removed)
@@ -609,6 +638,32 @@ class MilvusStore:
 
     def _set_seq(self, seq: int) -> None:
         call(lambda: self._client.upsert(self._version.meta, [meta_row("seq", str(seq))]))
+
+    def _take_slot(self) -> None:
+        """Claim a numbering slot, and number from above every write there is (the slot's
+        previous holder's included): its row's unfinished writes become this one's to repair."""
+        rows = self._reads.replica_rows(self._version, "Strong")
+        self._numbering.claim_slot(rows)
+        self._seq = max(self._seq, self._reads.stored_seq(self._version, "Strong"))
+        previous = [r for r in rows if r.slot == self._numbering.slot]
+        self._unsettled = [*self._unsettled, *(p for r in previous for p in r.pending)]
+        self._write_row(self._seq, self._unsettled)
+
+    def _check_slot(self) -> None:
+        """Before a write (under the write lock): a replica frozen for long may have lost its
+        slot to another (``numbering``); then it claims another."""
+        if not self._numbering.still_held():
+            logger.warning("this replica's numbering slot was taken over: claiming another")
+            self._take_slot()
+
+    def _write_row(self, seq: int, pending: Sequence[tuple[int, int]]) -> None:
+        """Upsert this replica's row: the highest number it gave, its writes under way."""
+        self._row_seq = max(self._row_seq, seq)
+        row = self._numbering.row(self._row_seq, pending)
+        key = f"{ROW_PREFIX}{row.slot}"
+        meta = self._version.store_meta
+        call(lambda: self._client.upsert(meta, [meta_row(key, row.meta_value())]))
+        self._numbering.beaten()
 
     # -- switching versions (the reindexer's) -----------------------------------------------
 
@@ -680,14 +735,30 @@ class MilvusStore:
             self._visible.notify_all()
 
     def _refresh_loop(self) -> None:
+        # Whether the last view was published while another replica's write was under way:
+        # its counts may hold both copies, so the next refresh publishes again.
+        midway = False
         while not self.closed.wait(self.refresh_interval or 0.2):
             try:
                 self._reindexer.follow_switch(self._others)
-                stored = self._reads.stored_seq(self._version, self._others)
-                if max(self._seq, stored) != self._view.seq:
+                self._beat()
+                rows = self._reads.meta_rows(self._version, self._others)
+                if max(self._seq, counter_of(rows)) != self._view.seq or midway:
                     self.publish()
+                    others = [r for r in replica_rows(rows) if r.slot != self._numbering.slot]
+                    midway = any(r.pending for r in others)
             except StoreUnavailableError as error:
                 logger.warning("refreshing from Milvus failed (retrying): %s", error)
+
+    def _beat(self) -> None:
+        """Keep this replica's slot claim alive (``numbering``); a write beats too."""
+        if self.read_only is not None or not self._numbering.beat_due():
+            return
+        if self.write_lock.acquire(blocking=False):  # else a write is under way: it beats
+            try:
+                self._write_row(self._row_seq, self._unsettled)
+            finally:
+                self.write_lock.release()
 
     def _copies_loop(self) -> None:
         # A thread of its own: a bulk write's check reads at Strong, a time tick a batch,
@@ -699,36 +770,72 @@ class MilvusStore:
                 logger.warning("looking for second copies failed (retrying): %s", error)
 
     def _check_copies(self) -> None:
-        """Remove the older copy of documents this replica wrote a moment ago that another
-        replica wrote at the same moment (see ``copies``)."""
+        """Remove the older copies of documents this replica wrote a moment ago that another
+        replica wrote at the same moment, and of documents any replica's write left midway
+        (its replica row's ``pending``): see ``copies``."""
+        if self.read_only is not None:  # no deletes from a replica opened for reading
+            return
         now = time.monotonic()
         with self._rechecks_lock:
             due = sorted(d for d, when in self._rechecks.items() if when <= now)
         version = self._version
-        strong: dict[str, Any] = {"consistency_level": "Strong"}
-        rows = self._reads.rows_of_documents
-        documents, passages = older_copies(
-            rows(version.documents, due, ["doc_id", "seq", "part", "parts"], **strong),
-            rows(version.passages, due, ["doc_id", "seq", "chunk_id"], **strong),
-        )
+        ranges, abandoned = self._cut_short(self._reads.replica_rows(version, "Strong"))
+        documents: list[int] = []
+        passages: list[int] = []
+        ids = sorted({*due, *written_in(self._reads, version, ranges)})
+        if ids:
+            strong: dict[str, Any] = {"consistency_level": "Strong"}
+            rows = self._reads.rows_of_documents
+            documents, passages = older_copies(
+                rows(version.documents, ids, ["doc_id", "seq", "part", "parts"], **strong),
+                rows(version.passages, ids, ["doc_id", "seq", "chunk_id"], **strong),
+                lambda seq: any(first <= seq <= last for _, (first, last) in abandoned),
+            )
         removed = {version.documents: documents, version.passages: passages}
-        if documents:
+        if documents or passages:
             delete_rows(self._client, removed)
         with self._rechecks_lock:  # checked (those written again since are due later)
             for doc_id in due:
                 if self._rechecks.get(doc_id, now + 1) <= now:
                     del self._rechecks[doc_id]
-        if not documents:
+        # Writes known to be over are repaired for good now.
+        self._settled.update((claim, span) for claim, span in abandoned if claim)
+        own = {span for claim, span in abandoned if not claim}
+        if own:
+            with self.write_lock:
+                self._unsettled = [s for s in self._unsettled if s not in own]
+        if not (documents or passages):
             return
         logger.info(
-            "removed older copies left by replicas writing one document at once: %d text "
-            "rows, %d passages",
+            "removed second copies (replicas writing one document at once, or a write cut "
+            "short): %d text rows, %d passages",
             len(documents),
             len(passages),
         )
         self._reads.wait_gone(removed)
         if version is self._version:
             self.publish(self._view.seq)  # the counts without them
+
+    def _cut_short(
+        self, rows: Sequence[ReplicaRow]
+    ) -> tuple[list[tuple[int, int]], list[tuple[str, tuple[int, int]]]]:
+        """The number ranges of writes to look at: other replicas' under way (or cut short
+        by a crash), and this one's failed rounds; and, of those, the ones known to be over
+        (a stale replica's, this one's), by claim ("" for this replica's own)."""
+        ranges: list[tuple[int, int]] = []
+        over: list[tuple[str, tuple[int, int]]] = []
+        for row in rows:
+            if row.slot == self._numbering.slot:
+                continue  # this replica's own: it knows which are under way
+            holder = row.claim or f"slot {row.slot}"  # Milvus Lite's slots have no claim
+            for span in row.pending:
+                if (holder, span) in self._settled:
+                    continue
+                ranges.append(span)
+                if row.stale():
+                    over.append((holder, span))
+        mine = list(self._unsettled)
+        return ranges + mine, over + [("", span) for span in mine]
 
 
 __all__ = ["MilvusStore"]

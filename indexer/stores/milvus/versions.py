@@ -62,6 +62,13 @@ class Version:
     def meta(self) -> str:
         return collection_names(self.data)[2]
 
+    @property
+    def store_meta(self) -> str:
+        """The store's first meta collection, whichever version this is: the replicas' rows
+        (``numbering``) are the store's, not a version's."""
+        store = re.sub(rf"{VERSION_MARK}\d+$", "", self.data.collection)
+        return collection_names(replace(self.data, collection=store))[2]
+
     @cached_property
     def search_params(self) -> dict[str, Any]:
         """Applied to every vector search (``ef``, ``nprobe``), as the manifest records them."""
