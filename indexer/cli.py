@@ -401,8 +401,8 @@ def _announce_resume(cache: EmbeddingCache, target: str, say: _Say) -> None:
     unfinished = cache.unfinished(target)
     if unfinished is not None:
         say(
-            f"resuming the build of {target}: {unfinished.embedded:,} of "
-            f"{unfinished.total:,} passages were embedded before it stopped"
+            f"resuming the build of {target}: {unfinished.embedded} of "
+            f"{unfinished.total} passages were embedded before it stopped"
         )
 
 

@@ -42,8 +42,8 @@ class EmbedStats:
     def summary(self) -> str:
         """The build's last line's part about embedding."""
         rate = f"{self.embedded / self.seconds:.1f}/s" if self.seconds > 0 and self.embedded else ""
-        embedded = f"{self.embedded:,} embedded" + (f" ({rate})" if rate else "")
-        return f"{embedded}, {self.cached:,} from the cache ({self.hit_rate:.1%} hit rate)"
+        embedded = f"{self.embedded} embedded" + (f" ({rate})" if rate else "")
+        return f"{embedded}, {self.cached} from the cache ({self.hit_rate:.1%} hit rate)"
 
 
 def check_resume(
