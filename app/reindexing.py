@@ -22,6 +22,7 @@ from indexer.embedding import Embedder
 from indexer.embedding_cache import EmbeddingCache, model_id
 from indexer.ingest import Preparer
 from indexer.manifest import Manifest
+from indexer.passage_vectors import prepare_cached
 from indexer.query_encoding import BatchingEmbedder
 from indexer.reindex import ReindexChanges, ReindexStatus, ReindexTracker
 from indexer.stores import Store
@@ -150,7 +151,7 @@ class Reindexer:
                 manifest = store.reindex(
                     Rebuild(
                         target,
-                        lambda documents: preparer.prepare(documents, cache=cache),
+                        lambda documents: prepare_cached(preparer, documents, cache),
                         self.tracker.progress,
                         switch,
                     )

@@ -21,13 +21,15 @@ from bench.stats import table
 from harness.service import REPO
 from indexer.backends import load_embedder, onnx_variant
 from indexer.build import BuildParams, build_index
+from indexer.build_progress import BuildMeter
 from indexer.embedding import Embedder, Vectors
 from indexer.embedding_cache import EmbeddingCache
 from indexer.engines.base import Engine, Positions
 from indexer.engines.local import LocalEngine
-from indexer.ingest import Preparer
+from indexer.ingest import Chunked, Preparer
 from indexer.loading import Corpus, load_corpus
 from indexer.settings import IndexSettings
+from indexer.types import Document
 
 CISI = REPO.parent / "shared" / "benchmarks" / "cisi"
 ENGINE_COLUMNS = [
@@ -59,6 +61,11 @@ class _Timed:
     @property
     def name(self) -> str:
         return self.inner.name
+
+    def chunk(
+        self, preparer: Preparer, documents: Sequence[Document], meter: BuildMeter
+    ) -> Chunked:
+        return self.inner.chunk(preparer, documents, meter)
 
     def embed(self, texts: Sequence[str]) -> Iterator[tuple[Positions, Vectors]]:
         for positions, vectors in self.inner.embed(texts):

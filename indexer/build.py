@@ -151,14 +151,16 @@ def build_index(
     except (ValueError, StoreLockedError, StoreOpenError, StoreUnavailableError) as error:
         raise BuildError(str(error)) from None
     manifest = new_manifest(embedder.model_name, embedder.dimension, params, source_label)
-    chunked = Preparer(embedder, params.chunking, params.title_prefix).chunk(corpus.documents)
     target = kind.describe(location)
     meter = meter or BuildMeter("auto" if progress else "off")
+    engine = engine or LocalEngine(embedder, batch_size=batch_size)
+    preparer = Preparer(embedder, params.chunking, params.title_prefix)
+    chunked = engine.chunk(preparer, corpus.documents, meter)
     try:
         vectors, stats = embed_passages(
             chunked.texts,
             embedder.dimension,
-            engine or LocalEngine(embedder, batch_size=batch_size),
+            engine,
             cache,
             target=target,
             fingerprint=build_fingerprint(

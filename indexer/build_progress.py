@@ -52,7 +52,7 @@ class BuildMeter:
         if self.style == "json":
             self._emit({"event": name, **fields})
 
-    def phase(self, name: str, total: int, done: int = 0) -> None:
+    def phase(self, name: str, total: int, done: int = 0, unit: str = "passage") -> None:
         """A phase of ``total`` steps begins, ``done`` of them already done (resumed)."""
         self.close()
         self._phase, self._total, self._done, self._resumed = name, total, done, done
@@ -63,7 +63,7 @@ class BuildMeter:
                 total=total,
                 initial=done,
                 desc=name,
-                unit="passage",
+                unit=unit,
                 file=LineWriter(self.stream) if log else self.stream,
                 mininterval=LOG_INTERVAL if log else 0.1,
                 ascii=log,

@@ -14,9 +14,6 @@ import numpy as np
 
 from indexer.chunking import Chunker, ChunkingParams
 from indexer.embedding import DEFAULT_BATCH_SIZE, Embedder, Vectors
-from indexer.embedding_cache import EmbeddingCache
-from indexer.engines.local import LocalEngine
-from indexer.passage_vectors import embed_passages
 from indexer.types import Document, IndexedDocument, Passage
 
 
@@ -34,7 +31,7 @@ class Preparer:
     def __init__(self, embedder: Embedder, chunking: ChunkingParams, title_prefix: bool) -> None:
         self.embedder = embedder
         self.title_prefix = title_prefix
-        self._chunker = Chunker(embedder.tokenizer(), chunking)
+        self.chunker = Chunker(embedder.tokenizer(), chunking)
 
     def prepare(
         self,
@@ -42,28 +39,27 @@ class Preparer:
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         progress: bool = False,
-        cache: EmbeddingCache | None = None,
     ) -> list[IndexedDocument]:
-        """Every document's passages and vectors; all passages embedded in shared batches.
-        With ``cache`` (a reindex), only the passages it has no vector for are embedded,
-        and their vectors go there."""
+        """Every document's passages and vectors; all passages embedded in shared batches."""
         chunked = self.chunk(documents)
-        if cache is None:
-            vectors = self.embedder.encode(chunked.texts, batch_size=batch_size, progress=progress)
-        else:
-            engine = LocalEngine(self.embedder, batch_size=batch_size)
-            vectors, _ = embed_passages(chunked.texts, self.embedder.dimension, engine, cache)
+        vectors = self.embedder.encode(chunked.texts, batch_size=batch_size, progress=progress)
         return chunked.with_vectors(vectors)
 
     def chunk(self, documents: Sequence[Document]) -> Chunked:
         """Every document's passages and the texts to embed for them, in order."""
-        passages = [tuple(self._chunker.chunk(document)) for document in documents]
-        texts = [
-            passage_representation(p, document.title, self.title_prefix)
-            for document, own in zip(documents, passages, strict=True)
-            for p in own
-        ]
-        return Chunked(documents, passages, texts)
+        return chunk_documents(self.chunker, self.title_prefix, documents)
+
+
+def chunk_documents(chunker: Chunker, title_prefix: bool, documents: Sequence[Document]) -> Chunked:
+    """``Preparer.chunk``, for an engine that chunks elsewhere (a Ray task) with the
+    preparer's ``chunker``."""
+    passages = [tuple(chunker.chunk(document)) for document in documents]
+    texts = [
+        passage_representation(p, document.title, title_prefix)
+        for document, own in zip(documents, passages, strict=True)
+        for p in own
+    ]
+    return Chunked(documents, passages, texts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +70,15 @@ class Chunked:
     passages: list[tuple[Passage, ...]]
     texts: list[str]
     """What is embedded for each passage, every document's in turn."""
+
+    @classmethod
+    def joined(cls, parts: Sequence[Chunked]) -> Chunked:
+        """The parts, one after the other, as if chunked at once."""
+        return cls(
+            [d for part in parts for d in part.documents],
+            [own for part in parts for own in part.passages],
+            [text for part in parts for text in part.texts],
+        )
 
     def with_vectors(self, vectors: Vectors) -> list[IndexedDocument]:
         """The documents with their passages' vectors (``vectors``: one row per text)."""

@@ -19,6 +19,9 @@ from indexer.build_progress import BuildMeter
 from indexer.embedding import Vectors
 from indexer.embedding_cache import EmbeddingCache, UnfinishedBuild
 from indexer.engines.base import Engine
+from indexer.engines.local import LocalEngine
+from indexer.ingest import Preparer
+from indexer.types import Document, IndexedDocument
 
 
 class ResumeError(Exception):
@@ -126,3 +129,16 @@ def embed_passages(
         )
     seconds = time.perf_counter() - started
     return vectors, EmbedStats(len(texts), cached, done, seconds, resumed)
+
+
+def prepare_cached(
+    preparer: Preparer, documents: Sequence[Document], cache: EmbeddingCache | None
+) -> list[IndexedDocument]:
+    """``preparer.prepare(documents)``, embedding only the passages ``cache`` has no vector
+    for (and keeping theirs there): what a reindex does."""
+    if cache is None:
+        return preparer.prepare(documents)
+    chunked = preparer.chunk(documents)
+    engine = LocalEngine(preparer.embedder)
+    vectors, _ = embed_passages(chunked.texts, preparer.embedder.dimension, engine, cache)
+    return chunked.with_vectors(vectors)

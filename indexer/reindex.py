@@ -20,6 +20,7 @@ from indexer.embedding_cache import EmbeddingCache
 from indexer.ingest import Preparer
 from indexer.keyword import KeywordParams
 from indexer.manifest import CorpusInfo, Counts, Manifest, ModelInfo
+from indexer.passage_vectors import prepare_cached
 from indexer.stores.base import Progress, Rebuild, Store
 
 _T = TypeVar("_T")
@@ -153,6 +154,9 @@ def reindex(
     preparer = Preparer(writer or embedder, target.chunking, target.title_prefix)
     return store.reindex(
         Rebuild(
-            target, lambda documents: preparer.prepare(documents, cache=cache), progress, on_switch
+            target,
+            lambda documents: prepare_cached(preparer, documents, cache),
+            progress,
+            on_switch,
         )
     )

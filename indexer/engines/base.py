@@ -1,14 +1,20 @@
-"""What a build needs of an engine: the vectors of many texts, in batches as they finish."""
+"""What a build needs of an engine: its documents chunked, and the vectors of many texts, in
+batches as they finish."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from indexer.embedding import Vectors
+
+if TYPE_CHECKING:
+    from indexer.build_progress import BuildMeter
+    from indexer.ingest import Chunked, Preparer
+    from indexer.types import Document
 
 Positions = npt.NDArray[np.int64]
 
@@ -16,6 +22,12 @@ Positions = npt.NDArray[np.int64]
 class Engine(Protocol):
     name: str
     """As ``--engine`` names it."""
+
+    def chunk(
+        self, preparer: Preparer, documents: Sequence[Document], meter: BuildMeter
+    ) -> Chunked:
+        """``preparer.chunk(documents)``: the same passages and texts, wherever it runs."""
+        ...
 
     def embed(self, texts: Sequence[str]) -> Iterator[tuple[Positions, Vectors]]:
         """Every text's unit vector, batch by batch as they finish, in any order: the

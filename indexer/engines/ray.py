@@ -3,8 +3,9 @@
 Each actor loads the model once and embeds block after block (Ray Data's ``map_batches``
 with a callable class); the blocks stream back to the build, which commits each to the
 embedding cache as it arrives, so a cluster that loses the driver or a node loses at most the
-blocks in flight. Reading and chunking stay in the driver: chunking runs at thousands of
-passages a second against the model's ~100 per core (docs/scaling.md has the figures).
+blocks in flight. Chunking runs before, as Ray tasks over batches of documents (one core
+chunks about a thousand passages a second: in the driver alone it would hold back a cluster
+of GPUs); the driver reads the corpus, looks its passages up in the cache and writes the store.
 
 ``address`` joins a running cluster (``ray://`` or ``host:port``; inside ``ray job submit``
 Ray's own ``RAY_ADDRESS`` does); without one a local Ray starts with the build and stops with
@@ -24,8 +25,12 @@ from typing import Any
 import numpy as np
 
 from indexer.backends import Backend, load_embedder
+from indexer.build_progress import BuildMeter
 from indexer.embedding import DEFAULT_BATCH_SIZE, ModelLoadError, Vectors
 from indexer.engines.base import Positions
+from indexer.engines.local import CHUNK_DOCUMENTS
+from indexer.ingest import Chunked, Preparer, chunk_documents
+from indexer.types import Document
 
 RAY_EXTRA_INSTALL = "pip install 'semantic-search[ray]' (or make install-ray)"
 # Texts per block: what an actor embeds between two hand-overs, and what a lost actor or a
@@ -91,6 +96,32 @@ class RayEngine:
         where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
         gpus = f", {self.num_gpus:g} GPU each" if self.num_gpus else ""
         return f"{self.actors} actor{'s' if self.actors != 1 else ''} on {where}{gpus}"
+
+    def chunk(
+        self, preparer: Preparer, documents: Sequence[Document], meter: BuildMeter
+    ) -> Chunked:
+        """Chunked by Ray tasks, a batch of documents each, with the preparer's own chunker
+        (its tokenizer travels with it): the driver only reads and assembles."""
+        ray = self._connect()
+        chunker = ray.put(preparer.chunker)
+        task = ray.remote(num_cpus=1)(chunk_documents)
+        batches = [
+            documents[start : start + CHUNK_DOCUMENTS]
+            for start in range(0, len(documents), CHUNK_DOCUMENTS)
+        ]
+        pending = {
+            task.remote(chunker, preparer.title_prefix, batch): number
+            for number, batch in enumerate(batches)
+        }
+        parts: list[Chunked | None] = [None] * len(batches)
+        meter.phase("chunking", total=len(documents), unit="document")
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            number = pending.pop(ready[0])
+            parts[number] = ray.get(ready[0])
+            meter.advance(len(batches[number]))
+        meter.close()
+        return Chunked.joined([part for part in parts if part is not None])
 
     def embed(self, texts: Sequence[str]) -> Iterator[tuple[Positions, Vectors]]:
         if not texts:

@@ -21,6 +21,7 @@ from indexer.embedding import Vectors
 from indexer.embedding_cache import EmbeddingCache
 from indexer.engines.base import Positions
 from indexer.engines.local import LocalEngine
+from indexer.ingest import Chunked, Preparer
 from indexer.keyword import KeywordParams
 from indexer.loading import Corpus
 from indexer.stores.milvus.store import MilvusStore
@@ -59,6 +60,11 @@ class _DyingEngine:
     def __init__(self, embedder: HashingEmbedder, batches: int) -> None:
         self.inner = LocalEngine(embedder, commit_texts=COMMIT)
         self.batches = batches
+
+    def chunk(
+        self, preparer: Preparer, documents: Sequence[Document], meter: BuildMeter
+    ) -> Chunked:
+        return self.inner.chunk(preparer, documents, meter)
 
     def embed(self, texts: Sequence[str]) -> Iterator[tuple[Positions, Vectors]]:
         for count, batch in enumerate(self.inner.embed(texts)):
