@@ -201,7 +201,7 @@ class MilvusStore:
                 imported = bulk.import_documents(client, version, numbered)
             passages, _, meta = names
             if imported is not None:
-                written = imported  # imported rows come sealed, their index built
+                written = imported  # imported rows come in sealed segments: no flush
             else:
                 written = insert_documents(client, version, numbered)
                 if written >= _SEAL_ROWS:
