@@ -44,11 +44,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("indexer")
 
-BULK_ROWS = 20_000
+BULK_ROWS = 50_000
 """Passages from which a build imports rather than inserts. An import task has a fixed cost
-(its flush, and the server's state checks once a second: 3-5 s). Whole builds of 384-d
-passages on a 2.3.5 server sharing 2 busy cores: 20 000 in 20 s either way; 60 000 in 40-56 s
-imported, 84-85 s inserted (docs/scaling.md)."""
+(its flush, and the server's state checks once a second). Whole builds of 384-d passages on
+a 2.3.5 server sharing 2 busy cores (docs/scaling.md): at 20 000 an import took as long or
+longer (20-32 s against 20-23 s); at 60 000 and 120 000 about half the inserts' time."""
 FILE_ROWS = 100_000
 """Rows a file: one import task each (~160 MB of Parquet at 384-d)."""
 GROUP_ROWS = 5_000
