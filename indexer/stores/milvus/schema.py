@@ -153,7 +153,6 @@ def insert_documents(
     number, in shared batches; the passages written. With ``keys``, each document's new rows
     go there."""
     passages, documents_collection = version.passages, version.documents
-    manifest, full_text = version.manifest, version.full_text
     passage_rows: list[dict[str, Any]] = []
     document_rows: list[dict[str, Any]] = []
     written = 0
@@ -175,46 +174,58 @@ def insert_documents(
                     keys.setdefault(row["doc_id"], OldRows(True)).documents.append((pk, row["seq"]))
 
     for seq, item in documents:
-        document = item.document
-        metadata = dict(document.metadata)
-        fields = typed_fields(metadata)
-        for passage, vector in zip(item.passages, item.vectors, strict=True):
-            row: dict[str, Any] = {
-                "doc_id": document.doc_id,
-                "chunk_id": passage.chunk_id,
-                "start": passage.start,
-                "end": passage.end,
-                "seq": seq,
-                "title": document.title,
-                "text": passage.text,
-                "metadata": metadata,
-                "fields": fields,
-                "vector": vector.tolist(),
-            }
-            if full_text:
-                row["keyword_text"] = passage_representation(
-                    passage, document.title, manifest.title_prefix
-                )
-            passage_rows.append(row)
-        pieces = [
-            document.text[i : i + _TEXT_PIECE] for i in range(0, len(document.text), _TEXT_PIECE)
-        ] or [""]
-        for part, piece in enumerate(pieces):
-            document_rows.append(
-                {
-                    "doc_id": document.doc_id,
-                    "seq": seq,
-                    "part": part,
-                    "parts": len(pieces),
-                    "title": document.title,
-                    "text": piece,
-                    "metadata": metadata,
-                    "_v": [0.0] * DUMMY_DIM,
-                }
-            )
+        passage_part, document_part = rows_of(version, seq, item)
+        passage_rows += passage_part
+        document_rows += document_part
         flush(force=False)
     flush(force=True)
     return written
+
+
+def rows_of(
+    version: Version, seq: int, item: IndexedDocument
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows a write of ``item`` at ``seq`` makes in ``version``: its passages' and its
+    text's (in pieces). The one place rows are made: inserts and bulk imports both take them."""
+    document = item.document
+    metadata = dict(document.metadata)
+    fields = typed_fields(metadata)
+    passage_rows: list[dict[str, Any]] = []
+    for passage, vector in zip(item.passages, item.vectors, strict=True):
+        row: dict[str, Any] = {
+            "doc_id": document.doc_id,
+            "chunk_id": passage.chunk_id,
+            "start": passage.start,
+            "end": passage.end,
+            "seq": seq,
+            "title": document.title,
+            "text": passage.text,
+            "metadata": metadata,
+            "fields": fields,
+            "vector": vector.tolist(),
+        }
+        if version.full_text:
+            row["keyword_text"] = passage_representation(
+                passage, document.title, version.manifest.title_prefix
+            )
+        passage_rows.append(row)
+    pieces = [
+        document.text[i : i + _TEXT_PIECE] for i in range(0, len(document.text), _TEXT_PIECE)
+    ] or [""]
+    document_rows = [
+        {
+            "doc_id": document.doc_id,
+            "seq": seq,
+            "part": part,
+            "parts": len(pieces),
+            "title": document.title,
+            "text": piece,
+            "metadata": metadata,
+            "_v": [0.0] * DUMMY_DIM,
+        }
+        for part, piece in enumerate(pieces)
+    ]
+    return passage_rows, document_rows
 
 
 def delete_rows(client: MilvusClient, keys: Mapping[str, list[int]]) -> None:

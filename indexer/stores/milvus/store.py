@@ -74,7 +74,7 @@ from indexer.stores.base import (
     Written,
     passes,
 )
-from indexer.stores.milvus import reindexing
+from indexer.stores.milvus import bulk, reindexing
 from indexer.stores.milvus.claims import build_claims, claim_build, live_claims, slot_claims
 from indexer.stores.milvus.client import (
     Consistency,
@@ -206,16 +206,23 @@ class MilvusStore:
                     f"{location} already holds {', '.join(existing)}; refusing to replace it "
                     "(if a build stopped midway left them, run it again with --resume)"
                 )
-            version = call(client.get_server_version)
-            full_text = full_text_support(version)
+            server_version = call(client.get_server_version)
+            full_text = full_text_support(server_version)
             started = time.perf_counter() if started is None else started
             create_collections(client, location, manifest, full_text=full_text)
             seq = 0
             numbered = [(seq, item) for item in documents]
-            written = insert_documents(client, Version(location, manifest, full_text), numbered)
+            version = Version(location, manifest, full_text)
+            imported = None
+            if sum(len(item.passages) for item in documents) >= bulk.BULK_ROWS:
+                imported = bulk.import_documents(client, version, numbered)
             passages, _, meta = names
-            if written >= _SEAL_ROWS:
-                call(lambda: client.flush(passages))  # seal: Milvus builds the index now
+            if imported is not None:
+                written = imported  # imported rows come in sealed segments: no flush
+            else:
+                written = insert_documents(client, version, numbered)
+                if written >= _SEAL_ROWS:
+                    call(lambda: client.flush(passages))  # seal: Milvus builds the index now
             final = manifest.model_copy(
                 update={
                     "format_version": FORMAT_VERSION,
