@@ -70,6 +70,15 @@ class _EmbedActor:
         return {"position": block["position"], "vector": vectors}
 
 
+def _quiet(ray: Any) -> Any:
+    """Ray Data without its progress bars and its progress log lines: the build's own
+    progress counts the passages."""
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    return ray
+
+
 class RayEngine:
     name = "ray"
 
@@ -163,7 +172,7 @@ class RayEngine:
                 f"the Ray engine needs Ray ({error}): {RAY_EXTRA_INSTALL}"
             ) from None
         if ray.is_initialized():  # the caller's connection (a benchmark, a notebook)
-            return ray
+            return _quiet(ray)
         # Ray's context quietly turns token auth on for a cluster it starts, and every later
         # `ray start` on the machine then needs the token: a private cluster has no use for it.
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -188,10 +197,7 @@ class RayEngine:
             self._connected = True
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise RayUnavailableError(f"could not reach {self.describe()}: {error}") from None
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False  # the build's own bar counts the passages
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
-        return ray
+        return _quiet(ray)
 
     def close(self) -> None:
         """Disconnect, if this engine connected; a local Ray it started stops."""
