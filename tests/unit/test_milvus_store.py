@@ -22,6 +22,7 @@ from indexer.stores.milvus import schema
 from indexer.stores.milvus import store as milvus_store
 from indexer.stores.milvus.client import (
     MilvusTarget,
+    connect,
     full_text_support,
     parse_index_params,
 )
@@ -52,6 +53,10 @@ def test_index_parameters_split_into_build_and_search_time() -> None:
         parse_index_params("HNSW32", "")
     with pytest.raises(ValueError, match="is not name=value"):
         parse_index_params("HNSW", "M")
+    # Ranges Milvus checks, checked here first: Milvus Lite does not, and M=0 aborts it.
+    for refused in ("M=1", "M=0", "M=4096", "M=8.5", "efConstruction=0", "nlist=0"):
+        with pytest.raises(ValueError, match="a whole number from"):
+            parse_index_params("HNSW", refused)
 
 
 @pytest.mark.parametrize(
@@ -272,3 +277,41 @@ def test_a_store_of_milvus_analysed_text_still_serves_until_a_reindex_moves_it_t
         assert top(reopened, "zeppelin", 10)[0] == ["late"]
     finally:
         reopened.close()
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        pytest.param("lite", marks=pytest.mark.lite),
+        pytest.param("server", marks=pytest.mark.milvus),
+    ],
+)
+def test_milvus_builds_the_vector_index_with_the_manifests_parameters(
+    where: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """pymilvus 3.0.2 sends ``params={"M": 8}`` as flat pairs: the 2.3.5 server reads them,
+    Milvus Lite ignores them (describe_index shows none, and even M=0 passes). Both read the
+    nested form (the server refuses an out-of-range value in it; Lite builds with it)."""
+    uri = (
+        request.getfixturevalue("milvus_server").uri
+        if where == "server"
+        else str(tmp_path / "m.db")
+    )
+    target = MilvusTarget(uri=uri, collection=f"params_{where}")
+    build = BuildParams(
+        store="milvus", index_factory="HNSW", search_params="M=8,efConstruction=64,ef=32"
+    )
+    store = MilvusStore.create(target, new_manifest("test/x", 4, build, "t"), [])
+    client = connect(target)
+    try:
+        described = client.describe_index(store.version.passages, "vector")
+    finally:
+        client.close()
+        store.close()
+        MilvusStore.drop(target)
+    # Read back in whichever form Milvus keeps them; the search-time ef is not the index's.
+    given = {**described, **(described.get("params") or {})}
+    assert {name: str(given.get(name)) for name in ("M", "efConstruction")} == {
+        "M": "8",
+        "efConstruction": "64",
+    }

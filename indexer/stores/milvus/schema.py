@@ -66,7 +66,11 @@ def create_collections(
     schema.add_field("fields", DataType.JSON)
     schema.add_field("vector", DataType.FLOAT_VECTOR, dim=manifest.model.dimension)
     index = client.prepare_index_params()
-    index.add_index("vector", index_type=manifest.store.spec, metric_type="IP", params=build)
+    # Nested, as the BM25 parameters below: Milvus Lite ignores the flat form that pymilvus
+    # 3.0.2 sends (describe_index shows no parameters); a 2.3.5 server reads both.
+    index.add_index(
+        "vector", index_type=manifest.store.spec, metric_type="IP", params={"params": build}
+    )
     if full_text:
         schema.add_field(
             keyword.name,
