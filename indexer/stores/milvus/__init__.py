@@ -15,6 +15,8 @@ state of its own. One concept a module:
 - ``schema``: the three collections' schemas, the rows a write inserts and deletes, and the
   rows a search reads back;
 - ``bulk``: a big build's rows imported from files the server reads, where it can;
+- ``terms``: what Milvus's BM25 function reads: our analyser's terms (``indexer.keyword``),
+  so that keyword search ranks as on the FAISS store;
 - ``filters``: filters as Milvus boolean expressions;
 - ``writes``: what the writer keeps between Milvus calls (its recent writes, queued puts);
 - ``copies``: which rows to remove where two writes left two copies of a document (two

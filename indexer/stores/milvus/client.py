@@ -36,6 +36,9 @@ INDEX_EXAMPLES = (
 )
 # Parameters applied at search time; every other one shapes the index when it is built.
 _SEARCH_KEYS = frozenset({"ef", "nprobe"})
+# Milvus's ranges for the index parameters it checks. A server refuses a value outside them;
+# Milvus Lite does not check, and an HNSW with M below 2 aborts the process (in FAISS).
+_RANGES = {"M": (2, 2048), "efConstruction": (1, 2**31 - 1), "nlist": (1, 65_536)}
 MAX_RESULTS = 16_384  # Milvus's cap on limit (and offset + limit)
 ID_BATCH = 256  # document ids per `in [...]` lookup
 DELETE_BATCH = 4_096  # primary keys per delete
@@ -79,7 +82,14 @@ def parse_index_params(index_type: str, params: str) -> tuple[dict[str, Any], di
         name, equals, value = item.partition("=")
         if not equals or not name.strip() or not value.strip():
             raise ValueError(f"Milvus index parameter {item!r} is not name=value")
-        (search if name.strip() in _SEARCH_KEYS else build)[name.strip()] = _number_or_text(value)
+        name, number = name.strip(), _number_or_text(value)
+        low, high = _RANGES.get(name, (0, 0))
+        if name in _RANGES and not (isinstance(number, int) and low <= number <= high):
+            raise ValueError(
+                f"Milvus index parameter {name}={value.strip()}: a whole number from {low} to "
+                f"{high}"
+            )
+        (search if name in _SEARCH_KEYS else build)[name] = number
     return build, search
 
 

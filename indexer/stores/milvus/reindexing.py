@@ -234,7 +234,7 @@ class MilvusReindexer:
             return
         prepared = prepare([found[d][1].document for d in ids])
         for item in prepared:
-            schema.check_fits(item, new.manifest.title_prefix)
+            schema.check_fits(item, new)
         before = self.reads.keys_of(new, ids)
         schema.insert_documents(
             self.client, new, [(found[d][0], p) for d, p in zip(ids, prepared, strict=True)]

@@ -21,6 +21,7 @@ from indexer.stores.milvus.client import (
     parse_index_params,
 )
 from indexer.stores.milvus.filters import typed_fields
+from indexer.stores.milvus.terms import OUR_TERMS, KeywordField
 from indexer.stores.milvus.writes import OldRows
 from indexer.types import DocumentInfo, Passage
 
@@ -38,8 +39,15 @@ DUMMY_DIM = 2  # Milvus 2.3 wants a vector field in every collection
 
 
 def create_collections(
-    client: MilvusClient, target: MilvusTarget, manifest: Manifest, *, full_text: bool
+    client: MilvusClient,
+    target: MilvusTarget,
+    manifest: Manifest,
+    *,
+    full_text: bool,
+    keyword: KeywordField = OUR_TERMS,
 ) -> None:
+    """The store's three collections; with ``full_text``, BM25 over ``keyword`` (a store is
+    made with our analyser's terms; the other form is that of stores made before)."""
     from pymilvus import DataType, Function, FunctionType
 
     passages, documents, meta = collection_names(target)
@@ -58,21 +66,26 @@ def create_collections(
     schema.add_field("fields", DataType.JSON)
     schema.add_field("vector", DataType.FLOAT_VECTOR, dim=manifest.model.dimension)
     index = client.prepare_index_params()
-    index.add_index("vector", index_type=manifest.store.spec, metric_type="IP", params=build)
+    # Nested, as the BM25 parameters below: Milvus Lite ignores the flat form that pymilvus
+    # 3.0.2 sends (describe_index shows no parameters); a 2.3.5 server reads both.
+    index.add_index(
+        "vector", index_type=manifest.store.spec, metric_type="IP", params={"params": build}
+    )
     if full_text:
         schema.add_field(
-            "keyword_text",
+            keyword.name,
             DataType.VARCHAR,
             max_length=_MAX_STRING,
             enable_analyzer=True,
-            analyzer_params=_analyzer(manifest.keyword.stemmer),
+            analyzer_params=keyword.analyzer_params(manifest.keyword.stemmer),
+            description=keyword.description,
         )
         schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
         schema.add_function(
             Function(
                 name="bm25",
                 function_type=FunctionType.BM25,
-                input_field_names=["keyword_text"],
+                input_field_names=[keyword.name],
                 output_field_names=["sparse"],
             )
         )
@@ -128,19 +141,6 @@ def _dummy_index(client: MilvusClient) -> Any:
     index = client.prepare_index_params()
     index.add_index("_v", index_type="FLAT", metric_type="L2")
     return index
-
-
-def _analyzer(stemmer: str) -> dict[str, Any]:
-    """Milvus's analyzer closest to our keyword index's: lower-case, English stop words,
-    Snowball stemming. (Milvus Lite 3.2 accepts the filters but only lower-cases.)"""
-    return {
-        "tokenizer": "standard",
-        "filter": [
-            "lowercase",
-            {"type": "stop", "stop_words": ["_english_"]},
-            {"type": "stemmer", "language": stemmer},
-        ],
-    }
 
 
 def insert_documents(
@@ -205,8 +205,9 @@ def rows_of(
             "vector": vector.tolist(),
         }
         if version.full_text:
-            row["keyword_text"] = passage_representation(
-                passage, document.title, version.manifest.title_prefix
+            row[version.keyword.name] = version.keyword.text(
+                version.analyzer,
+                passage_representation(passage, document.title, version.manifest.title_prefix),
             )
         passage_rows.append(row)
     pieces = [
@@ -237,14 +238,20 @@ def delete_rows(client: MilvusClient, keys: Mapping[str, list[int]]) -> None:
             call(partial(client.delete, collection, ids=batch))
 
 
-def check_fits(item: IndexedDocument, title_prefix: bool) -> None:
-    """Refuse a document whose strings Milvus cannot hold, before anything is written."""
+def check_fits(item: IndexedDocument, version: Version) -> None:
+    """Refuse a document whose strings Milvus cannot hold in ``version``, before anything is
+    written."""
     document = item.document
     fields = [("its id", document.doc_id, _MAX_ID), ("its title", document.title, _MAX_STRING)]
     for passage in item.passages:
         fields.append((f"passage {passage.chunk_id}", passage.text, _MAX_STRING))
-        keyword = passage_representation(passage, document.title, title_prefix)
-        fields.append((f"passage {passage.chunk_id} with its title", keyword, _MAX_STRING))
+        if version.full_text:
+            keyword = version.keyword.text(
+                version.analyzer,
+                passage_representation(passage, document.title, version.manifest.title_prefix),
+            )
+            what = f"passage {passage.chunk_id}'s keyword terms (with its title)"
+            fields.append((what, keyword, _MAX_STRING))
     for what, text, limit in fields:
         size = len(text.encode("utf-8"))
         if size > limit:

@@ -7,7 +7,8 @@ standalone server and a cluster, by URI. A store named ``search`` is three colle
 - ``search_passages``: one row per passage with its vector, text, offsets, document id, title
   and metadata (copied from the document, so Milvus filters before ranking and a hit needs no
   second lookup), the write's sequence number, and, where Milvus has full-text search (2.5+,
-  Milvus Lite 3), the BM25 sparse vector Milvus derives from the passage's text;
+  Milvus Lite 3), the BM25 sparse vector Milvus derives from the passage's keyword terms (our
+  analyser's: ``terms``);
 - ``search_documents``: each document's full text (in pieces: a Milvus string holds at most
   65 535 bytes), title and metadata, for ``GET /documents``;
 - ``search_meta``: the manifest (model, chunking, keyword settings) and the write counter.
@@ -380,7 +381,7 @@ class MilvusStore:
                     f"{item.vectors.shape}"
                 )
         for item in documents:
-            check_fits(item, self.manifest.title_prefix)
+            check_fits(item, self._version)
         pending = PendingPut(tuple(documents), epoch, guard)
         with self._queue_lock:
             self._queue.append(pending)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
+from indexer.keyword import Analyzer
 from indexer.manifest import FORMAT_VERSION, Manifest
 from indexer.stores.base import StoreMissingError, StoreOpenError, StoreUnavailableError
 from indexer.stores.milvus.client import (
@@ -23,6 +24,7 @@ from indexer.stores.milvus.client import (
     parse_index_params,
 )
 from indexer.stores.milvus.schema import load_collections
+from indexer.stores.milvus.terms import OUR_TERMS, KeywordField, keyword_field
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
@@ -49,6 +51,8 @@ class Version:
     """Whose collection names hold it: the store's own, or ``<name>__r<n>``."""
     manifest: Manifest
     full_text: bool
+    keyword: KeywordField = OUR_TERMS
+    """Where BM25 reads from, with ``full_text``: a store made now has our analyser's terms."""
 
     @property
     def passages(self) -> str:
@@ -74,6 +78,11 @@ class Version:
         """Applied to every vector search (``ef``, ``nprobe``), as the manifest records them."""
         store = self.manifest.store
         return parse_index_params(store.spec, store.search_params)[1]
+
+    @cached_property
+    def analyzer(self) -> Analyzer:
+        """Our keyword analysis with the manifest's stemmer (``terms``)."""
+        return Analyzer(self.manifest.keyword.stemmer)
 
 
 def read_manifest(client: MilvusClient, target: MilvusTarget) -> Manifest:
@@ -116,8 +125,19 @@ def version_at(client: MilvusClient, target: MilvusTarget, data: MilvusTarget) -
         raise StoreMissingError(f"{target} holds no index (no {', '.join(missing)})")
     load_collections(client, names)  # searches need them loaded
     manifest = _version_manifest(client, data)
-    fields = call(partial(client.describe_collection, names[0]))["fields"]
-    return Version(data, manifest, full_text=any(f["name"] == "sparse" for f in fields))
+    fields = {f["name"] for f in call(partial(client.describe_collection, names[0]))["fields"]}
+    keyword = keyword_field(fields)
+    if "sparse" not in fields or keyword is None:
+        return Version(data, manifest, full_text=False)
+    if not keyword.ours:
+        logger.warning(
+            "%s ranks keyword searches by Milvus's own analysis of the passage text (it was "
+            "built before the store indexed this service's terms), below the FAISS store's: "
+            "python -m indexer reindex --store milvus (or POST /admin/reindex) rebuilds it, "
+            "keeping every document",
+            data,
+        )
+    return Version(data, manifest, full_text=True, keyword=keyword)
 
 
 def _load_meta(client: MilvusClient, target: MilvusTarget) -> None:

@@ -65,11 +65,13 @@ class MilvusView:
         problem = keyword_problem(self.version, self.server_version)
         if problem is not None:
             raise SearchUnsupportedError(problem)
-        if not query.strip():
+        # As the passages were stored: our analyser's terms (a store made before: the text).
+        text = self.version.keyword.text(self.version.analyzer, query)
+        if not text.strip():
             return no_hits()
         scores, ids = self.reads.search(
             self.version,
-            query,
+            text,
             "sparse",
             {"metric_type": "BM25", "params": {}},
             k,
