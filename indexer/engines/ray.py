@@ -173,15 +173,15 @@ class RayEngine:
             ) from None
         if ray.is_initialized():  # the caller's connection (a benchmark, a notebook)
             return _quiet(ray)
-        # Ray's context quietly turns token auth on for a cluster it starts, and every later
-        # `ray start` on the machine then needs the token: a private cluster has no use for it.
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         try:
             if self.address is not None:
                 ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
             elif os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`
                 ray.init(log_to_driver=False, logging_level=logging.WARNING)
             else:
+                # Ray quietly turns token auth on for a cluster ray.init starts, and every later
+                # `ray start` on the machine then needs its token: a private one needs none.
+                os.environ.setdefault("RAY_AUTH_MODE", "disabled")
                 # A short temporary directory: Ray's socket paths must fit in 107 characters.
                 self._temp = tempfile.TemporaryDirectory(
                     prefix="ray-", dir="/tmp", ignore_cleanup_errors=True
