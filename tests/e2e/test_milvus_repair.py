@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import indexer.stores.milvus.schema as milvus_schema
@@ -24,7 +23,8 @@ from indexer.stores.milvus.claims import SLOT_CLAIM_SECONDS
 from indexer.stores.milvus.client import MilvusTarget, call
 from indexer.stores.milvus.numbering import ROW_PREFIX, STRIDE, ReplicaRow
 from indexer.stores.milvus.store import MilvusStore
-from indexer.types import Document, IndexedDocument, Passage
+from indexer.types import IndexedDocument
+from tests.utils.corpus import one_passage
 from tests.utils.paths import REPO
 
 DIM = 4
@@ -32,16 +32,13 @@ REFRESH = 1.0
 # A refresh interval, and what the repair's own Milvus calls take: a read at Strong waits for
 # the next time tick (200 ms on the 2.3 server), and the delete must be applied before reads
 # stop seeing the rows. On Milvus Lite the replica is opened after the kill: its start too.
-REPAIR_ALLOWANCE = 4.0
+# Under make check's load those calls took up to 4.1 s; without the repair the copy stays for
+# good, so a wider allowance still tells the two apart.
+REPAIR_ALLOWANCE = 9.0
 
 
 def item(doc_id: str, text: str) -> IndexedDocument:
-    vector = np.random.default_rng(abs(hash((doc_id, text))) % 2**32).normal(size=(1, DIM))
-    return IndexedDocument(
-        Document(doc_id, doc_id.title(), text),
-        (Passage(doc_id, 0, 0, len(text), text),),
-        (vector / np.linalg.norm(vector)).astype(np.float32),
-    )
+    return one_passage(doc_id, text, DIM)
 
 
 @pytest.fixture(

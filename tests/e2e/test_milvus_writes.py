@@ -26,6 +26,7 @@ from indexer.stores.milvus.client import MilvusTarget
 from indexer.stores.milvus.numbering import STRIDE
 from indexer.stores.milvus.store import MilvusStore
 from indexer.types import Document, IndexedDocument, Passage
+from tests.utils.corpus import one_passage
 from tests.utils.durability import Expected, kill_writer
 from tests.utils.paths import REPO
 from tests.utils.processes import wait_for
@@ -34,12 +35,7 @@ DIM = 4
 
 
 def item(doc_id: str, text: str = "some text") -> IndexedDocument:
-    vector = np.random.default_rng(abs(hash((doc_id, text))) % 2**32).normal(size=(1, DIM))
-    return IndexedDocument(
-        Document(doc_id, doc_id.title(), text),
-        (Passage(doc_id, 0, 0, len(text), text),),
-        (vector / np.linalg.norm(vector)).astype(np.float32),
-    )
+    return one_passage(doc_id, text, DIM)
 
 
 @pytest.fixture(

@@ -44,3 +44,15 @@ def article(number: int, rng: np.random.Generator, passages: int = 2) -> Indexed
 def corpus(n: int = 60, seed: int = 0) -> list[IndexedDocument]:
     rng = np.random.default_rng(seed)
     return [article(i, rng, passages=1 + i % 3) for i in range(n)]
+
+
+def one_passage(doc_id: str, text: str, dimension: int) -> IndexedDocument:
+    """A document of one passage (all of ``text``) with a unit vector drawn from its id and
+    text: the same document gets the same vector, another text another one."""
+    rng = np.random.default_rng(abs(hash((doc_id, text))) % 2**32)
+    vector = rng.normal(size=(1, dimension))
+    return IndexedDocument(
+        Document(doc_id, doc_id.title(), text),
+        (Passage(doc_id, 0, 0, len(text), text),),
+        (vector / np.linalg.norm(vector)).astype(np.float32),
+    )
