@@ -58,11 +58,11 @@ class ModelSpec:
 class _EmbedActor:
     """One actor of the pool: the model, loaded once, embedding the blocks it is given."""
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec, batch_size: int) -> None:
         self.embedder = load_embedder(
             spec.name, spec.backend, spec.onnx_dir, threads=spec.threads, device=spec.device
         )
-        self.batch_size = DEFAULT_BATCH_SIZE
+        self.batch_size = batch_size
 
     def __call__(self, block: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         texts = [str(t) for t in block["text"]]
@@ -152,7 +152,7 @@ class RayEngine:
         # stages upstream and the pipeline hangs without a word (ray-project/ray#44687).
         dataset = ray.data.from_arrow(tables).map_batches(
             _EmbedActor,
-            fn_constructor_kwargs={"spec": self.spec},
+            fn_constructor_kwargs={"spec": self.spec, "batch_size": self.batch_size},
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=self.actors),
             batch_size=BLOCK_TEXTS,
             batch_format="numpy",
