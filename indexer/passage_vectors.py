@@ -110,8 +110,9 @@ def embed_passages(
     meter.phase("embedding", total=len(texts), done=cached)
     done = 0
     arrived = np.zeros(len(missing), dtype=bool)
+    where = np.asarray(missing, dtype=np.int64)  # once: a build has millions of batches' worth
     for positions, batch in engine.embed([texts[i] for i in missing]):
-        chosen = np.asarray(missing, dtype=np.int64)[positions]
+        chosen = where[positions]
         vectors[chosen] = batch
         arrived[positions] = True
         done += len(positions)
