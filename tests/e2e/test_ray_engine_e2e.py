@@ -11,8 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from indexer.stores.base import Store
 from indexer.stores.faiss.store import FaissStore
 from indexer.stores.milvus.client import MilvusTarget
 from indexer.stores.milvus.store import MilvusStore
+from tests.utils.builds import JsonBuild
 from tests.utils.needs import shared
 from tests.utils.paths import REPO, SEEDS
 from tests.utils.processes import indexer_cli
@@ -174,49 +173,9 @@ def test_the_ray_engine_fills_milvus_as_the_local_engine_does(
         by_ray.close()
 
 
-def _follow(process: subprocess.Popen[str], events: list[dict[str, Any]]) -> None:
-    assert process.stdout is not None
-    for line in process.stdout:
-        events.append(json.loads(line))
-
-
-def _start(
-    cluster: RayCluster, args: list[str], env: dict[str, str]
-) -> tuple[subprocess.Popen[str], list[dict[str, Any]]]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "indexer",
-            "build",
-            "--engine",
-            "ray",
-            "--ray-address",
-            cluster.address,
-            "--json",
-            *args,
-        ],
-        cwd=REPO,
-        env={**os.environ, **cluster.driver_env, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    events: list[dict[str, Any]] = []
-    threading.Thread(target=_follow, args=(process, events), daemon=True).start()
-    return process, events
-
-
-def _until_done(events: list[dict[str, Any]], process: subprocess.Popen[str], share: float) -> int:
-    """Wait (240 s at most) until the build reports ``share`` of its passages embedded."""
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        progress = [e for e in events if e["event"] == "progress" and e["total"]]
-        if progress and progress[-1]["done"] >= progress[-1]["total"] * share:
-            return int(progress[-1]["done"])
-        assert process.poll() is None, "the build ended first"
-        time.sleep(0.05)
-    raise AssertionError(f"the build did not reach {share:.0%} within 240 s")
+def _start(cluster: RayCluster, args: list[str], env: dict[str, str]) -> JsonBuild:
+    ray = ["--engine", "ray", "--ray-address", cluster.address]
+    return JsonBuild([*ray, *args], {**cluster.driver_env, **env})
 
 
 def _embedding_actors(cluster: RayCluster) -> list[int]:
@@ -245,17 +204,16 @@ def test_a_ray_build_that_loses_an_actor_finishes_with_every_vector(
         "--ray-actors",
         "1",
     ]
-    build, events = _start(ray_cluster, args, {"SEARCH_EMBEDDING_CACHE": cache})
+    build = _start(ray_cluster, args, {"SEARCH_EMBEDDING_CACHE": cache})
     try:
-        _until_done(events, build, 0.25)
+        build.wait_embedded(0.25)
         actors = _embedding_actors(ray_cluster)
         assert len(actors) == 1, actors
         os.kill(actors[0], signal.SIGKILL)
-        assert build.wait(timeout=600) == 0  # Ray starts another actor and retries its block
+        assert build.finish() == 0  # Ray starts another actor and retries its block
     finally:
-        if build.poll() is None:
-            build.kill()
-    built = events[-1]
+        build.kill()
+    built = build.events[-1]
     assert built["event"] == "built"
     assert (built["embedded"], built["cached"]) == (built["passages"], 0)
     assert all_passages(out) == all_passages(local_index)
@@ -268,12 +226,11 @@ def test_a_ray_build_whose_driver_is_killed_resumes(
     out = tmp_path / "index"
     env = {"SEARCH_EMBEDDING_CACHE": str(tmp_path / "cache.sqlite")}
     args = ["--source", str(corpus_dir), "--out", str(out), "--onnx-dir", str(onnx_dir)]
-    build, events = _start(ray_cluster, args, env)
+    build = _start(ray_cluster, args, env)
     try:
-        seen = _until_done(events, build, 0.3)
+        seen = build.wait_embedded(0.3)
     finally:
-        build.send_signal(signal.SIGKILL)
-        build.wait(timeout=30)
+        build.kill()
     resumed = ray_build(ray_cluster, *args, "--resume", **env)
     assert resumed.returncode == 0, resumed.stderr
     first, last = resumed.stdout.splitlines()[0], resumed.stdout.splitlines()[-1]

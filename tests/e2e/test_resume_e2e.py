@@ -5,21 +5,15 @@ index an uninterrupted build makes."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from indexer.embedding_cache import EmbeddingCache
+from tests.utils.builds import JsonBuild
 from tests.utils.needs import shared
-from tests.utils.paths import REPO
 from tests.utils.processes import indexer_cli
 from tests.utils.seeds import all_passages, index_vectors
 
@@ -37,40 +31,20 @@ def cisi_sample(directory: Path, count: int = DOCUMENTS) -> Path:
     return path
 
 
-def _events(process: subprocess.Popen[str], into: list[dict[str, Any]]) -> None:
-    """Every JSON event the build prints, as it prints it (a reader thread: the test waits on
-    the list, with a deadline)."""
-    assert process.stdout is not None
-    for line in process.stdout:
-        into.append(json.loads(line))
-
-
 def test_a_build_killed_at_half_resumes_and_ends_with_the_uninterrupted_index(
     tmp_path: Path, onnx_dir: Path
 ) -> None:
     source, cache = cisi_sample(tmp_path), tmp_path / "cache.sqlite"
     out = tmp_path / "index"
     args = ["build", "--source", str(source), "--out", str(out), "--onnx-dir", str(onnx_dir)]
-    env = {**os.environ, "SEARCH_EMBEDDING_CACHE": str(cache)}
-    build = subprocess.Popen(
-        [sys.executable, "-m", "indexer", *args, "--json"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    events: list[dict[str, Any]] = []
-    reader = threading.Thread(target=_events, args=(build, events), daemon=True)
-    reader.start()
+    build = JsonBuild(args[1:], {"SEARCH_EMBEDDING_CACHE": str(cache)})
     try:
-        _wait_until_a_third_is_done(events, build)
+        build.wait_embedded(1 / 3)
     finally:
-        build.send_signal(signal.SIGKILL)
-        build.wait(timeout=30)
-    reader.join(timeout=30)
-    assert build.returncode == -signal.SIGKILL
-    seen = max(e["done"] for e in events if e["event"] == "progress")
+        build.kill()
+    assert build.process.returncode == -signal.SIGKILL
+    events = build.events
+    seen = max(e["done"] for e in events if e["event"] == "progress" and e["phase"] == "embedding")
     total = events[-1]["total"]
     assert total > 200  # passages of 150 documents
     assert not out.exists()  # nothing half-written where the index goes
@@ -109,14 +83,3 @@ def test_a_build_killed_at_half_resumes_and_ends_with_the_uninterrupted_index(
     assert uninterrupted.returncode == 0, uninterrupted.stderr
     assert all_passages(out) == all_passages(whole)
     np.testing.assert_allclose(index_vectors(out), index_vectors(whole), atol=1e-6)
-
-
-def _wait_until_a_third_is_done(events: list[dict[str, Any]], build: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        progress = [e for e in events if e["event"] == "progress" and e["total"]]
-        if progress and progress[-1]["done"] >= progress[-1]["total"] / 3:
-            return
-        assert build.poll() is None, "the build ended before it could be killed"
-        time.sleep(0.05)
-    raise AssertionError("the build did not reach a third within 240 s")
