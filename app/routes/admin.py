@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
 from app.deps import ServiceDep, require_json
 from app.reindexing import ReindexRefusedError
@@ -62,6 +63,9 @@ def snapshot(service: ServiceDep) -> StreamingResponse:
     return StreamingResponse(
         pinned.chunks(),
         media_type="application/x-tar",
+        # Also when the client leaves midway: the abandoned generator's own cleanup waits
+        # for the garbage collector, and until then a merge cannot free what it pins.
+        background=BackgroundTask(pinned.close),
         headers={
             "Content-Disposition": f'attachment; filename="{name}"',
             "X-Snapshot-Seq": str(pinned.seq),

@@ -38,6 +38,7 @@ import shutil
 import struct
 import tarfile
 import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -93,6 +94,7 @@ class PinnedSnapshot:
     version_seq: int
     seq: int
     files: list[_Pinned] = field(default_factory=list)
+    _closing: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def size(self) -> int:
@@ -103,10 +105,13 @@ class PinnedSnapshot:
         return self.version
 
     def close(self) -> None:
-        for pinned in self.files:
+        """Idempotent: the archive's end and a server's disconnect handling may both call it,
+        from two threads; a descriptor number closed twice could be another file's by then."""
+        with self._closing:
+            files, self.files = self.files, []
+        for pinned in files:
             with contextlib.suppress(OSError):
                 os.close(pinned.fd)
-        self.files = []
 
     def __enter__(self) -> PinnedSnapshot:
         return self
