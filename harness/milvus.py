@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import procfs
 from harness.service import REPO, free_port
 
 # The wrapper's options for ports, in the order it claims them.
@@ -103,31 +104,9 @@ def milvus_server_executable() -> Path:
     return milvus_venv() / "bin" / "milvus-server"
 
 
-def _stat(pid: int) -> tuple[str, int, int, int] | None:
-    """(state, ppid, process group, start time) of a process from /proc, None when gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The name, field 2, is in parentheses and may hold spaces or parentheses.
-    fields = text[text.rindex(")") + 2 :].split()
-    return fields[0], int(fields[1]), int(fields[2]), int(fields[19])
-
-
-def _running(pid: int, state: str) -> bool:
-    """Not a zombie; or one whose other threads still exit, holding its files (and ports)."""
-    if state not in ("Z", "X"):
-        return True
-    try:
-        return len(os.listdir(f"/proc/{pid}/task")) > 1
-    except OSError:
-        return False
-
-
 def alive(process: Process) -> bool:
     """Still running, and the same process (not a later one given its pid)."""
-    stat = _stat(process.pid)
-    return stat is not None and stat[3] == process.started and _running(process.pid, stat[0])
+    return procfs.alive(process.pid, process.started)
 
 
 def process_tree(root: int) -> set[Process]:
@@ -135,18 +114,18 @@ def process_tree(root: int) -> set[Process]:
     stats = {
         int(entry.name): stat
         for entry in Path("/proc").iterdir()
-        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None
+        if entry.name.isdigit() and (stat := procfs.stat(int(entry.name))) is not None
     }
     found: set[int] = set()
     frontier = {root}
-    found.update(pid for pid, stat in stats.items() if stat[2] == root)
+    found.update(pid for pid, stat in stats.items() if stat.group == root)
     while frontier:
         found |= frontier
-        frontier = {pid for pid, stat in stats.items() if stat[1] in frontier} - found
+        frontier = {pid for pid, stat in stats.items() if stat.parent in frontier} - found
     return {
-        Process(pid, stats[pid][3])
+        Process(pid, stats[pid].started)
         for pid in found
-        if pid in stats and _running(pid, stats[pid][0])
+        if pid in stats and procfs.running(pid, stats[pid].state)
     }
 
 
@@ -292,8 +271,8 @@ def start_milvus(data_dir: Path, seconds: float = STARTUP_SECONDS) -> MilvusServ
 
 
 def _signal(process: Process, number: signal.Signals, unless_group: int | None = None) -> None:
-    stat = _stat(process.pid)
-    if alive(process) and stat is not None and stat[2] != unless_group:
+    stat = procfs.stat(process.pid)
+    if alive(process) and stat is not None and stat.group != unless_group:
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, number)
 

@@ -45,6 +45,7 @@ from pathlib import Path
 
 import httpx
 
+from harness import procfs
 from harness.service import free_port
 
 # The variable every process of one cluster inherits, valued with that cluster's id.
@@ -141,32 +142,9 @@ def ray_executable() -> Path:
 # --- processes, from /proc -------------------------------------------------------------------
 
 
-def _stat(pid: int) -> tuple[str, str, int] | None:
-    """(name, state, start time) of a process from /proc; None when gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The name, field 2, is in parentheses and may hold spaces or parentheses.
-    name = text[text.index("(") + 1 : text.rindex(")")]
-    fields = text[text.rindex(")") + 2 :].split()
-    return name, fields[0], int(fields[19])
-
-
-def _running(pid: int, state: str) -> bool:
-    """Not a zombie; or one whose other threads still exit, holding its files (and ports)."""
-    if state not in ("Z", "X"):
-        return True
-    try:
-        return len(os.listdir(f"/proc/{pid}/task")) > 1
-    except OSError:
-        return False
-
-
 def alive(process: Process) -> bool:
     """Still running, and the same process (not a later one given its pid)."""
-    stat = _stat(process.pid)
-    return stat is not None and stat[2] == process.started and _running(process.pid, stat[1])
+    return procfs.alive(process.pid, process.started)
 
 
 def cluster_processes(cluster_id: str, node: str | None = None) -> set[Process]:
@@ -186,9 +164,9 @@ def cluster_processes(cluster_id: str, node: str | None = None) -> set[Process]:
             continue
         if not needles <= set(environ.split(b"\0")):
             continue
-        stat = _stat(int(entry.name))
-        if stat is not None and _running(int(entry.name), stat[1]):
-            found.add(Process(int(entry.name), stat[2], stat[0]))
+        stat = procfs.stat(int(entry.name))
+        if stat is not None and procfs.running(int(entry.name), stat.state):
+            found.add(Process(int(entry.name), stat.started, stat.name))
     return found
 
 

@@ -10,7 +10,6 @@ import sys
 import textwrap
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -18,13 +17,13 @@ from pathlib import Path
 import pytest
 
 import indexer.stores.milvus.schema as milvus_schema
-from indexer.build import BuildParams, new_manifest
 from indexer.stores.milvus.claims import SLOT_CLAIM_SECONDS
 from indexer.stores.milvus.client import MilvusTarget, call
 from indexer.stores.milvus.numbering import ROW_PREFIX, STRIDE, ReplicaRow
 from indexer.stores.milvus.store import MilvusStore
 from indexer.types import IndexedDocument
 from tests.utils.corpus import one_passage
+from tests.utils.milvus_stores import LITE_AND_SERVER, milvus_uri, small_store
 from tests.utils.paths import REPO
 
 DIM = 4
@@ -41,24 +40,11 @@ def item(doc_id: str, text: str) -> IndexedDocument:
     return one_passage(doc_id, text, DIM)
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("lite", marks=pytest.mark.lite),
-        pytest.param("server", marks=pytest.mark.milvus),
-    ]
-)
+@pytest.fixture(params=LITE_AND_SERVER)
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MilvusTarget]:
-    if request.param == "server":
-        uri = request.getfixturevalue("milvus_server").uri
-    else:
-        uri = str(tmp_path / "milvus.db")
-    found = MilvusTarget(uri=uri, collection=f"h{uuid.uuid4().hex[:12]}")
-    manifest = new_manifest(
-        "test/repair", DIM, BuildParams(store="milvus", index_factory="FLAT"), "h"
-    )
-    MilvusStore.create(found, manifest, [item("old-1", "one"), item("old-2", "two")]).close()
-    yield found
-    MilvusStore.drop(found)
+    uri = milvus_uri(request.param, request, tmp_path)
+    with small_store(uri, "h", DIM, [item("old-1", "one"), item("old-2", "two")]) as found:
+        yield found
 
 
 def rows_of(store: MilvusStore, doc_id: str) -> tuple[list[str], list[str]]:
@@ -85,7 +71,7 @@ KILLED_MID_WRITE = textwrap.dedent(
     target = MilvusTarget(uri=sys.argv[1], collection=sys.argv[2])
     if not MilvusStore.exists(target):
         params = BuildParams(store="milvus", index_factory="FLAT")
-        manifest = new_manifest("test/repair", DIM, params, "h")
+        manifest = new_manifest("test/h", DIM, params, "h")
         MilvusStore.create(target, manifest, [item("old-1", "one"), item("old-2", "two")]).close()
     store = MilvusStore.open(target)
     store.put([item("victim", "the older copy")])

@@ -12,7 +12,6 @@ import sys
 import textwrap
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,7 +19,6 @@ import numpy as np
 import pytest
 
 import indexer.stores.milvus.schema as milvus_schema
-from indexer.build import BuildParams, new_manifest
 from indexer.stores.base import Written
 from indexer.stores.milvus.client import MilvusTarget
 from indexer.stores.milvus.numbering import STRIDE
@@ -28,6 +26,7 @@ from indexer.stores.milvus.store import MilvusStore
 from indexer.types import Document, IndexedDocument, Passage
 from tests.utils.corpus import one_passage
 from tests.utils.durability import Expected, kill_writer
+from tests.utils.milvus_stores import LITE_AND_SERVER, milvus_uri, small_store
 from tests.utils.paths import REPO
 from tests.utils.processes import wait_for
 
@@ -38,24 +37,11 @@ def item(doc_id: str, text: str = "some text") -> IndexedDocument:
     return one_passage(doc_id, text, DIM)
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("lite", marks=pytest.mark.lite),
-        pytest.param("server", marks=pytest.mark.milvus),
-    ]
-)
+@pytest.fixture(params=LITE_AND_SERVER)
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MilvusTarget]:
-    if request.param == "server":
-        uri = request.getfixturevalue("milvus_server").uri
-    else:
-        uri = str(tmp_path / "milvus.db")
-    found = MilvusTarget(uri=uri, collection=f"w{uuid.uuid4().hex[:12]}")
-    manifest = new_manifest(
-        "test/writes", DIM, BuildParams(store="milvus", index_factory="FLAT"), "w"
-    )
-    MilvusStore.create(found, manifest, [item("old-1"), item("old-2")]).close()
-    yield found
-    MilvusStore.drop(found)
+    uri = milvus_uri(request.param, request, tmp_path)
+    with small_store(uri, "w", DIM, [item("old-1"), item("old-2")]) as found:
+        yield found
 
 
 def test_concurrent_puts_in_one_group_each_get_their_own_outcome(target: MilvusTarget) -> None:

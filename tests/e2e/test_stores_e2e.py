@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.milvus import MilvusServer
 from harness.service import free_port, server
 from indexer.stores.milvus.client import MilvusTarget
 from indexer.stores.milvus.store import MilvusStore
+from tests.utils.milvus_stores import LITE_AND_SERVER, milvus_uri
 from tests.utils.paths import SEEDS
 from tests.utils.processes import indexer_cli
 from tests.utils.seeds import SEED_QUESTIONS
@@ -55,21 +55,12 @@ def faiss_tops(onnx_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     return tops(env, workdir / "service.log")
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("lite", marks=pytest.mark.lite),
-        pytest.param("server", marks=pytest.mark.milvus),
-    ]
-)
+@pytest.fixture(params=LITE_AND_SERVER)
 def milvus_env(
     request: pytest.FixtureRequest, onnx_dir: Path, tmp_path: Path
 ) -> Iterator[dict[str, str]]:
     """Where a Milvus store of the seeds lives, with the store settings' defaults (HNSW)."""
-    if request.param == "server":
-        milvus: MilvusServer = request.getfixturevalue("milvus_server")
-        uri = milvus.uri
-    else:
-        uri = str(tmp_path / "milvus.db")
+    uri = milvus_uri(request.param, request, tmp_path)
     target = MilvusTarget(uri=uri, collection=f"same_{uuid.uuid4().hex[:12]}")
     env = {
         "SEARCH_STORE": "milvus",

@@ -29,6 +29,7 @@ from indexer.stores.milvus.client import (
 from indexer.stores.milvus.store import MilvusStore
 from indexer.stores.milvus.terms import OUR_TERMS, RAW_TEXT, analysed, milvus_token
 from indexer.types import Document, IndexedDocument, Passage
+from tests.utils.milvus_stores import LITE_AND_SERVER, milvus_uri
 from tests.utils.needs import shared
 
 FAISS = KINDS["faiss"]
@@ -279,25 +280,14 @@ def test_a_store_of_milvus_analysed_text_still_serves_until_a_reindex_moves_it_t
         reopened.close()
 
 
-@pytest.mark.parametrize(
-    "where",
-    [
-        pytest.param("lite", marks=pytest.mark.lite),
-        pytest.param("server", marks=pytest.mark.milvus),
-    ],
-)
+@pytest.mark.parametrize("where", LITE_AND_SERVER)
 def test_milvus_builds_the_vector_index_with_the_manifests_parameters(
     where: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """pymilvus 3.0.2 sends ``params={"M": 8}`` as flat pairs: the 2.3.5 server reads them,
     Milvus Lite ignores them (describe_index shows none, and even M=0 passes). Both read the
     nested form (the server refuses an out-of-range value in it; Lite builds with it)."""
-    uri = (
-        request.getfixturevalue("milvus_server").uri
-        if where == "server"
-        else str(tmp_path / "m.db")
-    )
-    target = MilvusTarget(uri=uri, collection=f"params_{where}")
+    target = MilvusTarget(uri=milvus_uri(where, request, tmp_path), collection=f"params_{where}")
     build = BuildParams(
         store="milvus", index_factory="HNSW", search_params="M=8,efConstruction=64,ef=32"
     )
