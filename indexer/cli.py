@@ -424,6 +424,7 @@ def _built(report: BuildReport, where: str, say: _Say, meter: BuildMeter) -> Non
         seconds=report.seconds,
         embedded=stats.embedded if stats else None,
         cached=stats.cached if stats else None,
+        repeated=stats.repeated if stats else None,
         hit_rate=round(stats.hit_rate, 4) if stats else None,
     )
 

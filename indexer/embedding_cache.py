@@ -61,7 +61,7 @@ class UnfinishedBuild:
     fingerprint: str
     """What it was building, as ``build_fingerprint`` says: its corpus and settings."""
     total: int
-    """Passages it had to embed (cached ones not counted)."""
+    """Texts it had to embed: its passages less those cached and those repeating a text."""
     embedded: int
     """Of those, how many it had embedded and committed when it last reported."""
     started_at: float

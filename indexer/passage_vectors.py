@@ -37,6 +37,9 @@ class EmbedStats:
     seconds: float
     resumed: UnfinishedBuild | None = None
     """The unfinished build this one continued, if it did."""
+    repeated: int = 0
+    """Passages with the text of an earlier one that was not in the cache either: they take
+    its vector, embedded once (syndicated copies of an article, boilerplate)."""
 
     @property
     def hit_rate(self) -> float:
@@ -46,7 +49,8 @@ class EmbedStats:
         """The build's last line's part about embedding."""
         rate = f"{self.embedded / self.seconds:.1f}/s" if self.seconds > 0 and self.embedded else ""
         embedded = f"{self.embedded} embedded" + (f" ({rate})" if rate else "")
-        return f"{embedded}, {self.cached} from the cache ({self.hit_rate:.1%} hit rate)"
+        repeated = f", {self.repeated} repeating another's text" if self.repeated else ""
+        return f"{embedded}, {self.cached} from the cache ({self.hit_rate:.1%} hit rate){repeated}"
 
 
 def check_resume(
@@ -88,6 +92,8 @@ def embed_passages(
     started = time.perf_counter()
     meter = meter or BuildMeter("off")
     vectors = np.zeros((len(texts), dimension), dtype=np.float32)
+    # Repeats: (position, the position of the first passage with its text), copied at the end.
+    repeats: list[tuple[int, int]] = []
     if cache is None:
         missing = list(range(len(texts)))
         resumed = None
@@ -98,15 +104,19 @@ def embed_passages(
         keys = [cache.key(text) for text in texts]
         found = cache.get(list(dict.fromkeys(keys)), dimension)
         missing = []
+        first: dict[bytes, int] = {}
         for position, key in enumerate(keys):
             vector = found.get(key)
-            if vector is None:
-                missing.append(position)
-            else:
+            if vector is not None:
                 vectors[position] = vector
+            elif key in first:
+                repeats.append((position, first[key]))
+            else:
+                first[key] = position
+                missing.append(position)
         if target is not None:
             cache.start_build(target, fingerprint, len(missing))
-    cached = len(texts) - len(missing)
+    cached = len(texts) - len(missing) - len(repeats)
     meter.phase("embedding", total=len(texts), done=cached)
     done = 0
     arrived = np.zeros(len(missing), dtype=bool)
@@ -123,13 +133,17 @@ def embed_passages(
             else:
                 cache.put_progress(target, chosen_keys, batch, done)
         meter.advance(len(positions))
+    meter.advance(len(repeats))  # done once their originals are
     meter.close()
     if not arrived.all():
         raise RuntimeError(
             f"the {engine.name} engine returned {int(arrived.sum())} of {len(missing)} vectors"
         )
+    if repeats:
+        to, of = np.asarray(repeats, dtype=np.int64).T
+        vectors[to] = vectors[of]
     seconds = time.perf_counter() - started
-    return vectors, EmbedStats(len(texts), cached, done, seconds, resumed)
+    return vectors, EmbedStats(len(texts), cached, done, seconds, resumed, len(repeats))
 
 
 def prepare_cached(

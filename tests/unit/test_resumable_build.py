@@ -291,3 +291,29 @@ def test_a_milvus_build_that_died_while_inserting_is_resumed_over_what_it_left(
         assert store.reader().document_count == 4
     finally:
         store.close()
+
+
+def test_a_text_that_occurs_twice_is_embedded_once(tmp_path: Path) -> None:
+    """Syndicated copies of an article: the same passages under other ids. Each text is
+    embedded once and every copy gets its vector."""
+    original = _corpus(3).documents
+    copies = [dataclasses.replace(d, doc_id=f"copy-of-{d.doc_id}") for d in original[:2]]
+    corpus, embedder = Corpus([*original, *copies]), HashingEmbedder()
+    with EmbeddingCache(tmp_path / "c.sqlite", MODEL) as cache:
+        report = build_index(
+            corpus, tmp_path / "index", embedder, SEED_PARAMS, source_label="t", cache=cache
+        )
+    stats = report.embedding
+    assert stats is not None
+    texts = [text for batch in embedder.encoded for text in batch]
+    assert len(texts) == len(set(texts)) == stats.embedded  # no text twice
+    assert stats.repeated > 0
+    assert stats.embedded + stats.repeated == stats.passages
+    assert "repeating another's text" in stats.summary()
+    passages, vectors = _contents(tmp_path / "index")
+    row = {(p.doc_id, p.start): n for n, p in enumerate(passages)}
+    copies_rows = [n for n, p in enumerate(passages) if p.doc_id.startswith("copy-of-")]
+    assert len(copies_rows) == stats.repeated
+    for n in copies_rows:
+        source = row[(passages[n].doc_id.removeprefix("copy-of-"), passages[n].start)]
+        np.testing.assert_array_equal(vectors[n], vectors[source])
