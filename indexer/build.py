@@ -156,6 +156,17 @@ def build_index(
     engine = engine or LocalEngine(embedder, batch_size=batch_size)
     preparer = Preparer(embedder, params.chunking, params.title_prefix)
     chunked = engine.chunk(preparer, corpus.documents, meter)
+    # What --resume must find again (hashing every document): only a cache keeps builds' records.
+    fingerprint = (
+        ""
+        if cache is None
+        else build_fingerprint(
+            source=source_label,
+            corpus=corpus_digest(corpus),
+            model=cache.model,
+            params=repr(params),
+        )
+    )
     try:
         vectors, stats = embed_passages(
             chunked.texts,
@@ -163,12 +174,7 @@ def build_index(
             engine,
             cache,
             target=target,
-            fingerprint=build_fingerprint(
-                source=source_label,
-                corpus=corpus_digest(corpus),
-                model=cache.model if cache is not None else embedder.model_name,
-                params=repr(params),
-            ),
+            fingerprint=fingerprint,
             resume=resume,
             meter=meter,
         )
