@@ -10,7 +10,7 @@ cached vector is the one the same model made of the same text.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,30 +92,30 @@ def embed_passages(
     started = time.perf_counter()
     meter = meter or BuildMeter("off")
     vectors = np.zeros((len(texts), dimension), dtype=np.float32)
-    # Repeats: (position, the position of the first passage with its text), copied at the end.
-    repeats: list[tuple[int, int]] = []
-    if cache is None:
-        missing = list(range(len(texts)))
-        resumed = None
-    else:
-        resumed = (
-            None if target is None else check_resume(cache, target, fingerprint, resume=resume)
-        )
+    keys: list[bytes] = []
+    found: dict[bytes, np.ndarray] = {}
+    resumed = None
+    if cache is not None:
+        if target is not None:
+            resumed = check_resume(cache, target, fingerprint, resume=resume)
         keys = [cache.key(text) for text in texts]
         found = cache.get(list(dict.fromkeys(keys)), dimension)
-        missing = []
-        first: dict[bytes, int] = {}
-        for position, key in enumerate(keys):
-            vector = found.get(key)
-            if vector is not None:
-                vectors[position] = vector
-            elif key in first:
-                repeats.append((position, first[key]))
-            else:
-                first[key] = position
-                missing.append(position)
-        if target is not None:
-            cache.start_build(target, fingerprint, len(missing))
+    # Each text is embedded once: a repeat is (its position, the first's), copied at the end.
+    missing: list[int] = []
+    repeats: list[tuple[int, int]] = []
+    first: dict[Hashable, int] = {}
+    identities: Sequence[Hashable] = keys or texts  # without a cache, the text itself
+    for position, key in enumerate(identities):
+        vector = found.get(keys[position]) if keys else None
+        if vector is not None:
+            vectors[position] = vector
+        elif key in first:
+            repeats.append((position, first[key]))
+        else:
+            first[key] = position
+            missing.append(position)
+    if cache is not None and target is not None:
+        cache.start_build(target, fingerprint, len(missing))
     cached = len(texts) - len(missing) - len(repeats)
     meter.phase("embedding", total=len(texts), done=cached)
     done = 0

@@ -293,15 +293,21 @@ def test_a_milvus_build_that_died_while_inserting_is_resumed_over_what_it_left(
         store.close()
 
 
-def test_a_text_that_occurs_twice_is_embedded_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cached", [True, False], ids=["cache", "no-cache"])
+def test_a_text_that_occurs_twice_is_embedded_once(tmp_path: Path, cached: bool) -> None:
     """Syndicated copies of an article: the same passages under other ids. Each text is
-    embedded once and every copy gets its vector."""
+    embedded once and every copy gets its vector, with or without a cache."""
     original = _corpus(3).documents
     copies = [dataclasses.replace(d, doc_id=f"copy-of-{d.doc_id}") for d in original[:2]]
     corpus, embedder = Corpus([*original, *copies]), HashingEmbedder()
     with EmbeddingCache(tmp_path / "c.sqlite", MODEL) as cache:
         report = build_index(
-            corpus, tmp_path / "index", embedder, SEED_PARAMS, source_label="t", cache=cache
+            corpus,
+            tmp_path / "index",
+            embedder,
+            SEED_PARAMS,
+            source_label="t",
+            cache=cache if cached else None,
         )
     stats = report.embedding
     assert stats is not None
