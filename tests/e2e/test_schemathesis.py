@@ -30,6 +30,7 @@ READ_KEY = "fuzz-read-key"
 # Cases per operation in each phase. A fixed seed keeps CI reproducible; about 2 minutes a run.
 EXAMPLES = 100
 SEED = 20261126
+CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 
 @pytest.mark.parametrize(
@@ -57,6 +58,8 @@ def test_schemathesis_finds_nothing(
         result = subprocess.run(
             [
                 str(Path(sys.executable).parent / "st"),
+                "--config-file",
+                str(CONFIG),
                 "run",
                 f"{url}/openapi.json",
                 "--checks",
