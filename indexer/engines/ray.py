@@ -4,7 +4,7 @@ Each actor loads the model once and embeds block after block (Ray Data's ``map_b
 with a callable class); the blocks stream back to the build, which commits each to the
 embedding cache as it arrives, so a cluster that loses the driver or a node loses at most the
 blocks in flight. Chunking runs before, as Ray tasks over batches of documents (one core
-chunks about a thousand passages a second: in the driver alone it would hold back a cluster
+chunks 1 500-2 600 passages a second: in the driver alone it would hold back a cluster
 of GPUs); the driver reads the corpus, looks its passages up in the cache and writes the store.
 
 ``address`` joins a running cluster (``ray://`` or ``host:port``; inside ``ray job submit``
