@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from indexer.ingest import passage_representation
 from indexer.manifest import Manifest
 from indexer.stores.base import DocumentRefusedError, IndexedDocument, StoreUnavailableError
 from indexer.stores.milvus.client import (
@@ -205,10 +204,7 @@ def rows_of(
             "vector": vector.tolist(),
         }
         if version.full_text:
-            row[version.keyword.name] = version.keyword.text(
-                version.analyzer,
-                passage_representation(passage, document.title, version.manifest.title_prefix),
-            )
+            row[version.keyword.name] = version.keyword_input(passage, document.title)
         passage_rows.append(row)
     pieces = [
         document.text[i : i + _TEXT_PIECE] for i in range(0, len(document.text), _TEXT_PIECE)
@@ -246,10 +242,7 @@ def check_fits(item: IndexedDocument, version: Version) -> None:
     for passage in item.passages:
         fields.append((f"passage {passage.chunk_id}", passage.text, _MAX_STRING))
         if version.full_text:
-            keyword = version.keyword.text(
-                version.analyzer,
-                passage_representation(passage, document.title, version.manifest.title_prefix),
-            )
+            keyword = version.keyword_input(passage, document.title)
             what = f"passage {passage.chunk_id}'s keyword terms (with its title)"
             fields.append((what, keyword, _MAX_STRING))
     for what, text, limit in fields:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
+from indexer.ingest import passage_representation
 from indexer.keyword import Analyzer
 from indexer.manifest import FORMAT_VERSION, Manifest
 from indexer.stores.base import StoreMissingError, StoreOpenError, StoreUnavailableError
@@ -28,6 +29,8 @@ from indexer.stores.milvus.terms import OUR_TERMS, KeywordField, keyword_field
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
+
+    from indexer.types import Passage
 
 logger = logging.getLogger("indexer")
 
@@ -83,6 +86,12 @@ class Version:
     def analyzer(self) -> Analyzer:
         """Our keyword analysis with the manifest's stemmer (``terms``)."""
         return Analyzer(self.manifest.keyword.stemmer)
+
+    def keyword_input(self, passage: Passage, title: str) -> str:
+        """What a passage's BM25 input field holds here: its title-prefixed text, as
+        ``keyword`` stores it."""
+        text = passage_representation(passage, title, self.manifest.title_prefix)
+        return self.keyword.text(self.analyzer, text)
 
 
 def read_manifest(client: MilvusClient, target: MilvusTarget) -> Manifest:
