@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from indexer.backends import BACKENDS, Backend, backend_problem, cached_models, onnx_variant
 from indexer.embedding import Embedder
-from indexer.embedding_cache import EmbeddingCache, model_id
+from indexer.embedding_cache import CacheOpenError, EmbeddingCache, open_cache
 from indexer.ingest import Preparer
 from indexer.manifest import Manifest
 from indexer.passage_vectors import prepare_cached
@@ -183,9 +182,9 @@ class Reindexer:
             yield None
             return
         try:
-            cache = EmbeddingCache(path, model_id(model_name, backend))
-        except (OSError, sqlite3.Error) as error:
-            logger.warning("reindexing without the embedding cache %s: %s", path, error)
+            cache = open_cache(path, model_name, backend)
+        except CacheOpenError as error:
+            logger.warning("reindexing without the embedding cache: %s", error)
             yield None
             return
         with cache:

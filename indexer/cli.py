@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import tempfile
 import textwrap
 import uuid
@@ -28,7 +27,7 @@ from indexer.build import (
 )
 from indexer.build_progress import BuildMeter
 from indexer.embedding import DEFAULT_BATCH_SIZE, Embedder, ModelLoadError
-from indexer.embedding_cache import EmbeddingCache, model_id
+from indexer.embedding_cache import CacheOpenError, EmbeddingCache, open_cache
 from indexer.engines import Engine
 from indexer.engines.registry import ENGINES, make_engine
 from indexer.evaluation import (
@@ -388,11 +387,9 @@ def _cache(settings: IndexSettings) -> Iterator[EmbeddingCache | None]:
         yield None
         return
     try:
-        cache = EmbeddingCache(settings.embedding_cache, model_id(settings.model, settings.backend))
-    except (OSError, sqlite3.Error) as error:
-        raise _fail(
-            f"cannot open the embedding cache {settings.embedding_cache}: {error}"
-        ) from None
+        cache = open_cache(settings.embedding_cache, settings.model, settings.backend)
+    except CacheOpenError as error:
+        raise _fail(str(error)) from None
     with cache:
         yield cache
 

@@ -42,6 +42,19 @@ CREATE TABLE IF NOT EXISTS builds (
 """
 
 
+class CacheOpenError(Exception):
+    """The cache file cannot be opened or made (a read-only directory, not an SQLite file)."""
+
+
+def open_cache(path: Path, model: str, backend: str) -> EmbeddingCache:
+    """The cache at ``path`` for ``model`` run by ``backend``; CacheOpenError if it cannot be
+    opened."""
+    try:
+        return EmbeddingCache(path, model_id(model, backend))
+    except (OSError, sqlite3.Error) as error:
+        raise CacheOpenError(f"cannot open the embedding cache {path}: {error}") from error
+
+
 def model_id(model: str, backend: str) -> str:
     """What the cache keys a model's vectors by: its name and how it runs."""
     return f"{model} ({backend})"
@@ -121,12 +134,15 @@ class EmbeddingCache:
 
     def put(self, keys: Sequence[bytes], vectors: Vectors) -> None:
         """Store ``vectors`` (one row per key) in one transaction, durable once this returns."""
+        with self._transaction():
+            self._insert(keys, vectors)
+
+    def _insert(self, keys: Sequence[bytes], vectors: Vectors) -> None:
         rows = [
             (key, np.ascontiguousarray(row, dtype=np.float32).tobytes())
             for key, row in zip(keys, vectors, strict=True)
         ]
-        with self._transaction():
-            self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", rows)
+        self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", rows)
 
     def count(self) -> int:
         with self._lock, closing(self._db.execute("SELECT count(*) FROM vectors")) as rows:
@@ -162,12 +178,8 @@ class EmbeddingCache:
     ) -> None:
         """``put`` and the build's progress in the same transaction: the count it records is
         never ahead of the vectors it has."""
-        rows = [
-            (key, np.ascontiguousarray(row, dtype=np.float32).tobytes())
-            for key, row in zip(keys, vectors, strict=True)
-        ]
         with self._transaction():
-            self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", rows)
+            self._insert(keys, vectors)
             self._db.execute(
                 "UPDATE builds SET embedded = ?, updated_at = ? WHERE target = ?",
                 (embedded, time.time(), target),
