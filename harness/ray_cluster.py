@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import os
 import re
@@ -395,8 +396,14 @@ class Status:
 
 def cluster_status(cluster: RayCluster, timeout: float = 60.0) -> Status:
     """Active nodes and total CPUs, from ``ray status`` (asks the GCS; no dashboard needed)."""
+    return parse_status(_ray(cluster, ["status", "--address", cluster.address], timeout))
+
+
+def _ray(cluster: RayCluster, arguments: Sequence[str], timeout: float) -> str:
+    """``ray ARGUMENTS`` in the cluster's environment, to its end: its output; RuntimeError
+    with its errors if it fails."""
     result = subprocess.run(
-        [str(ray_executable()), "status", "--address", cluster.address],
+        [str(ray_executable()), *arguments],
         env={**os.environ, **cluster.env},
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -404,8 +411,9 @@ def cluster_status(cluster: RayCluster, timeout: float = 60.0) -> Status:
         timeout=timeout,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"ray status exited with {result.returncode}:\n{result.stderr}")
-    return parse_status(result.stdout)
+        command = " ".join(itertools.takewhile(lambda a: not a.startswith("-"), arguments))
+        raise RuntimeError(f"ray {command} exited with {result.returncode}:\n{result.stderr}")
+    return result.stdout
 
 
 def parse_status(text: str) -> Status:
@@ -551,9 +559,9 @@ def submit_job(
     submission_id = f"harness-{uuid.uuid4().hex[:12]}"
     runtime_env = {"env_vars": dict(env or {})}
     began = time.monotonic()
-    result = subprocess.run(
+    _ray(
+        cluster,
         [
-            str(ray_executable()),
             "job",
             "submit",
             "--address",
@@ -568,14 +576,8 @@ def submit_job(
             "--",
             *entrypoint,
         ],
-        env={**os.environ, **cluster.env},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=seconds,
+        seconds,
     )
-    if result.returncode != 0:
-        raise RuntimeError(f"ray job submit exited with {result.returncode}:\n{result.stderr}")
     info: dict[str, object] = {}
 
     def ended() -> bool:
