@@ -31,11 +31,11 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import procfs
+from harness.procfs import Process
 from harness.service import REPO, free_port
 
 # The wrapper's options for ports, in the order it claims them.
@@ -58,15 +58,6 @@ STARTUP_SECONDS = 90.0
 STOP_SECONDS = 20.0
 KILL_SECONDS = 5.0
 LOG = "milvus-server.log"
-
-
-@dataclass(frozen=True, slots=True)
-class Process:
-    """A process by pid and start time (clock ticks after boot), which tells it from a later
-    process given the same pid."""
-
-    pid: int
-    started: int
 
 
 @dataclass
@@ -102,11 +93,6 @@ def milvus_venv() -> Path:
 def milvus_server_executable() -> Path:
     """The wrapper, ``milvus-server``, in ``MILVUS_VENV`` (which may not exist)."""
     return milvus_venv() / "bin" / "milvus-server"
-
-
-def alive(process: Process) -> bool:
-    """Still running, and the same process (not a later one given its pid)."""
-    return procfs.alive(process.pid, process.started)
 
 
 def process_tree(root: int) -> set[Process]:
@@ -211,15 +197,6 @@ def _answers(uri: str) -> bool:
     return True
 
 
-def _wait_for(check: Callable[[], bool], what: str, seconds: float) -> None:
-    """Polls ``check`` until it holds; RuntimeError after ``seconds``."""
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started >= seconds:
-            raise RuntimeError(f"{what} did not happen within {seconds} s")
-        time.sleep(0.2)
-
-
 def start_milvus(data_dir: Path, seconds: float = STARTUP_SECONDS) -> MilvusServer:
     """``milvus-server --data DIR --proxy-port PORT ...`` on free ports; returns once a pymilvus
     client gets its version. On failure, everything started is stopped and the error shows the
@@ -258,7 +235,7 @@ def start_milvus(data_dir: Path, seconds: float = STARTUP_SECONDS) -> MilvusServ
         return _answers(server.uri)
 
     try:
-        _wait_for(ready, f"Milvus answering at {server.uri}", seconds)
+        procfs.wait_for(ready, f"Milvus answering at {server.uri}", seconds)
         proxy = _configured_port(data_dir, "proxy")
         if proxy != ports["proxy-port"]:
             raise RuntimeError(f"milvus-server moved the proxy to port {proxy} (taken meanwhile)")
@@ -272,19 +249,9 @@ def start_milvus(data_dir: Path, seconds: float = STARTUP_SECONDS) -> MilvusServ
 
 def _signal(process: Process, number: signal.Signals, unless_group: int | None = None) -> None:
     stat = procfs.stat(process.pid)
-    if alive(process) and stat is not None and stat.group != unless_group:
+    if procfs.alive(process) and stat is not None and stat.group != unless_group:
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, number)
-
-
-def _wait_gone(server: MilvusServer, processes: set[Process], seconds: float) -> list[Process]:
-    deadline = time.monotonic() + seconds
-    while True:
-        server.process.poll()  # reaps the wrapper, our child
-        running = sorted((p for p in processes if alive(p)), key=lambda p: p.pid)
-        if not running or time.monotonic() > deadline:
-            return running
-        time.sleep(0.1)
 
 
 def stop_milvus(server: MilvusServer, seconds: float = STOP_SECONDS) -> Stopped:
@@ -296,10 +263,10 @@ def stop_milvus(server: MilvusServer, seconds: float = STOP_SECONDS) -> Stopped:
         os.killpg(server.process.pid, signal.SIGTERM)
     for process in processes:  # any that left the group
         _signal(process, signal.SIGTERM, unless_group=server.process.pid)
-    killed = _wait_gone(server, processes, seconds)
+    killed = procfs.wait_gone(processes, seconds, server.process.poll)  # poll: reaps our child
     for process in killed:
         _signal(process, signal.SIGKILL)
-    remaining = _wait_gone(server, processes, KILL_SECONDS)
+    remaining = procfs.wait_gone(processes, KILL_SECONDS, server.process.poll)
     binaries = server.data_dir / "bin"
     if binaries.is_dir() and not binaries.is_symlink():
         shutil.rmtree(binaries, ignore_errors=True)

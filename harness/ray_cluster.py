@@ -47,6 +47,7 @@ from pathlib import Path
 import httpx
 
 from harness import procfs
+from harness.procfs import Process
 from harness.service import free_port
 
 # The variable every process of one cluster inherits, valued with that cluster's id.
@@ -74,16 +75,6 @@ DRIVER_VARIABLES = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED")
 # Ray takes 30 % of memory for its object store unless told; tests need little.
 OBJECT_STORE_BYTES = 500_000_000
 TERMINAL_JOB_STATES = ("SUCCEEDED", "FAILED", "STOPPED")
-
-
-@dataclass(frozen=True, slots=True)
-class Process:
-    """A process by pid and start time (clock ticks after boot), which tells it from a later
-    process given the same pid."""
-
-    pid: int
-    started: int
-    name: str = field(compare=False, default="")
 
 
 @dataclass
@@ -143,11 +134,6 @@ def ray_executable() -> Path:
 # --- processes, from /proc -------------------------------------------------------------------
 
 
-def alive(process: Process) -> bool:
-    """Still running, and the same process (not a later one given its pid)."""
-    return procfs.alive(process.pid, process.started)
-
-
 def cluster_processes(cluster_id: str, node: str | None = None) -> set[Process]:
     """The running processes whose environment carries ``MARKER=cluster_id`` (and
     ``NODE_MARKER=node`` when given): the cluster's, and none of another (a process whose
@@ -172,18 +158,9 @@ def cluster_processes(cluster_id: str, node: str | None = None) -> set[Process]:
 
 
 def _signal(process: Process, number: signal.Signals) -> None:
-    if alive(process):
+    if procfs.alive(process):
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, number)
-
-
-def _wait_gone(processes: set[Process], seconds: float) -> list[Process]:
-    deadline = time.monotonic() + seconds
-    while True:
-        running = sorted((p for p in processes if alive(p)), key=lambda p: p.pid)
-        if not running or time.monotonic() > deadline:
-            return running
-        time.sleep(0.1)
 
 
 def _stop(find: Callable[[], set[Process]], seen: set[Process]) -> Stopped:
@@ -195,15 +172,15 @@ def _stop(find: Callable[[], set[Process]], seen: set[Process]) -> Stopped:
     for process in processes:
         if process.name != "gcs_server":
             _signal(process, signal.SIGTERM)
-    running = _wait_gone({p for p in processes if p.name != "gcs_server"}, STOP_SECONDS)
+    running = procfs.wait_gone({p for p in processes if p.name != "gcs_server"}, STOP_SECONDS)
     # A raylet dying may have started a worker, or a job driver a child, since the scan.
     late = find() - processes
-    gcs = {p for p in processes if p.name == "gcs_server" and alive(p)}
+    gcs = {p for p in processes if p.name == "gcs_server" and procfs.alive(p)}
     killed = sorted({*running, *late, *gcs}, key=lambda p: p.pid)
     for process in killed:
         _signal(process, signal.SIGKILL)
     processes |= late
-    remaining = _wait_gone(processes | find(), KILL_SECONDS)
+    remaining = procfs.wait_gone(processes | find(), KILL_SECONDS)
     return Stopped(
         time.monotonic() - started, sorted(processes, key=lambda p: p.pid), killed, remaining
     )
@@ -311,15 +288,6 @@ def _ray_start(
             raise RuntimeError(f"ray start ({label}) {failure}")
 
 
-def _wait_for(check: Callable[[], bool], what: str, seconds: float) -> None:
-    """Polls ``check`` until it holds; RuntimeError after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not happen within {seconds} s")
-        time.sleep(0.2)
-
-
 def _job_server_answers(url: str) -> bool:
     try:
         return httpx.get(f"{url}/api/version", timeout=2).status_code == 200
@@ -371,7 +339,9 @@ def _wait_for_job_server(cluster: RayCluster, seconds: float) -> None:
     """The dashboard starts its modules (a process each) after ``ray start`` returns."""
     url = cluster.dashboard_url
     if url is not None:
-        _wait_for(lambda: _job_server_answers(url), f"the job server answering at {url}", seconds)
+        procfs.wait_for(
+            lambda: _job_server_answers(url), f"the job server answering at {url}", seconds
+        )
 
 
 def _start_worker(
@@ -443,7 +413,7 @@ def _wait_for_nodes(cluster: RayCluster, nodes: int, cpus: float, seconds: float
         return seen[-1] == Status(nodes, cpus)
 
     try:
-        _wait_for(joined, f"{nodes} nodes with {cpus} CPUs", seconds)
+        procfs.wait_for(joined, f"{nodes} nodes with {cpus} CPUs", seconds)
     except RuntimeError as error:
         raise RuntimeError(f"{error}; last seen: {seen[-1:]}") from None
 
@@ -594,7 +564,7 @@ def submit_job(
 
     remaining = seconds - (time.monotonic() - began)
     try:
-        _wait_for(ended, f"job {submission_id} ending", max(remaining, 0.0))
+        procfs.wait_for(ended, f"job {submission_id} ending", max(remaining, 0.0))
     except RuntimeError as error:
         httpx.post(f"{url}/api/jobs/{submission_id}/stop", timeout=10)
         raise TimeoutError(f"{error}; its output so far:\n{logs()}") from None

@@ -17,12 +17,12 @@ import indexer.stores.milvus.claims as milvus_claims
 from harness.milvus import (
     STOP_SECONDS,
     MilvusServer,
-    alive,
     port_is_free,
     process_tree,
     start_milvus,
     stop_milvus,
 )
+from harness.procfs import alive
 from indexer.build import BuildParams, new_manifest
 from indexer.manifest import Manifest
 from indexer.stores.base import StoreExistsError, StoreMissingError

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.procfs import alive
 from harness.ray_cluster import (
     MARKER,
     RayCluster,
     Status,
-    alive,
     alive_nodes,
     cluster_processes,
     cluster_status,
