@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.ray_cluster import (
@@ -89,15 +90,16 @@ def main() -> None:
     results: dict[str, object] = {"load_average_before": os.getloadavg()}
     # Each figure on its own: a start that fails on a loaded machine (the raylet's 15 s for its
     # agent) loses that figure only.
-    for name, measure in (("local_ray_init", local_init), ("local_cluster", one_node)):
+    measures: tuple[tuple[str, Callable[[], object]], ...] = (
+        ("local_ray_init", local_init),
+        ("local_cluster", one_node),
+        ("two_node_cluster", two_nodes),
+    )
+    for name, measure in measures:
         try:
             results[name] = measure()
         except RuntimeError as error:
             results[name] = {"error": str(error).splitlines()[0]}
-    try:
-        results["two_node_cluster"] = two_nodes()
-    except RuntimeError as error:
-        results["two_node_cluster"] = {"error": str(error).splitlines()[0]}
     results["load_average"] = os.getloadavg()
     json.dump(results, sys.stdout, indent=2)
     print()
