@@ -26,8 +26,8 @@ import numpy as np
 
 from indexer.backends import load_embedder
 from indexer.build import BuildParams, new_manifest
-from indexer.chunking import Chunker
 from indexer.evaluation import DOCUMENT_DEPTH, Collection, load_collection, trec_eval
+from indexer.ingest import Preparer
 from indexer.loading import load_corpus
 from indexer.manifest import Manifest
 from indexer.search import Query, Searcher
@@ -44,12 +44,10 @@ MODEL = "bench/none"
 def prepared(source: Path, onnx_dir: Path) -> list[IndexedDocument]:
     """The collection's documents chunked as ``eval`` chunks them, with placeholder vectors."""
     embedder = load_embedder("sentence-transformers/all-MiniLM-L6-v2", onnx_dir=onnx_dir)
-    chunker = Chunker(embedder.tokenizer(), BuildParams().chunking)
-    items = []
-    for document in load_corpus(source / "corpus.jsonl").documents:
-        passages = tuple(chunker.chunk(document))
-        items.append(IndexedDocument(document, passages, np.ones((len(passages), DIMENSION), "f4")))
-    return items
+    params = BuildParams()
+    preparer = Preparer(embedder, params.chunking, params.title_prefix)
+    chunked = preparer.chunk(load_corpus(source / "corpus.jsonl").documents)
+    return chunked.with_vectors(np.ones((len(chunked.texts), DIMENSION), "f4"))
 
 
 def written(
