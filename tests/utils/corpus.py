@@ -3,6 +3,8 @@ store contract's corpus, and that of any test that needs a store's documents wit
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from indexer.types import Document, IndexedDocument, Passage
@@ -48,8 +50,10 @@ def corpus(n: int = 60, seed: int = 0) -> list[IndexedDocument]:
 
 def one_passage(doc_id: str, text: str, dimension: int) -> IndexedDocument:
     """A document of one passage (all of ``text``) with a unit vector drawn from its id and
-    text: the same document gets the same vector, another text another one."""
-    rng = np.random.default_rng(abs(hash((doc_id, text))) % 2**32)
+    text: the same document gets the same vector, in any process (not ``hash``: Python salts
+    it per process), another text another one."""
+    seed = hashlib.blake2b(f"{doc_id}\0{text}".encode(), digest_size=8).digest()
+    rng = np.random.default_rng(int.from_bytes(seed))
     vector = rng.normal(size=(1, dimension))
     return IndexedDocument(
         Document(doc_id, doc_id.title(), text),
